@@ -1,0 +1,126 @@
+//! Typed settings, layered: defaults, then an optional TOML file, then `CARBON_LEDGER_*` environment
+//! and command-line flags (clap resolves those two, flag first).
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub bind: String,
+    /// Directory holding the registry, keys and tables.
+    pub data_dir: PathBuf,
+    /// How long an intensity point is carried forward over a gap in its zone's data.
+    pub max_carry_forward_s: u64,
+    /// Largest request body accepted, compressed or not.
+    pub max_body_bytes: usize,
+    /// Largest ingest batch, in readings.
+    pub max_rows_per_batch: usize,
+    /// Whether `/metrics` answers without an API key.
+    pub metrics_public: bool,
+    /// Token accepted as the first admin key (from `CARBON_LEDGER_ADMIN_TOKEN`; never read from the file).
+    #[serde(skip)]
+    pub admin_token: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("./data"),
+            max_carry_forward_s: 7200,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_rows_per_batch: 100_000,
+            metrics_public: true,
+            admin_token: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+/// Values given on the command line or in the environment; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_token: Option<String>,
+}
+
+impl Settings {
+    pub fn load(overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut settings = match &overrides.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        if let Some(bind) = overrides.bind {
+            settings.bind = bind;
+        }
+        if let Some(data_dir) = overrides.data_dir {
+            settings.data_dir = data_dir;
+        }
+        settings.admin_token = overrides.admin_token.filter(|token| !token.is_empty());
+        Ok(settings)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("cl-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "bind = \"0.0.0.0:9000\"\nmax_rows_per_batch = 10\n").unwrap();
+        let settings = Settings::load(Overrides {
+            config: Some(path.clone()),
+            data_dir: Some("/tmp/x".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(settings.bind, "0.0.0.0:9000");
+        assert_eq!(settings.max_rows_per_batch, 10);
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(settings.max_carry_forward_s, 7200);
+
+        let with_flag = Settings::load(Overrides {
+            config: Some(path),
+            bind: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(with_flag.bind, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let err = toml::from_str::<Settings>("bnid = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("bnid"));
+    }
+}

@@ -1,0 +1,140 @@
+//! API keys: who may call, in which role, and for which customer or sites.
+use super::Id;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Posts readings and intensity, optionally for listed sites only.
+    Ingest,
+    /// Reads one customer's footprint, and grid intensity (public data).
+    Customer,
+}
+
+/// What a key may do, as checked on each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    Admin,
+    /// `None`: every site.
+    Ingest {
+        sites: Option<Vec<Id>>,
+    },
+    Customer {
+        customer: Id,
+    },
+}
+
+impl Grant {
+    pub fn role(&self) -> Role {
+        match self {
+            Grant::Admin => Role::Admin,
+            Grant::Ingest { .. } => Role::Ingest,
+            Grant::Customer { .. } => Role::Customer,
+        }
+    }
+
+    /// Whether this key may read the given customer's data.
+    pub fn may_read_customer(&self, customer: &Id) -> bool {
+        match self {
+            Grant::Admin => true,
+            Grant::Customer { customer: own } => own == customer,
+            Grant::Ingest { .. } => false,
+        }
+    }
+
+    /// Whether this key may write data for the given site.
+    pub fn may_write_site(&self, site: &Id) -> bool {
+        match self {
+            Grant::Admin | Grant::Ingest { sites: None } => true,
+            Grant::Ingest { sites: Some(sites) } => sites.contains(site),
+            Grant::Customer { .. } => false,
+        }
+    }
+}
+
+/// A stored key. The token itself is never kept, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Id,
+    pub grant: Grant,
+    pub token_sha256: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Serialize for Grant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        GrantFields::from(self.clone()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Grant {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = GrantFields::deserialize(deserializer)?;
+        fields.try_into().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A grant as flat fields, the shape of the API and of the key file.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "customer", "customer": "acme"}))]
+pub struct GrantFields {
+    pub role: Role,
+    /// The one customer a `customer` key reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "acme")]
+    pub customer: Option<Id>,
+    /// The sites an `ingest` key may write; every site when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub sites: Option<Vec<Id>>,
+}
+
+impl From<Grant> for GrantFields {
+    fn from(grant: Grant) -> Self {
+        let role = grant.role();
+        let (customer, sites) = match grant {
+            Grant::Admin => (None, None),
+            Grant::Ingest { sites } => (None, sites),
+            Grant::Customer { customer } => (Some(customer), None),
+        };
+        Self {
+            role,
+            customer,
+            sites,
+        }
+    }
+}
+
+impl TryFrom<GrantFields> for Grant {
+    type Error = super::FieldError;
+
+    fn try_from(fields: GrantFields) -> Result<Self, Self::Error> {
+        use super::FieldError;
+        match (fields.role, fields.customer, fields.sites) {
+            (Role::Admin, None, None) => Ok(Grant::Admin),
+            (Role::Ingest, None, sites) => Ok(Grant::Ingest { sites }),
+            (Role::Customer, Some(customer), None) => Ok(Grant::Customer { customer }),
+            (Role::Customer, None, _) => Err(FieldError::new(
+                "customer",
+                "a customer key needs its customer",
+            )),
+            (_, Some(_), _) => Err(FieldError::new(
+                "customer",
+                "only a customer key names a customer",
+            )),
+            (_, _, Some(_)) => Err(FieldError::new("sites", "only an ingest key lists sites")),
+        }
+    }
+}
+
+impl std::fmt::Display for super::FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}

@@ -1,0 +1,125 @@
+//! API key administration. A token is shown once, in the answer that creates it.
+use super::auth::Admin;
+use super::problem::{ApiError, BodyErrors, CommonErrors, ProblemField};
+use super::AppState;
+use crate::domain::{ApiKey, Grant, GrantFields, Id};
+use actix_web::{delete, get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub fn configure(config: &mut ServiceConfig) {
+    config
+        .service(create_key)
+        .service(list_keys)
+        .service(revoke_key);
+}
+
+/// A key as listed: everything but the token.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "key_3f2a9c0d1e2b4a5c", "role": "customer", "customer": "acme",
+    "created_at": "2026-11-24T10:00:00Z", "revoked_at": null}))]
+pub struct KeyView {
+    #[schema(value_type = String)]
+    pub id: Id,
+    #[serde(flatten)]
+    pub grant: GrantFields,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            id: key.id,
+            grant: key.grant.into(),
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// A new key with its token: the only time the token is shown.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "key_3f2a9c0d1e2b4a5c", "role": "customer", "customer": "acme",
+    "created_at": "2026-11-24T10:00:00Z", "revoked_at": null,
+    "token": "cl_5b0e0c8f3d7a4e21b9c6f1a2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2"}))]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// Send as `Authorization: Bearer <token>`. Not stored; not shown again.
+    pub token: String,
+}
+
+/// Create an API key
+///
+/// `admin` keys may do everything; `ingest` keys post readings and intensity (only for `sites` when
+/// listed); `customer` keys read one customer's footprint and grid intensity.
+#[utoipa::path(tag = "keys", security(("bearer" = [])), request_body = GrantFields,
+    responses((status = 201, description = "Created; the token is in this answer only", body = CreatedKey),
+        CommonErrors, BodyErrors))]
+#[post("/api-keys")]
+async fn create_key(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<GrantFields>,
+) -> Result<HttpResponse, ApiError> {
+    let grant = Grant::try_from(body.into_inner()).map_err(|error| {
+        let mut api = ApiError::new(
+            super::problem::ErrorCode::ValidationFailed,
+            error.to_string(),
+        );
+        api.errors.push(ProblemField {
+            row: None,
+            pointer: format!("/{}", error.field),
+            field: error.field,
+            reason: error.reason,
+        });
+        api
+    })?;
+    let now = state.clock.now();
+    let keys = state.keys.clone();
+    let (key, token) = web::block(move || keys.create(grant, now))
+        .await
+        .map_err(|err| ApiError::internal(&err))??;
+    Ok(HttpResponse::Created().json(CreatedKey {
+        key: key.into(),
+        token,
+    }))
+}
+
+/// List API keys
+///
+/// Every key, revoked ones included (with `revoked_at`); never a token.
+#[utoipa::path(tag = "keys", security(("bearer" = [])),
+    responses((status = 200, description = "The keys", body = Vec<KeyView>), CommonErrors))]
+#[get("/api-keys")]
+async fn list_keys(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    let keys: Vec<KeyView> = state.keys.list().into_iter().map(KeyView::from).collect();
+    HttpResponse::Ok().json(keys)
+}
+
+/// Revoke an API key
+///
+/// The key stops working at once; it stays listed with `revoked_at`.
+#[utoipa::path(tag = "keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Key id", example = "key_3f2a9c0d1e2b4a5c")),
+    responses((status = 200, description = "Revoked", body = KeyView), CommonErrors))]
+#[delete("/api-keys/{id}")]
+async fn revoke_key(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Id::parse(&path).map_err(|reason| ApiError::invalid_path("id", reason))?;
+    let now = state.clock.now();
+    let keys = state.keys.clone();
+    let shown = id.to_string();
+    let revoked = web::block(move || keys.revoke(&id, now))
+        .await
+        .map_err(|err| ApiError::internal(&err))??;
+    revoked
+        .map(|key| HttpResponse::Ok().json(KeyView::from(key)))
+        .ok_or_else(|| ApiError::not_found(format_args!("api key {shown}")))
+}

@@ -1,0 +1,191 @@
+//! The HTTP layer: routes registered once for both the server and the OpenAPI contract, bearer-key
+//! auth, metrics, and the single error -> problem+json mapping.
+pub mod auth;
+mod keys;
+mod metrics;
+mod ops;
+pub mod problem;
+mod registry;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::storage::keys::Bootstrap;
+use crate::storage::{KeyStore, Registry, StorageError};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use problem::{ApiError, ErrorCode};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{scope, AppExt};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub keys: Arc<KeyStore>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<metrics::HttpMetrics>,
+    pub data_dir: PathBuf,
+    pub metrics_public: bool,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "carbon-ledger",
+        description = "Energy (kWh) and emissions (gCO2e) per workload, customer, site and grid zone, \
+from measured power and the grid's carbon intensity at the hour it was used. Times are RFC 3339 UTC; \
+errors are RFC 9457 problem details with a stable `code`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "operations", description = "Liveness, readiness, metrics"),
+        (name = "registry", description = "Sites, customers, zones and instruments (admin)"),
+        (name = "keys", description = "API keys (admin)")
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer <token>`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn routes(config: &mut ServiceConfig) {
+    config.configure(ops::configure).service(
+        scope::scope("/v1")
+            .configure(registry::configure)
+            .configure(keys::configure),
+    );
+}
+
+/// The contract, generated from the same registration the server uses.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts()
+        .1
+}
+
+async fn unknown_route(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no operation {} {}", request.method(), request.path()),
+    ))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    generated_admin_token: Option<String>,
+}
+
+impl Application {
+    pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StorageError::Io {
+            action: "creating",
+            path: settings.data_dir.clone(),
+            source,
+        })?;
+        let registry = Arc::new(Registry::open(&settings.data_dir)?);
+        let keys = Arc::new(KeyStore::open(&settings.data_dir)?);
+        let generated_admin_token =
+            match keys.bootstrap(settings.admin_token.as_deref(), clock.now())? {
+                Bootstrap::Generated(token) => Some(token),
+                Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
+            };
+        let state = web::Data::new(AppState {
+            registry,
+            keys,
+            clock,
+            metrics: Arc::default(),
+            data_dir: settings.data_dir.clone(),
+            metrics_public: settings.metrics_public,
+        });
+        let bind_error = |source| StartError::Bind {
+            bind: settings.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.bind).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        let max_body_bytes = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            let (app, contract) = App::new()
+                .into_utoipa_app()
+                .openapi(ApiDoc::openapi())
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body_bytes)
+                        .error_handler(problem::json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(problem::query_error))
+                .app_data(web::PathConfig::default().error_handler(problem::path_error))
+                .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+                .configure(routes)
+                .split_for_parts();
+            app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", contract))
+                .default_service(web::to(unknown_route))
+                .wrap(from_fn(metrics::observe))
+        })
+        .listen(listener)
+        .map_err(bind_error)?
+        .shutdown_timeout(30)
+        .run();
+        Ok(Self {
+            port,
+            server,
+            generated_admin_token,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin token made on a first start without `CARBON_LEDGER_ADMIN_TOKEN`: show it once.
+    pub fn generated_admin_token(&self) -> Option<&str> {
+        self.generated_admin_token.as_deref()
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (or `handle().stop`), letting in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,356 @@
+//! The one place errors become responses: every failure, ours or actix's extractors', is an RFC 9457
+//! `application/problem+json` body with a stable `code` from one exhaustive table.
+use crate::domain::{FieldError, Invalid};
+use crate::storage::{RegistryError, StorageError};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+use utoipa::{IntoResponses, ToSchema};
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+const PROBLEM_TYPE_BASE: &str = "https://carbon-ledger.dev/problems/";
+
+/// Every error the API can answer with. Its snake_case name is the `code` clients match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidBody,
+    InvalidQuery,
+    InvalidPath,
+    ValidationFailed,
+    UnknownSite,
+    UnknownCustomer,
+    NotFound,
+    InUse,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The status, stable code and title of each error: the whole table.
+    pub fn describe(self) -> (StatusCode, &'static str, &'static str) {
+        use ErrorCode::*;
+        match self {
+            MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            InvalidBody => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "Body does not match the schema",
+            ),
+            InvalidQuery => (
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "Invalid query parameters",
+            ),
+            InvalidPath => (
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "Invalid path parameter",
+            ),
+            ValidationFailed => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Invalid field values",
+            ),
+            UnknownSite => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_site",
+                "Unknown site",
+            ),
+            UnknownCustomer => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_customer",
+                "Unknown customer",
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            InUse => (StatusCode::CONFLICT, "in_use", "Still referenced"),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+        }
+    }
+}
+
+/// One refused field. `row` is set for batch inputs (the 0-based index in the batch).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemField {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
+    #[schema(example = "pue")]
+    pub field: String,
+    /// JSON pointer into the request body.
+    #[schema(example = "/pue")]
+    pub pointer: String,
+    #[schema(example = "must be a number from 1.0 to 10")]
+    pub reason: String,
+}
+
+/// An RFC 9457 problem details body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"type": "https://carbon-ledger.dev/problems/not_found", "title": "Not found",
+    "status": 404, "detail": "site fra9 does not exist", "code": "not_found"}))]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, snake_case: what clients match on.
+    pub code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+/// An error on its way to becoming a problem response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub errors: Vec<ProblemField>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} does not exist"))
+    }
+
+    /// A failure that is ours, not the caller's: logged whole once, answered with little.
+    pub fn internal(error: &dyn std::error::Error) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "request failed");
+        Self::new(
+            ErrorCode::Internal,
+            "the server could not complete the request",
+        )
+    }
+
+    pub fn invalid_path(name: &str, reason: impl fmt::Display) -> Self {
+        let mut error = Self::new(
+            ErrorCode::InvalidPath,
+            format!("path parameter {name}: {reason}"),
+        );
+        error.errors.push(ProblemField {
+            row: None,
+            field: name.to_owned(),
+            pointer: String::new(),
+            reason: reason.to_string(),
+        });
+        error
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.code.describe();
+        Problem {
+            problem_type: format!("{PROBLEM_TYPE_BASE}{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.detail.clone(),
+            code: code.to_owned(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.describe().1, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.describe().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE));
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"carbon-ledger\""));
+        }
+        response.json(self.problem())
+    }
+}
+
+fn field_error(error: FieldError) -> ProblemField {
+    ProblemField {
+        row: None,
+        pointer: format!("/{}", error.field),
+        field: error.field,
+        reason: error.reason,
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        let detail = invalid
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            code: ErrorCode::ValidationFailed,
+            detail,
+            errors: invalid.0.into_iter().map(field_error).collect(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match &error {
+            RegistryError::UnknownReference { kind, .. } => {
+                let code = if *kind == "site" {
+                    ErrorCode::UnknownSite
+                } else {
+                    ErrorCode::UnknownCustomer
+                };
+                let mut api = Self::new(code, error.to_string());
+                api.errors
+                    .push(field_error(FieldError::new(*kind, "does not exist")));
+                api
+            }
+            RegistryError::InUse { .. } => Self::new(ErrorCode::InUse, error.to_string()),
+            RegistryError::Storage(storage) => Self::internal(storage),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        Self::internal(&error)
+    }
+}
+
+fn payload_error(error: &PayloadError) -> ApiError {
+    match error {
+        PayloadError::Overflow => ApiError::new(ErrorCode::PayloadTooLarge, error.to_string()),
+        _ => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("unreadable body: {error}"),
+        ),
+    }
+}
+
+/// The name between the first pair of backticks of a serde message (`missing field `zone``).
+fn named_field(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+pub fn json_error(error: JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    let api = match &error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, error.to_string())
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "this endpoint takes Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(serde) if serde.is_data() => {
+            let message = serde.to_string();
+            let mut api = ApiError::new(ErrorCode::InvalidBody, message.clone());
+            let field = named_field(&message).unwrap_or("");
+            api.errors.push(ProblemField {
+                row: None,
+                field: field.to_owned(),
+                pointer: if field.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{field}")
+                },
+                reason: message,
+            });
+            api
+        }
+        JsonPayloadError::Deserialize(serde) => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("body is not valid JSON: {serde}"),
+        ),
+        JsonPayloadError::Payload(payload) => payload_error(payload),
+        _ => ApiError::new(ErrorCode::MalformedJson, error.to_string()),
+    };
+    api.into()
+}
+
+pub fn query_error(error: QueryPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidQuery, error.to_string()).into()
+}
+
+pub fn path_error(error: PathError, _request: &HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidPath, error.to_string()).into()
+}
+
+/// Error answers shared by the operations, for the contract.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    /// Malformed JSON, or a bad path or query parameter.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The key's role may not do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such record (or not visible to this key).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+}
+
+/// Error answers of operations that take a body.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// Larger than `max_body_bytes`.
+    #[response(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Problem),
+    /// Not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// Well-formed but refused: each bad field is named in `errors`.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+}

@@ -1,0 +1,14 @@
+//! carbon-ledger: energy and CO2e per workload from measured power and the grid's carbon intensity.
+//!
+//! Data flows one way: `http` -> `domain` (parsing) -> `storage`; nothing below `http` knows actix.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod storage;
+pub mod telemetry;

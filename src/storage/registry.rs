@@ -1,0 +1,302 @@
+//! The registry: sites, customers, zones and instruments, held in memory and persisted as one
+//! durable document on every change. Writes are serialized; reads never wait for the disk.
+use super::{DurableDocument, StorageError};
+use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryData {
+    sites: BTreeMap<Id, Site>,
+    customers: BTreeMap<Id, Customer>,
+    zones: BTreeMap<ZoneCode, Zone>,
+    instruments: BTreeMap<Id, Instrument>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{kind} {id} does not exist")]
+    UnknownReference { kind: &'static str, id: String },
+    #[error("{kind} {id} is still referenced by {by}")]
+    InUse {
+        kind: &'static str,
+        id: String,
+        by: String,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A kind of record the registry keeps, and the references it must keep consistent.
+pub trait Entity: Clone + Send + Sync + 'static {
+    type Key: Ord + Clone + std::fmt::Display + Send;
+    /// The singular name used in messages and error codes (`site`).
+    const KIND: &'static str;
+    fn key(&self) -> &Self::Key;
+    fn table(data: &RegistryData) -> &BTreeMap<Self::Key, Self>;
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Self::Key, Self>;
+    /// The records this one names must exist.
+    fn check_references(&self, _data: &RegistryData) -> Result<(), RegistryError> {
+        Ok(())
+    }
+    /// A record that still names this key, which blocks its deletion.
+    fn referenced_by(_key: &Self::Key, _data: &RegistryData) -> Option<String> {
+        None
+    }
+}
+
+fn instrument_naming(data: &RegistryData, names: impl Fn(&Instrument) -> bool) -> Option<String> {
+    data.instruments
+        .values()
+        .find(|instrument| names(instrument))
+        .map(|instrument| format!("instrument {}", instrument.id))
+}
+
+impl Entity for Site {
+    type Key = Id;
+    const KIND: &'static str = "site";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.sites
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.sites
+    }
+    fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
+        instrument_naming(data, |instrument| &instrument.site == key)
+    }
+}
+
+impl Entity for Customer {
+    type Key = Id;
+    const KIND: &'static str = "customer";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.customers
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.customers
+    }
+    fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
+        instrument_naming(data, |instrument| instrument.customer.as_ref() == Some(key))
+    }
+}
+
+impl Entity for Zone {
+    type Key = ZoneCode;
+    const KIND: &'static str = "zone";
+    fn key(&self) -> &ZoneCode {
+        &self.zone
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<ZoneCode, Self> {
+        &data.zones
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<ZoneCode, Self> {
+        &mut data.zones
+    }
+}
+
+impl Entity for Instrument {
+    type Key = Id;
+    const KIND: &'static str = "instrument";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.instruments
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.instruments
+    }
+    fn check_references(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        if !data.sites.contains_key(&self.site) {
+            return Err(RegistryError::UnknownReference {
+                kind: Site::KIND,
+                id: self.site.to_string(),
+            });
+        }
+        match &self.customer {
+            Some(customer) if !data.customers.contains_key(customer) => {
+                Err(RegistryError::UnknownReference {
+                    kind: Customer::KIND,
+                    id: customer.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a put made a new record or replaced one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Created,
+    Updated,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    document: DurableDocument,
+    data: RwLock<RegistryData>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        let document = DurableDocument::new(data_dir.join("registry.json"));
+        let data = document.load()?.unwrap_or_default();
+        Ok(Self {
+            document,
+            data: RwLock::new(data),
+            writer: Mutex::new(()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryData> {
+        self.data
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get<E: Entity>(&self, key: &E::Key) -> Option<E> {
+        E::table(&self.read()).get(key).cloned()
+    }
+
+    pub fn contains<E: Entity>(&self, key: &E::Key) -> bool {
+        E::table(&self.read()).contains_key(key)
+    }
+
+    pub fn list<E: Entity>(&self) -> Vec<E> {
+        E::table(&self.read()).values().cloned().collect()
+    }
+
+    /// Applies `change` to a copy, persists it, and only then makes it visible, so readers never see
+    /// a state that is not on disk.
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut RegistryData) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = self.read().clone();
+        let outcome = change(&mut next)?;
+        self.document.store(&next)?;
+        *self
+            .data
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+        Ok(outcome)
+    }
+
+    pub fn put<E: Entity>(&self, record: E) -> Result<Upsert, RegistryError> {
+        self.change(|data| {
+            record.check_references(data)?;
+            let previous = E::table_mut(data).insert(record.key().clone(), record);
+            Ok(if previous.is_some() {
+                Upsert::Updated
+            } else {
+                Upsert::Created
+            })
+        })
+    }
+
+    /// Removes a record; `Ok(false)` when there was none.
+    pub fn delete<E: Entity>(&self, key: &E::Key) -> Result<bool, RegistryError> {
+        if !self.contains::<E>(key) {
+            return Ok(false);
+        }
+        self.change(|data| {
+            if let Some(by) = E::referenced_by(key, data) {
+                return Err(RegistryError::InUse {
+                    kind: E::KIND,
+                    id: key.to_string(),
+                    by,
+                });
+            }
+            Ok(E::table_mut(data).remove(key).is_some())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CustomerSpec, InstrumentKind, SiteSpec};
+
+    fn site(id: &str) -> Site {
+        SiteSpec {
+            name: "Site".into(),
+            zone: "GB".into(),
+            pue: 1.2,
+            pue_schedule: vec![],
+        }
+        .parse(Id::parse(id).unwrap())
+        .unwrap()
+    }
+
+    fn instrument(site: &str) -> Instrument {
+        Instrument {
+            id: Id::parse("ppa").unwrap(),
+            site: Id::parse(site).unwrap(),
+            customer: None,
+            from: "2026-01-01T00:00:00Z".parse().unwrap(),
+            to: "2026-02-01T00:00:00Z".parse().unwrap(),
+            energy_mwh: 1.0,
+            gco2e_per_kwh: 0.0,
+            kind: InstrumentKind::Ppa,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopening_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        assert_eq!(registry.put(site("fra1")).unwrap(), Upsert::Created);
+        assert_eq!(registry.put(site("fra1")).unwrap(), Upsert::Updated);
+        let customer = CustomerSpec {
+            name: "Acme".into(),
+        }
+        .parse(Id::parse("acme").unwrap())
+        .unwrap();
+        registry.put(customer.clone()).unwrap();
+        drop(registry);
+
+        let reopened = Registry::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened.get::<Site>(&Id::parse("fra1").unwrap()),
+            Some(site("fra1"))
+        );
+        assert_eq!(reopened.list::<Customer>(), vec![customer]);
+    }
+
+    #[test]
+    fn an_instrument_needs_its_site_and_blocks_the_sites_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        assert!(matches!(
+            registry.put(instrument("fra1")),
+            Err(RegistryError::UnknownReference { kind: "site", .. })
+        ));
+        registry.put(site("fra1")).unwrap();
+        registry.put(instrument("fra1")).unwrap();
+        let fra1 = Id::parse("fra1").unwrap();
+        assert!(matches!(
+            registry.delete::<Site>(&fra1),
+            Err(RegistryError::InUse { .. })
+        ));
+        assert!(registry
+            .delete::<Instrument>(&Id::parse("ppa").unwrap())
+            .unwrap());
+        assert!(registry.delete::<Site>(&fra1).unwrap());
+        assert!(!registry.delete::<Site>(&fra1).unwrap());
+    }
+}
