@@ -18,6 +18,12 @@ pub struct Settings {
     pub max_rows_per_batch: usize,
     /// Whether `/metrics` answers without an API key.
     pub metrics_public: bool,
+    /// Highest average power a reading may state, in watts (a sanity ceiling).
+    pub max_power_w: f64,
+    /// fsync the write-ahead log before acknowledging ingest. Only benchmarks turn this off.
+    pub durable_ingest: bool,
+    /// How often buffered readings are written to the table, in seconds.
+    pub flush_interval_s: u64,
     /// Token accepted as the first admin key (from `CARBON_LEDGER_ADMIN_TOKEN`; never read from the file).
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -32,6 +38,9 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024 * 1024,
             max_rows_per_batch: 100_000,
             metrics_public: true,
+            max_power_w: 1_000_000.0,
+            durable_ingest: true,
+            flush_interval_s: 5,
             admin_token: None,
         }
     }

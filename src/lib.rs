@@ -10,5 +10,6 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ingest;
 pub mod storage;
 pub mod telemetry;

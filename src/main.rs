@@ -116,7 +116,7 @@ fn healthcheck(bind: &str) -> Result<(), Box<dyn std::error::Error>> {
 #[actix_web::main]
 async fn serve(overrides: Overrides) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::load(overrides)?;
-    let app = Application::build(&settings, Arc::new(SystemClock))?;
+    let app = Application::build(&settings, Arc::new(SystemClock)).await?;
     if let Some(token) = app.generated_admin_token() {
         eprintln!(
             "\n  First start: generated the admin API key (shown only now, stored hashed):\n\n    {token}\n\n  Use it as 'Authorization: Bearer {token}'. Set CARBON_LEDGER_ADMIN_TOKEN to choose your own.\n"

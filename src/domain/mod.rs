@@ -1,6 +1,7 @@
 //! Records that parse: once a value of these types exists it is valid, so no layer re-checks it.
 mod ids;
 mod keys;
+pub mod reading;
 mod registry;
 
 pub use ids::{Id, ZoneCode};

@@ -5,11 +5,13 @@ mod keys;
 mod metrics;
 mod ops;
 pub mod problem;
+mod readings;
 mod registry;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::storage::keys::Bootstrap;
+use crate::storage::readings::{ReadingStore, ReadingStoreError, ReadingStoreOptions};
 use crate::storage::{KeyStore, Registry, StorageError};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -24,9 +26,18 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
+/// Limits of `POST /v1/readings`.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    pub max_rows_per_batch: usize,
+    pub max_power_w: f64,
+}
+
 /// What every handler can reach.
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub readings: Arc<ReadingStore>,
+    pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<metrics::HttpMetrics>,
@@ -47,6 +58,7 @@ errors are RFC 9457 problem details with a stable `code`.",
     tags(
         (name = "operations", description = "Liveness, readiness, metrics"),
         (name = "registry", description = "Sites, customers, zones and instruments (admin)"),
+        (name = "ingest", description = "Power telemetry from agents (admin or ingest keys)"),
         (name = "keys", description = "API keys (admin)")
     )
 )]
@@ -73,6 +85,7 @@ fn routes(config: &mut ServiceConfig) {
     config.configure(ops::configure).service(
         scope::scope("/v1")
             .configure(registry::configure)
+            .configure(readings::configure)
             .configure(keys::configure),
     );
 }
@@ -98,6 +111,8 @@ async fn unknown_route(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub enum StartError {
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
+    #[error("cannot open the reading store: {0}")]
+    Readings(#[from] ReadingStoreError),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -109,11 +124,12 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    readings: Arc<ReadingStore>,
     generated_admin_token: Option<String>,
 }
 
 impl Application {
-    pub fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+    pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         std::fs::create_dir_all(&settings.data_dir).map_err(|source| StorageError::Io {
             action: "creating",
             path: settings.data_dir.clone(),
@@ -126,8 +142,26 @@ impl Application {
                 Bootstrap::Generated(token) => Some(token),
                 Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
             };
+        let readings = ReadingStore::open(
+            &settings.data_dir,
+            ReadingStoreOptions {
+                fsync: settings.durable_ingest,
+                ..ReadingStoreOptions::default()
+            },
+        )
+        .await?;
+        readings.spawn_flusher(std::time::Duration::from_secs(
+            settings.flush_interval_s.max(1),
+        ));
         let state = web::Data::new(AppState {
             registry,
+            readings: readings.clone(),
+            ingest: IngestLimits {
+                max_rows_per_batch: settings
+                    .max_rows_per_batch
+                    .min(crate::storage::readings::MAX_ROWS_PER_BATCH),
+                max_power_w: settings.max_power_w,
+            },
             keys,
             clock,
             metrics: Arc::default(),
@@ -158,6 +192,7 @@ impl Application {
                 .split_for_parts();
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", contract))
                 .default_service(web::to(unknown_route))
+                .wrap(from_fn(problem::ensure_problem_bodies))
                 .wrap(from_fn(metrics::observe))
         })
         .listen(listener)
@@ -167,6 +202,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            readings,
             generated_admin_token,
         })
     }
@@ -184,8 +220,13 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGINT/SIGTERM (or `handle().stop`), letting in-flight requests finish.
+    /// Serves until SIGINT/SIGTERM (or `handle().stop`), letting in-flight requests finish, then
+    /// writes buffered readings to the table (they are safe in the log either way).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.await?;
+        if let Err(error) = self.readings.flush().await {
+            tracing::warn!(error = %error, "final flush failed; the log keeps the readings for the next start");
+        }
+        Ok(())
     }
 }

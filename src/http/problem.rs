@@ -1,6 +1,8 @@
 //! The one place errors become responses: every failure, ours or actix's extractors', is an RFC 9457
 //! `application/problem+json` body with a stable `code` from one exhaustive table.
+use crate::domain::reading::RowErrorKind;
 use crate::domain::{FieldError, Invalid};
+use crate::ingest::IngestError;
 use crate::storage::{RegistryError, StorageError};
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
@@ -16,6 +18,9 @@ const PROBLEM_TYPE_BASE: &str = "https://carbon-ledger.dev/problems/";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     MalformedJson,
+    MalformedBody,
+    InvalidReadings,
+    MethodNotAllowed,
     InvalidBody,
     InvalidQuery,
     InvalidPath,
@@ -38,6 +43,17 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            MalformedBody => (StatusCode::BAD_REQUEST, "malformed_body", "Malformed body"),
+            InvalidReadings => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_readings",
+                "Invalid readings",
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
             InvalidBody => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -260,6 +276,98 @@ impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         Self::internal(&error)
     }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Malformed {
+                row,
+                line,
+                field,
+                reason,
+            } => {
+                let detail = match line {
+                    Some(line) => format!("line {line}: {reason}"),
+                    None => reason.clone(),
+                };
+                let mut api = Self::new(ErrorCode::MalformedBody, detail);
+                let field = field.unwrap_or_default();
+                let pointer = match (row, field.is_empty()) {
+                    (Some(row), false) => format!("/{row}/{field}"),
+                    (Some(row), true) => format!("/{row}"),
+                    (None, _) => String::new(),
+                };
+                api.errors.push(ProblemField {
+                    row,
+                    field,
+                    pointer,
+                    reason,
+                });
+                api
+            }
+            IngestError::TooManyRows { .. } => {
+                Self::new(ErrorCode::PayloadTooLarge, error.to_string())
+            }
+            IngestError::Invalid(ref invalid) => {
+                let kinds = |kind| invalid.errors.iter().all(|e| e.kind == kind);
+                let code = if kinds(RowErrorKind::UnknownSite) {
+                    ErrorCode::UnknownSite
+                } else if kinds(RowErrorKind::UnknownCustomer) {
+                    ErrorCode::UnknownCustomer
+                } else {
+                    ErrorCode::InvalidReadings
+                };
+                let mut api = Self::new(code, error.to_string());
+                api.errors = invalid
+                    .errors
+                    .iter()
+                    .map(|e| ProblemField {
+                        row: Some(e.row),
+                        field: e.field.to_owned(),
+                        pointer: format!("/{}/{}", e.row, e.field),
+                        reason: e.reason.clone(),
+                    })
+                    .collect();
+                api
+            }
+        }
+    }
+}
+
+/// Middleware: any 4xx/5xx that did not come from an `ApiError` (actix's own payload limits, a
+/// wrong method) is rewritten as problem+json, so no error ever leaves as plain text.
+pub async fn ensure_problem_bodies(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let response = next.call(request).await?;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return Ok(response.map_into_boxed_body());
+    }
+    let detail = response
+        .response()
+        .error()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        s if s.is_client_error() => ErrorCode::MalformedBody,
+        _ => ErrorCode::Internal,
+    };
+    let (request, _) = response.into_parts();
+    let problem = ApiError::new(code, detail).error_response();
+    Ok(actix_web::dev::ServiceResponse::new(request, problem))
 }
 
 fn payload_error(error: &PayloadError) -> ApiError {

@@ -2,7 +2,10 @@
 //! instruments) and API keys, each a JSON document replaced atomically.
 mod durable;
 pub mod keys;
+pub mod readings;
 pub mod registry;
+pub mod table;
+pub mod wal;
 
 pub use durable::DurableDocument;
 pub use keys::KeyStore;

@@ -11,6 +11,8 @@ enum Access {
     Public,
     /// Admin keys only.
     Admin,
+    /// Admin and ingest keys.
+    Ingest,
 }
 
 fn expected_access(operation_id: &str) -> Option<Access> {
@@ -21,6 +23,7 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "get_customer" | "put_customer" | "delete_customer" | "list_zones" | "get_zone"
         | "put_zone" | "delete_zone" | "list_instruments" | "get_instrument" | "put_instrument"
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" => Admin,
+        "post_readings" => Ingest,
         _ => return None,
     })
 }
@@ -117,7 +120,7 @@ async fn every_operation_enforces_its_roles() {
                 let status = call(None).await.status();
                 assert!(status.is_success(), "{name} without a key: {status}");
             }
-            Access::Admin => {
+            Access::Admin | Access::Ingest => {
                 for token in [None, Some("cl_not_a_key".to_owned()), Some(revoked.clone())] {
                     let response = call(token.clone()).await;
                     assert_eq!(response.status(), 401, "{name} with {token:?}");
@@ -126,15 +129,25 @@ async fn every_operation_enforces_its_roles() {
                         "{name}"
                     );
                 }
-                for token in [&ingest, &acme, &globex] {
+                let (allowed, refused) = if access == Access::Admin {
+                    (vec![ADMIN_TOKEN.to_owned()], vec![&ingest, &acme, &globex])
+                } else {
+                    (
+                        vec![ADMIN_TOKEN.to_owned(), ingest.clone()],
+                        vec![&acme, &globex],
+                    )
+                };
+                for token in refused {
                     let response = call(Some(token.clone())).await;
                     assert_problem(response, 403, "forbidden").await;
                 }
-                let status = call(Some(ADMIN_TOKEN.to_owned())).await.status();
-                assert!(
-                    status != 401 && status != 403 && status.as_u16() < 500,
-                    "{name} as admin: {status}"
-                );
+                for token in allowed {
+                    let status = call(Some(token)).await.status();
+                    assert!(
+                        status != 401 && status != 403 && status.as_u16() < 500,
+                        "{name}: {status}"
+                    );
+                }
             }
         }
     }

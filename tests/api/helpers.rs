@@ -32,7 +32,9 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(settings: Settings, data_dir: TempDir) -> TestApp {
     let clock = FixedClock::at("2026-03-02T00:00:00Z".parse().expect("time"));
-    let app = Application::build(&settings, Arc::new(clock)).expect("app builds");
+    let app = Application::build(&settings, Arc::new(clock))
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());

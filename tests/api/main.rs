@@ -1,6 +1,8 @@
 //! All API tests in one binary (one link of the large dependency tree).
 mod auth;
+mod crash;
 mod errors;
 mod helpers;
 mod operations;
+mod readings;
 mod registry;

@@ -1,0 +1,139 @@
+//! `POST /v1/readings`: decode, check, log durably, acknowledge.
+use super::auth::Caller;
+use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
+use super::AppState;
+use crate::domain::reading::ReadingRules;
+use crate::domain::{Customer, Grant, Site};
+use crate::ingest::{self, Format};
+use crate::storage::readings::ReadingStore;
+use actix_web::http::header;
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub fn configure(config: &mut ServiceConfig) {
+    config.service(post_readings);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"accepted": 2}))]
+pub struct Accepted {
+    /// Readings now durable (re-sent ones replace their earlier versions).
+    pub accepted: usize,
+}
+
+/// One reading as JSON or NDJSON carry it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"site": "fra1", "customer": "acme", "workload": "api",
+    "start": "2026-03-01T09:55:00Z", "duration_s": 600, "energy_j": 540000}))]
+pub struct ReadingInput {
+    #[schema(example = "fra1")]
+    pub site: String,
+    #[schema(example = "acme")]
+    pub customer: String,
+    /// Any id the customer's agents use: a VM, a pod, a service.
+    #[schema(example = "api")]
+    pub workload: String,
+    /// Start of the interval, RFC 3339; at most 5 minutes in the future.
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// Length of the interval, 1 to 3600 seconds.
+    #[schema(minimum = 1, maximum = 3600)]
+    pub duration_s: u32,
+    /// Energy over the interval in joules; give this or `power_w`.
+    pub energy_j: Option<f64>,
+    /// Average power over the interval in watts; give this or `energy_j`.
+    pub power_w: Option<f64>,
+}
+
+fn rules(state: &AppState) -> ReadingRules {
+    let ids = |records: Vec<String>| records.into_iter().collect();
+    ReadingRules {
+        now: state.clock.now(),
+        max_power_w: state.ingest.max_power_w,
+        known_sites: ids(state
+            .registry
+            .list::<Site>()
+            .into_iter()
+            .map(|s| s.id.to_string())
+            .collect()),
+        known_customers: ids(state
+            .registry
+            .list::<Customer>()
+            .into_iter()
+            .map(|c| c.id.to_string())
+            .collect()),
+    }
+}
+
+/// Post readings
+///
+/// A batch of readings as a JSON array, NDJSON, CSV (header
+/// `site,customer,workload,start,duration_s,energy_j,power_w`) or an Arrow IPC stream
+/// (`start` a UTC timestamp, `energy_j`/`power_w` nullable float64), optionally gzip-compressed.
+/// A batch is atomic: it is durable on disk before the 200, or nothing of it is stored and the
+/// answer lists the bad rows. A reading's identity is (customer, workload, site, start): sending it
+/// again replaces it, so retries never double-count. Needs an admin or ingest key.
+#[utoipa::path(tag = "ingest", security(("bearer" = [])),
+    request_body(description = "Readings", content(
+        (Vec<ReadingInput> = "application/json"),
+        (ReadingInput = "application/x-ndjson"),
+        (String = "text/csv", example = "site,customer,workload,start,duration_s,energy_j,power_w\nfra1,acme,api,2026-03-01T09:55:00Z,600,540000,\n"),
+        (Vec<u8> = "application/vnd.apache.arrow.stream"))),
+    responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
+#[post("/readings")]
+async fn post_readings(
+    caller: Caller,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    if !matches!(caller.grant, Grant::Admin | Grant::Ingest { .. }) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "posting readings needs an admin or ingest key",
+        ));
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = Format::from_content_type(content_type).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "Content-Type {content_type:?} is not one of {}, {}, {}, {}",
+                ingest::JSON,
+                ingest::NDJSON,
+                ingest::CSV,
+                ingest::ARROW_STREAM
+            ),
+        )
+    })?;
+    let rules = rules(&state);
+    let max_rows = state.ingest.max_rows_per_batch;
+    let grant = caller.grant;
+    let prepared =
+        web::block(move || {
+            let batch = ingest::parse(format, &body, &rules, max_rows)?;
+            if let Some(site) = batch.sites().into_iter().find(|site| {
+                crate::domain::Id::parse(site).is_ok_and(|id| !grant.may_write_site(&id))
+            }) {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("this key may not post readings for site {site}"),
+                ));
+            }
+            ReadingStore::prepare(batch).map_err(|e| ApiError::internal(&e))
+        })
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    let accepted = prepared.rows();
+    state
+        .readings
+        .append(prepared)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(Accepted { accepted }))
+}

@@ -1,0 +1,112 @@
+//! Arrow IPC streams (`application/vnd.apache.arrow.stream`), for high-volume agents: the columns
+//! arrive typed, so only the row rules remain to check.
+use super::{check_room, IngestError};
+use crate::domain::reading::{RawReading, RawStart, ReadingBatchBuilder};
+use polars::prelude::*;
+use std::io::Cursor;
+
+fn column<'f>(frame: &'f DataFrame, name: &str) -> Result<&'f Column, IngestError> {
+    frame.column(name).map_err(|_| IngestError::Malformed {
+        row: None,
+        line: None,
+        field: Some(name.to_owned()),
+        reason: format!("the stream has no column {name}"),
+    })
+}
+
+fn wrong_type(name: &str, error: PolarsError) -> IngestError {
+    IngestError::Malformed {
+        row: None,
+        line: None,
+        field: Some(name.to_owned()),
+        reason: format!("column {name} has the wrong type: {error}"),
+    }
+}
+
+fn strings(frame: &DataFrame, name: &str) -> Result<StringChunked, IngestError> {
+    column(frame, name)?
+        .str()
+        .cloned()
+        .map_err(|e| wrong_type(name, e))
+}
+
+fn floats(
+    frame: &DataFrame,
+    name: &str,
+    required: bool,
+) -> Result<Option<Float64Chunked>, IngestError> {
+    if !required && frame.column(name).is_err() {
+        return Ok(None);
+    }
+    let values = column(frame, name)?;
+    if !values.dtype().is_primitive_numeric() {
+        return Err(wrong_type(
+            name,
+            polars_err!(SchemaMismatch: "expected a number, found {}", values.dtype()),
+        ));
+    }
+    let cast = values
+        .cast(&DataType::Float64)
+        .map_err(|e| wrong_type(name, e))?;
+    cast.f64()
+        .cloned()
+        .map(Some)
+        .map_err(|e| wrong_type(name, e))
+}
+
+/// `start` as microseconds: any Arrow timestamp unit, naive or zoned (instants either way).
+fn start_micros(frame: &DataFrame) -> Result<Int64Chunked, IngestError> {
+    let values = column(frame, "start")?;
+    let DataType::Datetime(unit, _) = values.dtype() else {
+        return Err(wrong_type(
+            "start",
+            polars_err!(SchemaMismatch: "expected a timestamp, found {}", values.dtype()),
+        ));
+    };
+    let scale = match unit {
+        TimeUnit::Nanoseconds => 1_000,
+        TimeUnit::Microseconds | TimeUnit::Milliseconds => 1,
+    };
+    let physical = values
+        .datetime()
+        .map_err(|e| wrong_type("start", e))?
+        .physical()
+        .clone();
+    Ok(match unit {
+        TimeUnit::Milliseconds => physical.apply_values(|ms| ms * 1_000),
+        _ => physical.apply_values(|v| v / scale),
+    })
+}
+
+pub fn parse(
+    body: &[u8],
+    builder: &mut ReadingBatchBuilder<'_>,
+    max_rows: usize,
+) -> Result<(), IngestError> {
+    let frame = IpcStreamReader::new(Cursor::new(body))
+        .finish()
+        .map_err(|e| IngestError::malformed(format!("not an Arrow IPC stream: {e}")))?;
+    if frame.height() > max_rows {
+        return Err(IngestError::TooManyRows { limit: max_rows });
+    }
+    let site = strings(&frame, "site")?;
+    let customer = strings(&frame, "customer")?;
+    let workload = strings(&frame, "workload")?;
+    let start = start_micros(&frame)?;
+    let duration = floats(&frame, "duration_s", true)?.unwrap_or_default();
+    let energy = floats(&frame, "energy_j", false)?;
+    let power = floats(&frame, "power_w", false)?;
+    for i in 0..frame.height() {
+        check_room(builder, max_rows)?;
+        builder.push(RawReading {
+            site: site.get(i),
+            customer: customer.get(i),
+            workload: workload.get(i),
+            start: start.get(i).map(RawStart::Micros),
+            duration_s: duration.get(i),
+            energy_j: energy.as_ref().and_then(|c| c.get(i)),
+            power_w: power.as_ref().and_then(|c| c.get(i)),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! A Delta Lake table of Parquet files partitioned by UTC date, addressed by an object_store URL.
+//! Files are written by the caller (polars); this module puts them in the store and commits them,
+//! carrying the write-ahead log position as a Delta transaction action in the same commit so a
+//! replay never commits a batch twice.
+use bytes::Bytes;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, DataType, Remove, StructField, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder, Path};
+use futures_util::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+use url::Url;
+
+pub const PARTITION_COLUMN: &str = "date";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("delta table {url}: {source}")]
+    Delta {
+        url: String,
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error("object store {url}: {source}")]
+    Store {
+        url: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("table location {0} is not a usable URL or directory")]
+    Location(String),
+}
+
+/// A data file of the table at some version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableFile {
+    /// Relative to the table root.
+    pub path: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    pub size: i64,
+}
+
+/// A new data file to commit.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub date: String,
+    pub parquet: Bytes,
+    pub rows: usize,
+}
+
+pub struct Table {
+    url: Url,
+    app_id: String,
+    table: Mutex<DeltaTable>,
+}
+
+impl Table {
+    /// Opens the table at `url`, creating it with `columns` (plus the date partition) if missing.
+    pub async fn open(
+        url: Url,
+        app_id: &str,
+        columns: Vec<StructField>,
+    ) -> Result<Self, TableError> {
+        let delta = |source| TableError::Delta {
+            url: url.to_string(),
+            source: Box::new(source),
+        };
+        if url.scheme() == "file" {
+            let dir = url
+                .to_file_path()
+                .map_err(|()| TableError::Location(url.to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(|_| TableError::Location(url.to_string()))?;
+        }
+        let mut table = DeltaTable::try_from_url(url.clone()).await.map_err(delta)?;
+        if table.version().is_none() {
+            let mut all = columns;
+            all.push(StructField::new(PARTITION_COLUMN, DataType::STRING, false));
+            table = table
+                .create()
+                .with_columns(all)
+                .with_partition_columns([PARTITION_COLUMN])
+                .with_save_mode(SaveMode::Ignore)
+                .await
+                .map_err(delta)?;
+        }
+        Ok(Self {
+            url,
+            app_id: app_id.to_owned(),
+            table: Mutex::new(table),
+        })
+    }
+
+    fn delta_error(&self) -> impl Fn(deltalake::DeltaTableError) -> TableError + '_ {
+        |source| TableError::Delta {
+            url: self.url.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The write-ahead log position of the last batch committed to this table (0: none).
+    pub async fn committed_lsn(&self) -> Result<u64, TableError> {
+        let table = self.table.lock().await;
+        let version = table
+            .snapshot()
+            .map_err(self.delta_error())?
+            .transaction_version(table.log_store().as_ref(), &self.app_id)
+            .await
+            .map_err(self.delta_error())?;
+        Ok(version.map_or(0, |v| v.max(0) as u64))
+    }
+
+    /// The latest committed table version.
+    pub async fn version(&self) -> Option<u64> {
+        self.table.lock().await.version()
+    }
+
+    /// Where a table-relative path lives on the local filesystem.
+    pub fn local_path(&self, relative: &str) -> Option<std::path::PathBuf> {
+        self.url.to_file_path().ok().map(|root| root.join(relative))
+    }
+
+    async fn put_files(
+        &self,
+        table: &DeltaTable,
+        files: Vec<NewFile>,
+    ) -> Result<Vec<Action>, TableError> {
+        let store = table.object_store();
+        let mut actions = Vec::with_capacity(files.len());
+        for file in files {
+            let path = format!(
+                "{PARTITION_COLUMN}={}/part-{}.parquet",
+                file.date,
+                uuid_like()
+            );
+            let size = file.parquet.len() as i64;
+            store
+                .put(&Path::from(path.as_str()), PutPayload::from(file.parquet))
+                .await
+                .map_err(|source| TableError::Store {
+                    url: self.url.to_string(),
+                    source: Box::new(source),
+                })?;
+            actions.push(Action::Add(Add {
+                path,
+                partition_values: HashMap::from([(PARTITION_COLUMN.to_owned(), Some(file.date))]),
+                size,
+                modification_time: now_millis(),
+                data_change: true,
+                stats: Some(format!("{{\"numRecords\":{}}}", file.rows)),
+                ..Default::default()
+            }));
+        }
+        Ok(actions)
+    }
+
+    async fn commit(
+        &self,
+        table: &mut DeltaTable,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        lsn: Option<u64>,
+    ) -> Result<(), TableError> {
+        let mut properties = CommitProperties::default();
+        if let Some(lsn) = lsn {
+            properties =
+                properties.with_application_transaction(Transaction::new(&self.app_id, lsn as i64));
+        }
+        let snapshot = table.snapshot().map_err(self.delta_error())?;
+        CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+            .map_err(self.delta_error())?;
+        table
+            .update_incremental(None)
+            .await
+            .map_err(self.delta_error())
+    }
+
+    /// Commits new files together with the log position they contain up to.
+    pub async fn append(&self, files: Vec<NewFile>, lsn: u64) -> Result<(), TableError> {
+        let mut table = self.table.lock().await;
+        let actions = self.put_files(&table, files).await?;
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(vec![PARTITION_COLUMN.to_owned()]),
+            predicate: None,
+        };
+        self.commit(&mut table, actions, operation, Some(lsn)).await
+    }
+
+    /// Replaces files with others in one commit (compaction): readers see the old set or the new.
+    pub async fn replace(&self, old: &[TableFile], new: Vec<NewFile>) -> Result<(), TableError> {
+        let mut table = self.table.lock().await;
+        let mut actions = self.put_files(&table, new).await?;
+        let now = now_millis();
+        actions.extend(old.iter().map(|file| {
+            Action::Remove(Remove {
+                path: file.path.clone(),
+                deletion_timestamp: Some(now),
+                data_change: false,
+                extended_file_metadata: Some(true),
+                partition_values: Some(HashMap::from([(
+                    PARTITION_COLUMN.to_owned(),
+                    Some(file.date.clone()),
+                )])),
+                size: Some(file.size),
+                ..Default::default()
+            })
+        }));
+        let operation = DeltaOperation::Optimize {
+            predicate: None,
+            target_size: 0,
+        };
+        self.commit(&mut table, actions, operation, None).await
+    }
+
+    /// The files of the latest version, or of `version` (time travel).
+    pub async fn files(&self, version: Option<u64>) -> Result<Vec<TableFile>, TableError> {
+        let historic;
+        let guard = self.table.lock().await;
+        let table: &DeltaTable = match version {
+            Some(v) if Some(v) != guard.version() => {
+                historic = DeltaTableBuilder::from_url(self.url.clone())
+                    .map_err(self.delta_error())?
+                    .with_version(v)
+                    .load()
+                    .await
+                    .map_err(self.delta_error())?;
+                &historic
+            }
+            _ => &guard,
+        };
+        let views: Vec<_> = table
+            .get_active_add_actions_by_partitions(&[])
+            .try_collect()
+            .await
+            .map_err(self.delta_error())?;
+        Ok(views
+            .into_iter()
+            .map(|view| TableFile {
+                path: view.path().to_string(),
+                date: view
+                    .partition_values_map()
+                    .get(PARTITION_COLUMN)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default(),
+                size: view.size(),
+            })
+            .collect())
+    }
+}
+
+fn now_millis() -> i64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A random 128-bit file name part, as Delta writers use.
+fn uuid_like() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
