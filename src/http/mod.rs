@@ -11,7 +11,7 @@ mod registry;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::storage::keys::Bootstrap;
-use crate::storage::readings::{ReadingStore, ReadingStoreError, ReadingStoreOptions};
+use crate::storage::logged::{LoggedTable, LoggedTableError, LoggedTableOptions};
 use crate::storage::{KeyStore, Registry, StorageError};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -36,7 +36,7 @@ pub struct IngestLimits {
 /// What every handler can reach.
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub readings: Arc<ReadingStore>,
+    pub readings: Arc<LoggedTable>,
     pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
@@ -112,7 +112,7 @@ pub enum StartError {
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
     #[error("cannot open the reading store: {0}")]
-    Readings(#[from] ReadingStoreError),
+    Readings(#[from] LoggedTableError),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -124,7 +124,7 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
-    readings: Arc<ReadingStore>,
+    readings: Arc<LoggedTable>,
     generated_admin_token: Option<String>,
 }
 
@@ -142,11 +142,12 @@ impl Application {
                 Bootstrap::Generated(token) => Some(token),
                 Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
             };
-        let readings = ReadingStore::open(
+        let readings = LoggedTable::open(
             &settings.data_dir,
-            ReadingStoreOptions {
+            crate::storage::readings::SPEC,
+            LoggedTableOptions {
                 fsync: settings.durable_ingest,
-                ..ReadingStoreOptions::default()
+                ..LoggedTableOptions::default()
             },
         )
         .await?;
@@ -159,7 +160,7 @@ impl Application {
             ingest: IngestLimits {
                 max_rows_per_batch: settings
                     .max_rows_per_batch
-                    .min(crate::storage::readings::MAX_ROWS_PER_BATCH),
+                    .min(crate::storage::logged::MAX_ROWS_PER_BATCH),
                 max_power_w: settings.max_power_w,
             },
             keys,

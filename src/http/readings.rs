@@ -5,7 +5,8 @@ use super::AppState;
 use crate::domain::reading::ReadingRules;
 use crate::domain::{Customer, Grant, Site};
 use crate::ingest::{self, Format};
-use crate::storage::readings::ReadingStore;
+use crate::storage::logged::LoggedTable;
+use crate::storage::readings;
 use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -125,7 +126,10 @@ async fn post_readings(
                     format!("this key may not post readings for site {site}"),
                 ));
             }
-            ReadingStore::prepare(batch).map_err(|e| ApiError::internal(&e))
+            readings::frame(batch)
+                .map_err(crate::storage::logged::LoggedTableError::from)
+                .and_then(LoggedTable::prepare)
+                .map_err(|e| ApiError::internal(&e))
         })
         .await
         .map_err(|e| ApiError::internal(&e))??;

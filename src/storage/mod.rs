@@ -2,6 +2,7 @@
 //! instruments) and API keys, each a JSON document replaced atomically.
 mod durable;
 pub mod keys;
+pub mod logged;
 pub mod readings;
 pub mod registry;
 pub mod table;

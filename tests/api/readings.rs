@@ -2,9 +2,8 @@
 use crate::helpers::{
     assert_problem, settings_for, spawn_app, spawn_app_with, TestApp, ADMIN_TOKEN,
 };
-use carbon_ledger::storage::readings::{
-    ReadingStore, ReadingStoreOptions, ENERGY_J, POWER_W, WORKLOAD,
-};
+use carbon_ledger::storage::logged::{LoggedTable, LoggedTableOptions};
+use carbon_ledger::storage::readings::{self as table, ENERGY_J, POWER_W, WORKLOAD};
 use polars::prelude::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -21,11 +20,11 @@ pub async fn register(app: &TestApp) {
 
 /// The readings stored under `dir` (the server must be stopped), ordered by workload and start.
 pub async fn stored(dir: &Path) -> DataFrame {
-    let store = ReadingStore::open(dir, ReadingStoreOptions::default())
+    let store = LoggedTable::open(dir, table::SPEC, LoggedTableOptions::default())
         .await
         .unwrap();
     let scan = store
-        .scan(0, 4_000_000_000_000_000, None, None)
+        .scan(0, 4_000_000_000_000_000, None, None, table::empty)
         .await
         .unwrap()
         .sort([WORKLOAD, "start"], SortMultipleOptions::default());
