@@ -1,5 +1,6 @@
 //! Records that parse: once a value of these types exists it is valid, so no layer re-checks it.
 mod ids;
+pub mod intensity;
 mod keys;
 pub mod reading;
 mod registry;
@@ -8,7 +9,7 @@ pub use ids::{Id, ZoneCode};
 pub use keys::{ApiKey, Grant, GrantFields, Role};
 pub use registry::{
     Customer, CustomerSpec, Instrument, InstrumentKind, InstrumentSpec, PueEntry, Site, SiteSpec,
-    Zone, ZoneSpec,
+    Zone, ZoneSpec, MAX_INTENSITY_GCO2E_PER_KWH,
 };
 
 /// Why one field of an input was refused.

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes registered once for both the server and the OpenAPI contract, bearer-key
 //! auth, metrics, and the single error -> problem+json mapping.
 pub mod auth;
+mod intensity;
 mod keys;
 mod metrics;
 mod ops;
@@ -37,6 +38,7 @@ pub struct IngestLimits {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub readings: Arc<LoggedTable>,
+    pub intensity: Arc<LoggedTable>,
     pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
@@ -59,6 +61,7 @@ errors are RFC 9457 problem details with a stable `code`.",
         (name = "operations", description = "Liveness, readiness, metrics"),
         (name = "registry", description = "Sites, customers, zones and instruments (admin)"),
         (name = "ingest", description = "Power telemetry from agents (admin or ingest keys)"),
+        (name = "intensity", description = "Grid carbon intensity per zone"),
         (name = "keys", description = "API keys (admin)")
     )
 )]
@@ -86,6 +89,7 @@ fn routes(config: &mut ServiceConfig) {
         scope::scope("/v1")
             .configure(registry::configure)
             .configure(readings::configure)
+            .configure(intensity::configure)
             .configure(keys::configure),
     );
 }
@@ -125,6 +129,7 @@ pub struct Application {
     port: u16,
     server: Server,
     readings: Arc<LoggedTable>,
+    intensity: Arc<LoggedTable>,
     generated_admin_token: Option<String>,
 }
 
@@ -142,21 +147,25 @@ impl Application {
                 Bootstrap::Generated(token) => Some(token),
                 Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
             };
+        let options = LoggedTableOptions {
+            fsync: settings.durable_ingest,
+            ..LoggedTableOptions::default()
+        };
+        let flush_interval = std::time::Duration::from_secs(settings.flush_interval_s.max(1));
         let readings = LoggedTable::open(
             &settings.data_dir,
             crate::storage::readings::SPEC,
-            LoggedTableOptions {
-                fsync: settings.durable_ingest,
-                ..LoggedTableOptions::default()
-            },
+            options.clone(),
         )
         .await?;
-        readings.spawn_flusher(std::time::Duration::from_secs(
-            settings.flush_interval_s.max(1),
-        ));
+        readings.spawn_flusher(flush_interval);
+        let intensity =
+            LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
+        intensity.spawn_flusher(flush_interval);
         let state = web::Data::new(AppState {
             registry,
             readings: readings.clone(),
+            intensity: intensity.clone(),
             ingest: IngestLimits {
                 max_rows_per_batch: settings
                     .max_rows_per_batch
@@ -204,6 +213,7 @@ impl Application {
             port,
             server,
             readings,
+            intensity,
             generated_admin_token,
         })
     }
@@ -225,8 +235,10 @@ impl Application {
     /// writes buffered readings to the table (they are safe in the log either way).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
-        if let Err(error) = self.readings.flush().await {
-            tracing::warn!(error = %error, "final flush failed; the log keeps the readings for the next start");
+        for table in [&self.readings, &self.intensity] {
+            if let Err(error) = table.flush().await {
+                tracing::warn!(error = %error, "final flush failed; the log keeps the rows for the next start");
+            }
         }
         Ok(())
     }

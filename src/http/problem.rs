@@ -21,6 +21,7 @@ pub enum ErrorCode {
     MalformedBody,
     InvalidReadings,
     MethodNotAllowed,
+    RangeTooLong,
     InvalidBody,
     InvalidQuery,
     InvalidPath,
@@ -48,6 +49,11 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_readings",
                 "Invalid readings",
+            ),
+            RangeTooLong => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "range_too_long",
+                "Range too long",
             ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -194,7 +194,8 @@ fn scan_files(paths: Vec<PathBuf>) -> PolarsResult<Option<LazyFrame>> {
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map(Some)
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs polars work on the blocking pool: polars must never run on an async executor thread.
+pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> PolarsResult<T> + Send + 'static,
 ) -> Result<T, LoggedTableError> {
     tokio::task::spawn_blocking(work)

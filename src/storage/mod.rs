@@ -1,6 +1,7 @@
 //! Everything kept on disk under the data directory: the registry (sites, customers, zones,
 //! instruments) and API keys, each a JSON document replaced atomically.
 mod durable;
+pub mod intensity;
 pub mod keys;
 pub mod logged;
 pub mod readings;

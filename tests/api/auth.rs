@@ -13,6 +13,8 @@ enum Access {
     Admin,
     /// Admin and ingest keys.
     Ingest,
+    /// Any valid key (public data, but metered by key).
+    AnyKey,
 }
 
 fn expected_access(operation_id: &str) -> Option<Access> {
@@ -23,7 +25,8 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "get_customer" | "put_customer" | "delete_customer" | "list_zones" | "get_zone"
         | "put_zone" | "delete_zone" | "list_instruments" | "get_instrument" | "put_instrument"
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" => Admin,
-        "post_readings" => Ingest,
+        "post_readings" | "post_intensity" => Ingest,
+        "zone_intensity" => AnyKey,
         _ => return None,
     })
 }
@@ -54,7 +57,12 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{customer}", "acme")
                 .replace("{zone}", "DE")
                 .replace("{instrument}", "ppa-2026-q1")
-                .replace("{id}", "key_unknown");
+                .replace("{id}", "key_unknown")
+                + if path.ends_with("/intensity") && method == "get" {
+                    "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"
+                } else {
+                    ""
+                };
             found.push(Operation {
                 id: operation["operationId"].as_str().unwrap().to_owned(),
                 method: method.to_uppercase().parse().unwrap(),
@@ -120,7 +128,7 @@ async fn every_operation_enforces_its_roles() {
                 let status = call(None).await.status();
                 assert!(status.is_success(), "{name} without a key: {status}");
             }
-            Access::Admin | Access::Ingest => {
+            Access::Admin | Access::Ingest | Access::AnyKey => {
                 for token in [None, Some("cl_not_a_key".to_owned()), Some(revoked.clone())] {
                     let response = call(token.clone()).await;
                     assert_eq!(response.status(), 401, "{name} with {token:?}");
@@ -129,16 +137,18 @@ async fn every_operation_enforces_its_roles() {
                         "{name}"
                     );
                 }
-                let (allowed, refused) = if access == Access::Admin {
-                    (vec![ADMIN_TOKEN.to_owned()], vec![&ingest, &acme, &globex])
-                } else {
-                    (
-                        vec![ADMIN_TOKEN.to_owned(), ingest.clone()],
-                        vec![&acme, &globex],
-                    )
+                let admin = ADMIN_TOKEN.to_owned();
+                let (allowed, refused) = match access {
+                    Access::Admin => (vec![admin], vec![&ingest, &acme, &globex]),
+                    Access::Ingest => (vec![admin, ingest.clone()], vec![&acme, &globex]),
+                    _ => (
+                        vec![admin, ingest.clone(), acme.clone(), globex.clone()],
+                        vec![],
+                    ),
                 };
                 for token in refused {
                     let response = call(Some(token.clone())).await;
+                    assert_eq!(response.status(), 403, "{name}");
                     assert_problem(response, 403, "forbidden").await;
                 }
                 for token in allowed {

@@ -3,6 +3,7 @@ mod auth;
 mod crash;
 mod errors;
 mod helpers;
+mod intensity;
 mod operations;
 mod readings;
 mod registry;

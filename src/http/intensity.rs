@@ -1,0 +1,148 @@
+//! Grid intensity: pushed points, and the points in force for a zone.
+use super::auth::Caller;
+use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
+use super::readings::Accepted;
+use super::AppState;
+use crate::domain::intensity::{in_force, IntensityPoint, IntensityPush, PointKind, Signal};
+use crate::domain::{Grant, ZoneCode};
+use crate::storage::intensity;
+use crate::storage::logged::{LoggedTable, LoggedTableError};
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Longest range one intensity request may span.
+const MAX_RANGE: Duration = Duration::days(93);
+
+pub fn configure(config: &mut ServiceConfig) {
+    config.service(post_intensity).service(zone_intensity);
+}
+
+/// Appends points to the intensity table; shared by the push endpoint and the feed pullers.
+pub async fn store_points(
+    table: &LoggedTable,
+    points: Vec<IntensityPoint>,
+) -> Result<usize, LoggedTableError> {
+    let count = points.len();
+    let prepared = crate::storage::logged::blocking(move || intensity::frame(&points))
+        .await
+        .and_then(LoggedTable::prepare)?;
+    table.append(prepared).await?;
+    Ok(count)
+}
+
+/// Push intensity points
+///
+/// Points of one zone from one source and signal. Every point is kept (superseded ones for audit);
+/// reads and reports use the one in force: the best kind (actual > estimated > forecast), then
+/// average over marginal, then the latest received. Needs an admin or ingest key.
+#[utoipa::path(tag = "intensity", security(("bearer" = [])), request_body = IntensityPush,
+    responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
+#[post("/intensity")]
+async fn post_intensity(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<IntensityPush>,
+) -> Result<HttpResponse, ApiError> {
+    if !matches!(caller.grant, Grant::Admin | Grant::Ingest { .. }) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "pushing intensity needs an admin or ingest key",
+        ));
+    }
+    let points = body.into_inner().parse(state.clock.now())?;
+    let accepted = store_points(&state.intensity, points)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(Accepted { accepted }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RangeQuery {
+    /// Inclusive start, RFC 3339.
+    #[param(example = "2026-03-01T00:00:00Z")]
+    pub from: DateTime<Utc>,
+    /// Exclusive end, RFC 3339.
+    #[param(example = "2026-03-02T00:00:00Z")]
+    pub to: DateTime<Utc>,
+}
+
+/// A point in force over [start, end).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointInForce {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub gco2e_per_kwh: f64,
+    pub kind: PointKind,
+    pub signal: Signal,
+    pub source: String,
+    pub source_detail: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"zone": "DE", "points": [{"start": "2026-03-01T09:00:00Z",
+    "end": "2026-03-01T10:00:00Z", "gco2e_per_kwh": 330.0, "kind": "actual", "signal": "average",
+    "source": "manual", "source_detail": null, "received_at": "2026-03-01T10:05:00Z"}]}))]
+pub struct ZoneIntensity {
+    #[schema(value_type = String)]
+    pub zone: ZoneCode,
+    /// Ordered by start; where no point covers a time there is a gap.
+    pub points: Vec<PointInForce>,
+}
+
+/// Intensity in force for a zone
+///
+/// The points in force over [from, to) after precedence, clipped to the range. Grid intensity is
+/// public data: any key may read it.
+#[utoipa::path(tag = "intensity", security(("bearer" = [])),
+    params(("zone" = String, Path, description = "Grid zone code", example = "DE"), RangeQuery),
+    responses((status = 200, description = "Points in force", body = ZoneIntensity), CommonErrors))]
+#[get("/zones/{zone}/intensity")]
+async fn zone_intensity(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let zone = ZoneCode::parse(&path).map_err(|reason| ApiError::invalid_path("zone", reason))?;
+    let RangeQuery { from, to } = query.into_inner();
+    if from >= to {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "from must be before to",
+        ));
+    }
+    if to - from > MAX_RANGE {
+        return Err(ApiError::new(
+            ErrorCode::RangeTooLong,
+            "ask for at most 93 days at a time",
+        ));
+    }
+    let stored = intensity::load(
+        &state.intensity,
+        Some(std::slice::from_ref(&zone)),
+        from,
+        to,
+    )
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    let points = in_force(&stored)
+        .into_iter()
+        .filter(|s| s.end > from && s.start < to)
+        .map(|s| PointInForce {
+            start: s.start.max(from),
+            end: s.end.min(to),
+            gco2e_per_kwh: s.point.gco2e_per_kwh,
+            kind: s.point.kind,
+            signal: s.point.signal,
+            source: s.point.source.clone(),
+            source_detail: s.point.source_detail.clone(),
+            received_at: s.point.received_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ZoneIntensity { zone, points }))
+}

@@ -1,0 +1,144 @@
+//! The intensity table: every point ever received (superseded ones too, for audit); which is in
+//! force is decided when reading (`domain::intensity::in_force`).
+use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec};
+use crate::domain::intensity::{IntensityPoint, PointKind, Signal};
+use crate::domain::ZoneCode;
+use chrono::DateTime;
+use deltalake::kernel::{DataType as DeltaType, StructField};
+use polars::prelude::*;
+
+pub const ZONE: &str = "zone";
+pub const START: &str = "start";
+pub const END: &str = "end";
+pub const GCO2E_PER_KWH: &str = "gco2e_per_kwh";
+pub const KIND: &str = "kind";
+pub const SIGNAL: &str = "signal";
+pub const SOURCE: &str = "source";
+pub const SOURCE_DETAIL: &str = "source_detail";
+pub const RECEIVED_AT: &str = "received_at";
+
+fn columns() -> Vec<StructField> {
+    vec![
+        StructField::new(ZONE, DeltaType::STRING, false),
+        StructField::new(START, DeltaType::TIMESTAMP, false),
+        StructField::new(END, DeltaType::TIMESTAMP, false),
+        StructField::new(GCO2E_PER_KWH, DeltaType::DOUBLE, false),
+        StructField::new(KIND, DeltaType::STRING, false),
+        StructField::new(SIGNAL, DeltaType::STRING, false),
+        StructField::new(SOURCE, DeltaType::STRING, false),
+        StructField::new(SOURCE_DETAIL, DeltaType::STRING, true),
+        StructField::new(RECEIVED_AT, DeltaType::TIMESTAMP, false),
+    ]
+}
+
+pub const SPEC: TableSpec = TableSpec {
+    name: "intensity",
+    columns,
+    time_column: START,
+    identity: None,
+    // A point covers at most 24 h.
+    lookback_us: 86_400_000_000,
+};
+
+fn instants(name: &str, values: impl Iterator<Item = i64>) -> PolarsResult<Column> {
+    Column::new(name.into(), values.collect::<Vec<i64>>()).cast(&utc_micros())
+}
+
+pub fn frame(points: &[IntensityPoint]) -> PolarsResult<DataFrame> {
+    let text = |name: &str, f: fn(&IntensityPoint) -> &str| {
+        Column::new(name.into(), points.iter().map(f).collect::<Vec<&str>>())
+    };
+    DataFrame::new(
+        points.len(),
+        vec![
+            text(ZONE, |p| p.zone.as_str()),
+            instants(START, points.iter().map(|p| p.start.timestamp_micros()))?,
+            instants(END, points.iter().map(|p| p.end.timestamp_micros()))?,
+            Column::new(
+                GCO2E_PER_KWH.into(),
+                points.iter().map(|p| p.gco2e_per_kwh).collect::<Vec<f64>>(),
+            ),
+            text(KIND, |p| p.kind.as_str()),
+            text(SIGNAL, |p| p.signal.as_str()),
+            text(SOURCE, |p| &p.source),
+            Column::new(
+                SOURCE_DETAIL.into(),
+                points
+                    .iter()
+                    .map(|p| p.source_detail.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            ),
+            instants(
+                RECEIVED_AT,
+                points.iter().map(|p| p.received_at.timestamp_micros()),
+            )?,
+        ],
+    )
+}
+
+pub fn empty() -> PolarsResult<DataFrame> {
+    frame(&[])
+}
+
+/// Points back from a collected scan; rows that do not parse (never written by us) are skipped.
+pub fn points(frame: &DataFrame) -> PolarsResult<Vec<IntensityPoint>> {
+    let text =
+        |name: &str| -> PolarsResult<StringChunked> { Ok(frame.column(name)?.str()?.clone()) };
+    let micros = |name: &str| -> PolarsResult<Int64Chunked> {
+        Ok(frame.column(name)?.datetime()?.physical().clone())
+    };
+    let (zone, kind, signal, source, detail) = (
+        text(ZONE)?,
+        text(KIND)?,
+        text(SIGNAL)?,
+        text(SOURCE)?,
+        text(SOURCE_DETAIL)?,
+    );
+    let (start, end, received) = (micros(START)?, micros(END)?, micros(RECEIVED_AT)?);
+    let value = frame.column(GCO2E_PER_KWH)?.f64()?.clone();
+    let instant = |us: Option<i64>| us.and_then(DateTime::from_timestamp_micros);
+    Ok((0..frame.height())
+        .filter_map(|i| {
+            Some(IntensityPoint {
+                zone: ZoneCode::parse(zone.get(i)?).ok()?,
+                start: instant(start.get(i))?,
+                end: instant(end.get(i))?,
+                gco2e_per_kwh: value.get(i)?,
+                kind: PointKind::parse(kind.get(i)?)?,
+                signal: Signal::parse(signal.get(i)?)?,
+                source: source.get(i)?.to_owned(),
+                source_detail: detail.get(i).map(str::to_owned),
+                received_at: instant(received.get(i))?,
+            })
+        })
+        .collect())
+}
+
+/// Every stored point of these zones (all zones when `None`) overlapping [from, to).
+pub async fn load(
+    table: &LoggedTable,
+    zones: Option<&[ZoneCode]>,
+    from: DateTime<chrono::Utc>,
+    to: DateTime<chrono::Utc>,
+) -> Result<Vec<IntensityPoint>, LoggedTableError> {
+    let mut filter = col(END).gt(instant(from.timestamp_micros()));
+    if let Some(zones) = zones {
+        let names: Vec<&str> = zones.iter().map(ZoneCode::as_str).collect();
+        let any_zone = names
+            .into_iter()
+            .map(|zone| col(ZONE).eq(lit(zone.to_owned())))
+            .reduce(Expr::or)
+            .unwrap_or(lit(false));
+        filter = filter.and(any_zone);
+    }
+    let scan = table
+        .scan(
+            from.timestamp_micros(),
+            to.timestamp_micros(),
+            Some(filter),
+            None,
+            empty,
+        )
+        .await?;
+    blocking(move || points(&scan.collect()?)).await
+}
