@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod accounting;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -1,0 +1,544 @@
+//! The accounting method of DESIGN §3 as pure functions: readings (a LazyFrame) are split against a
+//! report's timeline of segments and aggregated. No I/O, no clock, no async; numbers stay f64.
+//!
+//! Splitting finds, for each reading, the segments holding its first and last microsecond with one
+//! `search_sorted` over the segments' keys (site ordinal, then time). Nearly every reading lies in
+//! one segment and joins straight to it; only the few that cross an edge are exploded.
+pub mod market;
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;
+pub mod timeline;
+
+use crate::domain::{Id, Instrument, Site, Zone, ZoneCode};
+use crate::storage::readings::{CUSTOMER, DURATION_S, ENERGY_J, POWER_W, SITE, START, WORKLOAD};
+use market::{Market, PeriodEnergy};
+use polars::prelude::*;
+use std::collections::HashMap;
+use timeline::{Quality, Segment, Window};
+
+pub const BUCKET: &str = "bucket_start";
+pub const ZONE: &str = "zone";
+pub const IT_KWH: &str = "it_energy_kwh";
+pub const FACILITY_KWH: &str = "facility_energy_kwh";
+pub const LOCATION_G: &str = "location_emissions_gco2e";
+pub const MARKET_G: &str = "market_emissions_gco2e";
+pub const LOCATION_INTENSITY: &str = "location_intensity_gco2e_per_kwh";
+pub const READINGS: &str = "readings";
+pub const MARKET_FALLBACK_SHARE: &str = "market_location_fallback_share";
+/// Quality share columns, in `Quality::ALL` order.
+pub const QUALITY_COLUMNS: [&str; 6] = [
+    "quality_actual",
+    "quality_estimated",
+    "quality_forecast",
+    "quality_carried_forward",
+    "quality_default_factor",
+    "quality_missing",
+];
+
+const SEG_ID: &str = "seg_id";
+const SEG_START: &str = "seg_start";
+const SEG_END: &str = "seg_end";
+const IN_WINDOW: &str = "in_window";
+const PUE: &str = "pue";
+const INTENSITY: &str = "intensity";
+const QUALITY: &str = "quality";
+const MARKET_FACTOR: &str = "market_factor";
+const FALLBACK: &str = "market_fallback";
+const SITE_ORD: &str = "site_ord";
+const READING_ID: &str = "reading_id";
+const START_US: &str = "start_us";
+const END_US: &str = "end_us";
+const FIRST: &str = "first_seg";
+const LAST: &str = "last_seg";
+const FALLBACK_KWH: &str = "fallback_kwh";
+const INTENSITY_KWH: &str = "kwh_with_intensity";
+/// Segment keys are site ordinal << 45 | microseconds since the timeline's start (2^45 µs is a year).
+const SITE_SHIFT: i64 = 1 << 45;
+
+/// A dimension reports can group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    Customer,
+    Workload,
+    Site,
+    Zone,
+}
+
+impl GroupKey {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "customer" => Some(Self::Customer),
+            "workload" => Some(Self::Workload),
+            "site" => Some(Self::Site),
+            "zone" => Some(Self::Zone),
+            _ => None,
+        }
+    }
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Customer => CUSTOMER,
+            Self::Workload => WORKLOAD,
+            Self::Site => SITE,
+            Self::Zone => ZONE,
+        }
+    }
+}
+
+/// Everything besides readings that the method needs.
+pub struct Inputs<'a> {
+    pub sites: &'a [Site],
+    /// Registered zones (default factors, residual mixes), keyed by code.
+    pub zones: &'a HashMap<ZoneCode, Zone>,
+    /// Intensity pieces per zone covering the timeline (see `timeline::zone_pieces`).
+    pub pieces: &'a HashMap<ZoneCode, Vec<timeline::IntensityPiece>>,
+    pub instruments: &'a [Instrument],
+}
+
+/// A report's segments as frames, ready to split readings against.
+pub struct Timeline {
+    segments: DataFrame,
+    keys: Series,
+    site_ordinals: DataFrame,
+    market_overrides: DataFrame,
+    base_us: i64,
+}
+
+fn site_ordinals(sites: &[Site]) -> PolarsResult<DataFrame> {
+    DataFrame::new(
+        sites.len(),
+        vec![
+            Column::new(
+                SITE.into(),
+                sites.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(SITE_ORD.into(), (0..sites.len() as i64).collect::<Vec<_>>()),
+        ],
+    )
+}
+
+fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+impl Timeline {
+    /// Segments of all sites, market factors from the instruments' covered `shares`.
+    pub fn build(
+        inputs: &Inputs<'_>,
+        window: &Window,
+        shares: &HashMap<Id, f64>,
+    ) -> PolarsResult<Self> {
+        let segments = timeline::segments(inputs.sites, inputs.pieces, inputs.instruments, window);
+        let base_us = us(window.from - timeline::LOOKBACK);
+        let market = Market {
+            sites: inputs.sites,
+            zones: inputs.zones,
+            instruments: inputs.instruments,
+            shares,
+        };
+        let defaults: Vec<_> = segments.iter().map(|s| market.factor(s, None)).collect();
+        let zone_of = |s: &Segment| inputs.sites[s.site].zone.as_str();
+        let frame = DataFrame::new(
+            segments.len(),
+            vec![
+                Column::new(
+                    SEG_ID.into(),
+                    (0..segments.len() as i64).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    SEG_START.into(),
+                    segments.iter().map(|s| us(s.start)).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    SEG_END.into(),
+                    segments.iter().map(|s| us(s.end)).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    IN_WINDOW.into(),
+                    segments.iter().map(|s| s.in_window).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    BUCKET.into(),
+                    segments.iter().map(|s| us(s.bucket)).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    ZONE.into(),
+                    segments.iter().map(zone_of).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    PUE.into(),
+                    segments.iter().map(|s| s.pue).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    INTENSITY.into(),
+                    segments.iter().map(|s| s.intensity).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    QUALITY.into(),
+                    segments
+                        .iter()
+                        .map(|s| s.quality.as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    MARKET_FACTOR.into(),
+                    defaults.iter().map(|f| f.gco2e_per_kwh).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    FALLBACK.into(),
+                    defaults
+                        .iter()
+                        .map(|f| f.location_fallback_share)
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        )?;
+        let keys = Series::new(
+            "keys".into(),
+            segments
+                .iter()
+                .map(|s| s.site as i64 * SITE_SHIFT + us(s.start) - base_us)
+                .collect::<Vec<_>>(),
+        );
+        let (mut ids, mut customers, mut factors, mut fallbacks) = (vec![], vec![], vec![], vec![]);
+        for (site, customer) in market.customers_with_instruments() {
+            for (id, segment) in segments.iter().enumerate().filter(|(_, s)| s.site == site) {
+                let factor = market.factor(segment, Some(&customer));
+                ids.push(id as i64);
+                customers.push(customer.clone());
+                factors.push(factor.gco2e_per_kwh);
+                fallbacks.push(factor.location_fallback_share);
+            }
+        }
+        let market_overrides = DataFrame::new(
+            ids.len(),
+            vec![
+                Column::new(SEG_ID.into(), ids),
+                Column::new(CUSTOMER.into(), customers),
+                Column::new("override_factor".into(), factors),
+                Column::new("override_fallback".into(), fallbacks),
+            ],
+        )?;
+        Ok(Self {
+            segments: frame,
+            keys,
+            site_ordinals: site_ordinals(inputs.sites)?,
+            market_overrides,
+            base_us,
+        })
+    }
+
+    /// The readings' parts: one row per (reading, segment) overlap inside the report window, with
+    /// energy, PUE, intensity, quality and market factor applied.
+    pub fn parts(&self, readings: LazyFrame) -> PolarsResult<LazyFrame> {
+        let key = |time: Expr| col(SITE_ORD) * lit(SITE_SHIFT) + time - lit(self.base_us);
+        let segment_of = |key: Expr| {
+            lit(self.keys.clone())
+                .search_sorted(key, SearchSortedSide::Right, false)
+                .cast(DataType::Int64)
+                - lit(1i64)
+        };
+        let energy_j = when(col(ENERGY_J).is_not_null())
+            .then(col(ENERGY_J))
+            .otherwise(col(POWER_W) * col(DURATION_S).cast(DataType::Float64));
+        let located = readings
+            .with_row_index(READING_ID, None)
+            .join(
+                self.site_ordinals.clone().lazy(),
+                [col(SITE)],
+                [col(SITE)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .with_columns([
+                col(START).cast(DataType::Int64).alias(START_US),
+                (col(START).cast(DataType::Int64)
+                    + col(DURATION_S).cast(DataType::Int64) * lit(1_000_000i64))
+                .alias(END_US),
+                energy_j.alias(ENERGY_J),
+            ])
+            .with_columns([
+                segment_of(key(col(START_US))).alias(FIRST),
+                segment_of(key(col(END_US) - lit(1i64))).alias(LAST),
+            ]);
+        let inside_one = located
+            .clone()
+            .filter(col(FIRST).eq(col(LAST)))
+            .with_column(col(FIRST).alias(SEG_ID));
+        let crossing = located
+            .filter(col(FIRST).neq(col(LAST)))
+            .with_column(
+                int_ranges(
+                    col(FIRST),
+                    col(LAST) + lit(1i64),
+                    lit(1i64),
+                    DataType::Int64,
+                )
+                .alias(SEG_ID),
+            )
+            .explode(
+                cols([SEG_ID]),
+                ExplodeOptions {
+                    empty_as_null: false,
+                    keep_nulls: false,
+                },
+            );
+        let parts = concat([inside_one, crossing], UnionArgs::default())?
+            .join(
+                self.segments.clone().lazy(),
+                [col(SEG_ID)],
+                [col(SEG_ID)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .join(
+                self.market_overrides.clone().lazy(),
+                [col(SEG_ID), col(CUSTOMER)],
+                [col(SEG_ID), col(CUSTOMER)],
+                JoinArgs::new(JoinType::Left),
+            );
+        let earlier = |a: &str, b: &str| when(col(a).lt(col(b))).then(col(a)).otherwise(col(b));
+        let later = |a: &str, b: &str| when(col(a).gt(col(b))).then(col(a)).otherwise(col(b));
+        let overlap =
+            (earlier(END_US, SEG_END) - later(START_US, SEG_START)).cast(DataType::Float64);
+        let share = overlap / (col(DURATION_S).cast(DataType::Float64) * lit(1e6));
+        let it_kwh = col(ENERGY_J) / lit(3.6e6) * share;
+        let facility = col(IT_KWH) * col(PUE);
+        Ok(parts
+            .filter(
+                col(IN_WINDOW)
+                    .and(col(END_US).gt(col(SEG_START)))
+                    .and(col(START_US).lt(col(SEG_END))),
+            )
+            .with_column(it_kwh.alias(IT_KWH))
+            .with_column(facility.alias(FACILITY_KWH))
+            .with_columns([
+                (col(FACILITY_KWH) * col(INTENSITY).fill_null(lit(0.0))).alias(LOCATION_G),
+                (col(FACILITY_KWH) * coalesce(&[col("override_factor"), col(MARKET_FACTOR)]))
+                    .alias(MARKET_G),
+                (col(FACILITY_KWH) * coalesce(&[col("override_fallback"), col(FALLBACK)]))
+                    .alias(FALLBACK_KWH),
+                when(col(INTENSITY).is_not_null())
+                    .then(col(FACILITY_KWH))
+                    .otherwise(lit(0.0))
+                    .alias(INTENSITY_KWH),
+            ]))
+    }
+}
+
+/// Everything a footprint report needs besides readings, loaded by the caller.
+pub struct Context<'a> {
+    pub sites: &'a [Site],
+    pub zones: &'a HashMap<ZoneCode, Zone>,
+    /// Yearly average factors per zone for zones whose registry entry has none.
+    pub default_factors: &'a HashMap<ZoneCode, f64>,
+    /// Intensity points of the sites' zones from `points_from(window)` to `window.to`.
+    pub points: &'a [crate::domain::intensity::IntensityPoint],
+    pub instruments: &'a [Instrument],
+    pub max_carry_forward: chrono::Duration,
+}
+
+impl Context<'_> {
+    /// From when intensity points can matter to a report over `window` (carry-forward reaches back).
+    pub fn points_from(
+        window: &Window,
+        max_carry_forward: chrono::Duration,
+    ) -> chrono::DateTime<chrono::Utc> {
+        window.from
+            - timeline::LOOKBACK
+            - max_carry_forward
+            - crate::domain::intensity::MAX_POINT_SPAN
+    }
+
+    /// The instruments that apply to some part of the report.
+    pub fn relevant_instruments(&self, window: &Window) -> Vec<Instrument> {
+        let start = window.from - timeline::LOOKBACK;
+        self.instruments
+            .iter()
+            .filter(|i| i.from < window.to && i.to > start)
+            .filter(|i| self.sites.iter().any(|s| s.id == i.site))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A footprint: rows per bucket and group, and the totals (one row).
+pub struct Report {
+    pub rows: DataFrame,
+    pub totals: DataFrame,
+}
+
+/// The whole method of DESIGN §3. `readings` overlap the window; `period_readings` cover the
+/// periods of the relevant instruments (unused when there are none).
+pub fn footprint(
+    context: &Context<'_>,
+    window: &Window,
+    group_by: &[GroupKey],
+    readings: LazyFrame,
+    period_readings: LazyFrame,
+) -> PolarsResult<Report> {
+    let start = window.from - timeline::LOOKBACK;
+    let mut pieces = HashMap::new();
+    for site in context.sites {
+        if pieces.contains_key(&site.zone) {
+            continue;
+        }
+        let points: Vec<_> = context
+            .points
+            .iter()
+            .filter(|p| p.zone == site.zone)
+            .cloned()
+            .collect();
+        let default = context
+            .zones
+            .get(&site.zone)
+            .and_then(|z| z.default_gco2e_per_kwh)
+            .or_else(|| context.default_factors.get(&site.zone).copied());
+        pieces.insert(
+            site.zone.clone(),
+            timeline::zone_pieces(
+                &points,
+                default,
+                context.max_carry_forward,
+                start,
+                window.to,
+            ),
+        );
+    }
+    let instruments = context.relevant_instruments(window);
+    let shares = match period_energy(period_readings, context.sites, &instruments)? {
+        Some((energy, segments)) => {
+            let rows = period_energy_rows(&energy.collect()?, &segments, context.sites)?;
+            market::coverage_shares(&instruments, &rows)
+        }
+        None => HashMap::new(),
+    };
+    let inputs = Inputs {
+        sites: context.sites,
+        zones: context.zones,
+        pieces: &pieces,
+        instruments: &instruments,
+    };
+    let parts = Timeline::build(&inputs, window, &shares)?
+        .parts(readings)?
+        .cache();
+    let mut keys = vec![BUCKET];
+    keys.extend(group_by.iter().map(|k| k.column()));
+    Ok(Report {
+        rows: aggregate(parts.clone(), &keys).collect()?,
+        totals: aggregate(parts, &[]).collect()?,
+    })
+}
+
+/// Sums per group of the report's columns (DESIGN §3 step 7). `keys` empty gives the totals.
+pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
+    let mut sums = vec![
+        col(IT_KWH).sum().alias(IT_KWH),
+        col(FACILITY_KWH).sum().alias(FACILITY_KWH),
+        col(LOCATION_G).sum().alias(LOCATION_G),
+        col(MARKET_G).sum().alias(MARKET_G),
+        col(FALLBACK_KWH).sum().alias(FALLBACK_KWH),
+        col(INTENSITY_KWH).sum().alias(INTENSITY_KWH),
+        col(READING_ID)
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias(READINGS),
+    ];
+    for (quality, name) in Quality::ALL.iter().zip(QUALITY_COLUMNS) {
+        sums.push(
+            when(col(QUALITY).eq(lit(quality.as_str())))
+                .then(col(FACILITY_KWH))
+                .otherwise(lit(0.0))
+                .sum()
+                .alias(name),
+        );
+    }
+    let grouped = if keys.is_empty() {
+        parts.select(sums)
+    } else {
+        let by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+        parts.group_by(by).agg(sums).sort(
+            keys.to_vec(),
+            SortMultipleOptions::default(),
+        )
+    };
+    let ratio = |numerator: Expr, denominator: Expr| {
+        when(denominator.clone().gt(lit(0.0)))
+            .then(numerator / denominator)
+            .otherwise(lit(0.0))
+    };
+    let mut derived = vec![
+        ratio(col(LOCATION_G), col(INTENSITY_KWH)).alias(LOCATION_INTENSITY),
+        ratio(col(FALLBACK_KWH), col(FACILITY_KWH)).alias(MARKET_FALLBACK_SHARE),
+    ];
+    derived.extend(
+        QUALITY_COLUMNS
+            .iter()
+            .map(|name| ratio(col(*name), col(FACILITY_KWH)).alias(*name)),
+    );
+    let mut columns: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+    columns.extend([IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G].map(col));
+    columns.push(col(LOCATION_INTENSITY));
+    columns.push(col(READINGS));
+    columns.extend(QUALITY_COLUMNS.map(col));
+    columns.push(col(MARKET_FALLBACK_SHARE));
+    grouped.with_columns(derived).select(columns)
+}
+
+/// Facility energy per (site, customer, segment) over the instruments' periods, for their shares.
+pub fn period_energy(
+    readings: LazyFrame,
+    sites: &[Site],
+    instruments: &[Instrument],
+) -> PolarsResult<Option<(LazyFrame, Vec<Segment>)>> {
+    let (Some(from), Some(to)) = (
+        instruments.iter().map(|i| i.from).min(),
+        instruments.iter().map(|i| i.to).max(),
+    ) else {
+        return Ok(None);
+    };
+    let window = Window {
+        from,
+        to,
+        granularity: timeline::Granularity::Total,
+        tz: chrono_tz::UTC,
+    };
+    let empty = HashMap::new();
+    let no_zones = HashMap::new();
+    let inputs = Inputs {
+        sites,
+        zones: &no_zones,
+        pieces: &empty,
+        instruments,
+    };
+    let timeline = Timeline::build(&inputs, &window, &HashMap::new())?;
+    let segments = timeline::segments(sites, &empty, instruments, &window);
+    let energy = timeline
+        .parts(readings)?
+        .group_by([col(SEG_ID), col(CUSTOMER)])
+        .agg([col(FACILITY_KWH).sum()]);
+    Ok(Some((energy, segments)))
+}
+
+/// Period energy rows from a collected `period_energy` frame.
+pub fn period_energy_rows(
+    frame: &DataFrame,
+    segments: &[Segment],
+    sites: &[Site],
+) -> PolarsResult<Vec<PeriodEnergy>> {
+    let ids = frame.column(SEG_ID)?.i64()?.clone();
+    let customers = frame.column(CUSTOMER)?.str()?.clone();
+    let kwh = frame.column(FACILITY_KWH)?.f64()?.clone();
+    Ok((0..frame.height())
+        .filter_map(|i| {
+            let segment = segments.get(usize::try_from(ids.get(i)?).ok()?)?;
+            Some(PeriodEnergy {
+                site: sites[segment.site].id.clone(),
+                customer: customers.get(i)?.to_owned(),
+                start: segment.start,
+                end: segment.end,
+                facility_kwh: kwh.get(i)?,
+            })
+        })
+        .collect())
+}

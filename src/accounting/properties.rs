@@ -1,0 +1,120 @@
+//! Invariants of DESIGN §3 over generated readings and intensity.
+use super::tests::{hours, point, readings, value, Setup};
+use super::timeline::Granularity;
+use super::*;
+use crate::domain::intensity::PointKind;
+use proptest::prelude::*;
+
+fn day_readings() -> impl Strategy<Value = Vec<(u32, i32, f64, u8)>> {
+    // (start second of the day, duration_s, energy_j, workload)
+    prop::collection::vec((0u32..86_000, 1i32..=3600, 0.0f64..5e6, 0u8..4), 1..40)
+}
+
+fn setup(gaps: &[bool]) -> Setup {
+    // Half-hour points with some gaps, carried forward or defaulted.
+    let mut points = Vec::new();
+    for (i, gap) in gaps.iter().enumerate() {
+        if *gap {
+            continue;
+        }
+        let start = tests::t("2026-03-01T00:00:00Z") + chrono::Duration::minutes(30 * i as i64);
+        let end = start + chrono::Duration::minutes(30);
+        points.push(point(
+            &start.to_rfc3339(),
+            &end.to_rfc3339(),
+            50.0 + 10.0 * i as f64,
+            if i % 3 == 0 {
+                PointKind::Forecast
+            } else {
+                PointKind::Actual
+            },
+            "2026-03-02T00:00:00Z",
+        ));
+    }
+    let mut setup = Setup::new(points).zone(Some(300.0), Some(450.0));
+    setup.max_carry = chrono::Duration::minutes(45);
+    setup
+}
+
+fn rows(input: &[(u32, i32, f64, u8)]) -> Vec<(String, String, String, i32, f64)> {
+    let base = tests::t("2026-03-01T00:00:00Z");
+    input
+        .iter()
+        .map(|(second, duration, energy, workload)| {
+            let start = base + chrono::Duration::seconds(i64::from(*second));
+            (
+                "acme".to_owned(),
+                format!("w{workload}"),
+                start.to_rfc3339(),
+                *duration,
+                *energy,
+            )
+        })
+        .collect()
+}
+
+fn frame(rows: &[(String, String, String, i32, f64)]) -> LazyFrame {
+    let borrowed: Vec<(&str, &str, &str, i32, f64)> = rows
+        .iter()
+        .map(|(c, w, s, d, e)| (c.as_str(), w.as_str(), s.as_str(), *d, *e))
+        .collect();
+    readings(&borrowed)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn totals_do_not_depend_on_grouping_or_bucket(input in day_readings(), gaps in prop::collection::vec(any::<bool>(), 48)) {
+        let setup = setup(&gaps);
+        let rows = rows(&input);
+        let mut window = hours("2026-03-01T00:00:00Z", "2026-03-02T02:00:00Z");
+        let baseline = setup.run(&window, &[], frame(&rows)).totals;
+        for (granularity, group_by) in [
+            (Granularity::Hour, vec![GroupKey::Workload]),
+            (Granularity::Day, vec![GroupKey::Customer, GroupKey::Site]),
+            (Granularity::Total, vec![GroupKey::Zone, GroupKey::Workload]),
+        ] {
+            window.granularity = granularity;
+            let report = setup.run(&window, &group_by, frame(&rows));
+            for column in [IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G, READINGS] {
+                prop_assert!(close(value(&report.totals, column, 0), value(&baseline, column, 0)), "{column}");
+                let summed: f64 = (0..report.rows.height()).map(|i| value(&report.rows, column, i)).sum();
+                if column != READINGS {
+                    prop_assert!(close(summed, value(&baseline, column, 0)), "rows sum to totals: {column}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn energy_is_conserved_and_quality_shares_sum_to_one(input in day_readings(), gaps in prop::collection::vec(any::<bool>(), 48)) {
+        let setup = setup(&gaps);
+        let rows = rows(&input);
+        let report = setup.run(&hours("2026-03-01T00:00:00Z", "2026-03-02T02:00:00Z"), &[GroupKey::Workload], frame(&rows));
+        let expected_kwh: f64 = input.iter().map(|(_, _, e, _)| e / 3.6e6).sum();
+        prop_assert!(close(value(&report.totals, IT_KWH, 0), expected_kwh));
+        for i in 0..report.rows.height() {
+            if value(&report.rows, FACILITY_KWH, i) > 0.0 {
+                let shares: f64 = QUALITY_COLUMNS.iter().map(|q| value(&report.rows, q, i)).sum();
+                prop_assert!(close(shares, 1.0), "row {i}: {shares}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_split_in_two_adds_up_to_the_whole(input in day_readings()) {
+        let setup = setup(&[false; 48]);
+        let rows = rows(&input);
+        let whole = setup.run(&hours("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"), &[], frame(&rows)).totals;
+        let morning = setup.run(&hours("2026-03-01T00:00:00Z", "2026-03-01T12:00:00Z"), &[], frame(&rows)).totals;
+        let evening = setup.run(&hours("2026-03-01T12:00:00Z", "2026-03-02T00:00:00Z"), &[], frame(&rows)).totals;
+        for column in [IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G] {
+            prop_assert!(close(value(&morning, column, 0) + value(&evening, column, 0), value(&whole, column, 0)), "{column}");
+        }
+    }
+}
