@@ -12,5 +12,6 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod reports;
 pub mod storage;
 pub mod telemetry;

@@ -457,10 +457,10 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         parts.select(sums)
     } else {
         let by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
-        parts.group_by(by).agg(sums).sort(
-            keys.to_vec(),
-            SortMultipleOptions::default(),
-        )
+        parts
+            .group_by(by)
+            .agg(sums)
+            .sort(keys.to_vec(), SortMultipleOptions::default())
     };
     let ratio = |numerator: Expr, denominator: Expr| {
         when(denominator.clone().gt(lit(0.0)))

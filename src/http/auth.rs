@@ -19,10 +19,13 @@ impl Caller {
     /// A customer key asking for any customer but its own gets the same 404 as for a customer that
     /// does not exist, so existence does not leak.
     pub fn require_customer(&self, customer: &Id) -> Result<(), ApiError> {
-        if self.grant.may_read_customer(customer) {
-            Ok(())
-        } else {
-            Err(ApiError::not_found(format_args!("customer {customer}")))
+        match &self.grant {
+            Grant::Ingest { .. } => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "reading footprints needs an admin or customer key",
+            )),
+            grant if grant.may_read_customer(customer) => Ok(()),
+            _ => Err(ApiError::not_found(format_args!("customer {customer}"))),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes registered once for both the server and the OpenAPI contract, bearer-key
 //! auth, metrics, and the single error -> problem+json mapping.
 pub mod auth;
+mod footprint;
 mod intensity;
 mod keys;
 mod metrics;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
+    pub reports: crate::reports::ReportSources,
     pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
@@ -62,6 +64,7 @@ errors are RFC 9457 problem details with a stable `code`.",
         (name = "registry", description = "Sites, customers, zones and instruments (admin)"),
         (name = "ingest", description = "Power telemetry from agents (admin or ingest keys)"),
         (name = "intensity", description = "Grid carbon intensity per zone"),
+        (name = "reports", description = "Energy and emissions footprints"),
         (name = "keys", description = "API keys (admin)")
     )
 )]
@@ -90,6 +93,7 @@ fn routes(config: &mut ServiceConfig) {
             .configure(registry::configure)
             .configure(readings::configure)
             .configure(intensity::configure)
+            .configure(footprint::configure)
             .configure(keys::configure),
     );
 }
@@ -163,9 +167,16 @@ impl Application {
             LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
         intensity.spawn_flusher(flush_interval);
         let state = web::Data::new(AppState {
-            registry,
+            registry: registry.clone(),
             readings: readings.clone(),
             intensity: intensity.clone(),
+            reports: crate::reports::ReportSources {
+                registry: registry.clone(),
+                readings: readings.clone(),
+                intensity: intensity.clone(),
+                default_factors: Arc::default(),
+                max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
+            },
             ingest: IngestLimits {
                 max_rows_per_batch: settings
                     .max_rows_per_batch

@@ -15,6 +15,9 @@ enum Access {
     Ingest,
     /// Any valid key (public data, but metered by key).
     AnyKey,
+    /// Admin keys, and customer keys for their own customer (`acme` in the path); another
+    /// customer's key gets 404 as if acme did not exist.
+    OwnCustomer,
 }
 
 fn expected_access(operation_id: &str) -> Option<Access> {
@@ -27,6 +30,8 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" => Admin,
         "post_readings" | "post_intensity" => Ingest,
         "zone_intensity" => AnyKey,
+        "customer_footprint" => OwnCustomer,
+        "all_footprints" => Admin,
         _ => return None,
     })
 }
@@ -58,7 +63,9 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{zone}", "DE")
                 .replace("{instrument}", "ppa-2026-q1")
                 .replace("{id}", "key_unknown")
-                + if path.ends_with("/intensity") && method == "get" {
+                + if (path.ends_with("/intensity") || path.ends_with("/footprint"))
+                    && method == "get"
+                {
                     "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"
                 } else {
                     ""
@@ -127,6 +134,17 @@ async fn every_operation_enforces_its_roles() {
             Access::Public => {
                 let status = call(None).await.status();
                 assert!(status.is_success(), "{name} without a key: {status}");
+            }
+            Access::OwnCustomer => {
+                assert_eq!(call(None).await.status(), 401, "{name}");
+                assert_eq!(call(Some(revoked.clone())).await.status(), 401, "{name}");
+                assert_problem(call(Some(ingest.clone())).await, 403, "forbidden").await;
+                let other =
+                    assert_problem(call(Some(globex.clone())).await, 404, "not_found").await;
+                assert_eq!(other["detail"], "customer acme does not exist", "{name}");
+                for token in [ADMIN_TOKEN.to_owned(), acme.clone()] {
+                    assert_eq!(call(Some(token)).await.status(), 200, "{name}");
+                }
             }
             Access::Admin | Access::Ingest | Access::AnyKey => {
                 for token in [None, Some("cl_not_a_key".to_owned()), Some(revoked.clone())] {

@@ -1,0 +1,339 @@
+//! Footprint reports over HTTP: one customer's (customer keys read only their own), or everyone's
+//! (admin), as JSON, NDJSON, CSV or Parquet.
+use super::auth::{Admin, Caller};
+use super::problem::{ApiError, CommonErrors, ErrorCode};
+use super::AppState;
+use crate::domain::Id;
+use crate::reports::{Figures, Footprint, FootprintQuery, FootprintRow, ReportError};
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// JSON answers hold at most this many rows; larger results stream as NDJSON, CSV or Parquet.
+pub const MAX_JSON_ROWS: usize = 50_000;
+/// Rows per chunk of a streamed answer.
+const CHUNK_ROWS: usize = 2_000;
+
+pub fn configure(config: &mut ServiceConfig) {
+    config.service(customer_footprint).service(all_footprints);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportParams {
+    /// Inclusive start, RFC 3339.
+    #[param(example = "2026-03-01T00:00:00Z")]
+    pub from: DateTime<Utc>,
+    /// Exclusive end, RFC 3339.
+    #[param(example = "2026-03-02T00:00:00Z")]
+    pub to: DateTime<Utc>,
+    /// `hour` (at most 31 days), `day` (366 days), `month` or `total` (the default).
+    #[param(example = "hour")]
+    pub granularity: Option<String>,
+    /// Comma list of `customer`, `workload`, `site`, `zone`.
+    #[param(example = "workload")]
+    pub group_by: Option<String>,
+    /// IANA time zone of day and month buckets (default UTC).
+    #[param(example = "Europe/London")]
+    pub tz: Option<String>,
+    /// `json`, `ndjson`, `csv` or `parquet`; wins over `Accept`.
+    #[param(example = "json")]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CustomerFilter {
+    /// Only this customer.
+    #[param(example = "acme")]
+    pub customer: Option<String>,
+}
+
+/// A footprint as JSON: the query echoed, the rows and the totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FootprintResponse {
+    pub customer: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub granularity: String,
+    pub group_by: Vec<String>,
+    pub tz: String,
+    /// The readings table version the report read; the same version gives the same numbers.
+    pub table_version: Option<u64>,
+    /// Ordered by bucket_start, then the group keys.
+    pub rows: Vec<FootprintRow>,
+    pub totals: Figures,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+fn format(request: &HttpRequest, param: Option<&str>) -> Result<Format, ApiError> {
+    if let Some(param) = param {
+        return match param {
+            "json" => Ok(Format::Json),
+            "ndjson" => Ok(Format::Ndjson),
+            "csv" => Ok(Format::Csv),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("format {other:?} is not one of json, ndjson, csv, parquet"),
+            )),
+        };
+    }
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(if accept.contains("application/x-ndjson") {
+        Format::Ndjson
+    } else if accept.contains("text/csv") {
+        Format::Csv
+    } else if accept.contains("application/vnd.apache.parquet") {
+        Format::Parquet
+    } else {
+        Format::Json
+    })
+}
+
+impl From<ReportError> for ApiError {
+    fn from(error: ReportError) -> Self {
+        match &error {
+            ReportError::BadParameter(_) => {
+                ApiError::new(ErrorCode::InvalidQuery, error.to_string())
+            }
+            ReportError::RangeTooLong(_) => {
+                ApiError::new(ErrorCode::RangeTooLong, error.to_string())
+            }
+            ReportError::UnknownCustomer(customer) => {
+                ApiError::not_found(format_args!("customer {customer}"))
+            }
+            ReportError::Store(store) => ApiError::internal(store),
+        }
+    }
+}
+
+fn polars_error(error: polars::error::PolarsError) -> ApiError {
+    ApiError::internal(&error)
+}
+
+/// An encoded answer: its media type and its body in chunks.
+struct Rendered {
+    content_type: &'static str,
+    filename: Option<&'static str>,
+    chunks: Vec<Bytes>,
+}
+
+impl Rendered {
+    /// Sends the chunks as they are (chunked transfer), so large answers start at once.
+    fn into_response(self) -> HttpResponse {
+        let mut response = HttpResponse::Ok();
+        response.content_type(self.content_type);
+        if let Some(name) = self.filename {
+            response.insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ));
+        }
+        response.streaming(futures_util::stream::iter(
+            self.chunks.into_iter().map(Ok::<_, actix_web::Error>),
+        ))
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    request: &HttpRequest,
+    customer: Option<Id>,
+    params: ReportParams,
+) -> Result<HttpResponse, ApiError> {
+    let format = format(request, params.format.as_deref())?;
+    let query = FootprintQuery::parse(
+        customer,
+        params.from,
+        params.to,
+        params.granularity.as_deref(),
+        params.group_by.as_deref(),
+        params.tz.as_deref(),
+    )?;
+    let footprint = state.reports.footprint(query).await?;
+    if format == Format::Json && footprint.report.rows.height() > MAX_JSON_ROWS {
+        return Err(ApiError::new(
+            ErrorCode::RangeTooLong,
+            format!(
+                "{} rows is more than a JSON answer holds ({MAX_JSON_ROWS}); ask for format=ndjson, csv or parquet, or a coarser granularity",
+                footprint.report.rows.height()
+            ),
+        ));
+    }
+    let rendered = web::block(move || render(&footprint, format))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    Ok(rendered.into_response())
+}
+
+fn render(footprint: &Footprint, format: Format) -> Result<Rendered, ApiError> {
+    match format {
+        Format::Json => {
+            let query = &footprint.query;
+            let body = serde_json::to_vec(&FootprintResponse {
+                customer: query.customer.as_ref().map(ToString::to_string),
+                from: query.window.from,
+                to: query.window.to,
+                granularity: query.window.granularity.as_str().to_owned(),
+                group_by: query
+                    .group_by
+                    .iter()
+                    .map(|k| k.column().to_owned())
+                    .collect(),
+                tz: query.window.tz.name().to_owned(),
+                table_version: footprint.table_version,
+                rows: footprint.rows().map_err(polars_error)?,
+                totals: footprint.totals().map_err(polars_error)?,
+            })
+            .map_err(|e| ApiError::internal(&e))?;
+            Ok(Rendered {
+                content_type: "application/json",
+                filename: None,
+                chunks: vec![Bytes::from(body)],
+            })
+        }
+        Format::Ndjson => {
+            let header = footprint.flat_header();
+            let rows = footprint.flat_rows().map_err(polars_error)?;
+            let chunks = rows
+                .chunks(CHUNK_ROWS)
+                .map(|chunk| {
+                    let mut out = Vec::new();
+                    for record in chunk {
+                        let object: serde_json::Map<String, serde_json::Value> = header
+                            .iter()
+                            .map(|h| (*h).to_owned())
+                            .zip(record.iter().cloned())
+                            .collect();
+                        out.extend(serde_json::Value::Object(object).to_string().into_bytes());
+                        out.push(b'\n');
+                    }
+                    Bytes::from(out)
+                })
+                .collect();
+            Ok(Rendered {
+                content_type: "application/x-ndjson",
+                filename: None,
+                chunks,
+            })
+        }
+        Format::Csv => {
+            let header = footprint.flat_header();
+            let rows = footprint.flat_rows().map_err(polars_error)?;
+            let mut chunks = vec![Bytes::from(format!("{}\r\n", header.join(",")))];
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let mut writer = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(Vec::new());
+                for record in chunk {
+                    let cells: Vec<String> = record
+                        .iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    writer
+                        .write_record(&cells)
+                        .map_err(|e| ApiError::internal(&e))?;
+                }
+                let bytes = writer
+                    .into_inner()
+                    .map_err(|e| ApiError::internal(e.error()))?;
+                chunks.push(Bytes::from(bytes));
+            }
+            Ok(Rendered {
+                content_type: "text/csv; charset=utf-8",
+                filename: Some("footprint.csv"),
+                chunks,
+            })
+        }
+        Format::Parquet => {
+            let bytes = footprint.parquet().map_err(polars_error)?;
+            Ok(Rendered {
+                content_type: "application/vnd.apache.parquet",
+                filename: Some("footprint.parquet"),
+                chunks: vec![Bytes::from(bytes)],
+            })
+        }
+    }
+}
+
+/// A customer's footprint
+///
+/// Energy and emissions of one customer's workloads over [from, to), per bucket and group, with
+/// data-quality shares. A customer key reads only its own customer; any other answers 404, exactly
+/// as for a customer that does not exist. Formats: JSON (default), NDJSON, CSV or Parquet, by
+/// `Accept` or `format=`.
+#[utoipa::path(tag = "reports", security(("bearer" = [])),
+    params(("customer" = String, Path, description = "Customer id", example = "acme"), ReportParams),
+    responses(
+        (status = 200, description = "The footprint", content(
+            (FootprintResponse = "application/json"),
+            (FootprintRow = "application/x-ndjson"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        CommonErrors,
+        (status = 422, description = "Range too long for the granularity, or too many rows for JSON",
+         body = super::problem::Problem, content_type = "application/problem+json")))]
+#[get("/customers/{customer}/footprint")]
+async fn customer_footprint(
+    caller: Caller,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    params: web::Query<ReportParams>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = Id::parse(&path)
+        .map_err(|_| ApiError::not_found(format_args!("customer {}", path.as_str())))?;
+    caller.require_customer(&customer)?;
+    answer(&state, &request, Some(customer), params.into_inner()).await
+}
+
+/// Everyone's footprint
+///
+/// The same report over all customers (or the one named by `customer`), for the operator's
+/// sustainability team. Admin keys only.
+#[utoipa::path(tag = "reports", security(("bearer" = [])),
+    params(ReportParams, CustomerFilter),
+    responses(
+        (status = 200, description = "The footprint", content(
+            (FootprintResponse = "application/json"),
+            (FootprintRow = "application/x-ndjson"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
+        CommonErrors,
+        (status = 422, description = "Range too long for the granularity, or too many rows for JSON",
+         body = super::problem::Problem, content_type = "application/problem+json")))]
+#[get("/footprint")]
+async fn all_footprints(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    params: web::Query<ReportParams>,
+    filter: web::Query<CustomerFilter>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = match filter.into_inner().customer {
+        Some(raw) => {
+            Some(Id::parse(&raw).map_err(|_| ApiError::not_found(format_args!("customer {raw}")))?)
+        }
+        None => None,
+    };
+    answer(&state, &request, customer, params.into_inner()).await
+}

@@ -1,0 +1,226 @@
+//! Footprint reports: load what the accounting method needs from the stores, run it off the async
+//! executor, and render the result as JSON rows, NDJSON, CSV or Parquet.
+mod render;
+
+pub use render::{Figures, FootprintRow, QualityShares};
+
+use crate::accounting::timeline::{Granularity, Window};
+use crate::accounting::{self, Context, GroupKey, Report};
+use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
+use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
+use crate::storage::{intensity, readings, Registry};
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use polars::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A validated report request.
+#[derive(Debug, Clone)]
+pub struct FootprintQuery {
+    pub customer: Option<Id>,
+    pub window: Window,
+    pub group_by: Vec<GroupKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    BadParameter(String),
+    #[error("{0}")]
+    RangeTooLong(String),
+    #[error("customer {0} does not exist")]
+    UnknownCustomer(Id),
+    #[error(transparent)]
+    Store(#[from] LoggedTableError),
+}
+
+/// Longest range per granularity: hourly rows beyond a month belong in an export at day level.
+fn max_range(granularity: Granularity) -> Duration {
+    match granularity {
+        Granularity::Hour => Duration::days(31),
+        Granularity::Day => Duration::days(366),
+        Granularity::Month | Granularity::Total => Duration::days(3660),
+    }
+}
+
+impl FootprintQuery {
+    /// Checks raw parameters (DESIGN §4): range order and length, granularity, groups, time zone.
+    pub fn parse(
+        customer: Option<Id>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        granularity: Option<&str>,
+        group_by: Option<&str>,
+        tz: Option<&str>,
+    ) -> Result<Self, ReportError> {
+        if from >= to {
+            return Err(ReportError::BadParameter("from must be before to".into()));
+        }
+        let granularity = match granularity {
+            None => Granularity::Total,
+            Some(raw) => Granularity::parse(raw).ok_or_else(|| {
+                ReportError::BadParameter(format!(
+                    "granularity {raw:?} is not one of hour, day, month, total"
+                ))
+            })?,
+        };
+        let mut groups = Vec::new();
+        for raw in group_by
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
+            let key = GroupKey::parse(raw).ok_or_else(|| {
+                ReportError::BadParameter(format!(
+                    "group_by {raw:?} is not one of customer, workload, site, zone"
+                ))
+            })?;
+            if !groups.contains(&key) {
+                groups.push(key);
+            }
+        }
+        let tz: Tz = match tz {
+            None => chrono_tz::UTC,
+            Some(raw) => raw.parse().map_err(|_| {
+                ReportError::BadParameter(format!("tz {raw:?} is not an IANA time zone"))
+            })?,
+        };
+        let limit = max_range(granularity);
+        if to - from > limit {
+            return Err(ReportError::RangeTooLong(format!(
+                "a {} report may span at most {} days; use a coarser granularity or several requests",
+                granularity.as_str(),
+                limit.num_days()
+            )));
+        }
+        Ok(Self {
+            customer,
+            window: Window {
+                from,
+                to,
+                granularity,
+                tz,
+            },
+            group_by: groups,
+        })
+    }
+}
+
+/// What reports read from.
+pub struct ReportSources {
+    pub registry: Arc<Registry>,
+    pub readings: Arc<LoggedTable>,
+    pub intensity: Arc<LoggedTable>,
+    pub default_factors: Arc<HashMap<ZoneCode, f64>>,
+    pub max_carry_forward: Duration,
+}
+
+/// The report, and the readings table version committed when it ran (the report also sees
+/// acknowledged readings not yet flushed into that version).
+pub struct Footprint {
+    pub query: FootprintQuery,
+    pub report: Report,
+    pub table_version: Option<u64>,
+}
+
+impl ReportSources {
+    pub async fn footprint(&self, query: FootprintQuery) -> Result<Footprint, ReportError> {
+        if let Some(customer) = &query.customer {
+            if !self.registry.contains::<Customer>(customer) {
+                return Err(ReportError::UnknownCustomer(customer.clone()));
+            }
+        }
+        let window = query.window;
+        let sites: Vec<Site> = self.registry.list::<Site>();
+        let zones: HashMap<ZoneCode, Zone> = self
+            .registry
+            .list::<Zone>()
+            .into_iter()
+            .map(|z| (z.zone.clone(), z))
+            .collect();
+        let instruments: Vec<Instrument> = self.registry.list::<Instrument>();
+        let mut zone_codes: Vec<ZoneCode> = sites.iter().map(|s| s.zone.clone()).collect();
+        zone_codes.sort();
+        zone_codes.dedup();
+        let points_from = Context::points_from(&window, self.max_carry_forward);
+        let points =
+            intensity::load(&self.intensity, Some(&zone_codes), points_from, window.to).await?;
+
+        let customer_filter = query
+            .customer
+            .as_ref()
+            .map(|c| col(readings::CUSTOMER).eq(lit(c.as_str().to_owned())));
+        let table_version = self.readings.table_version().await;
+        let window_readings = self
+            .readings
+            .scan(
+                window.from.timestamp_micros(),
+                window.to.timestamp_micros(),
+                customer_filter,
+                None,
+                readings::empty,
+            )
+            .await?;
+        let context = Context {
+            sites: &sites,
+            zones: &zones,
+            default_factors: &self.default_factors,
+            points: &points,
+            instruments: &instruments,
+            max_carry_forward: self.max_carry_forward,
+        };
+        let relevant = context.relevant_instruments(&window);
+        // Shares rest on all the energy of an instrument's whole period, whoever asks.
+        let period_readings = match (
+            relevant.iter().map(|i| i.from).min(),
+            relevant.iter().map(|i| i.to).max(),
+        ) {
+            (Some(from), Some(to)) => {
+                let site_ids: Vec<String> = relevant.iter().map(|i| i.site.to_string()).collect();
+                let any_site = site_ids
+                    .into_iter()
+                    .map(|s| col(readings::SITE).eq(lit(s)))
+                    .reduce(Expr::or);
+                self.readings
+                    .scan(
+                        from.timestamp_micros(),
+                        to.timestamp_micros(),
+                        any_site,
+                        table_version,
+                        readings::empty,
+                    )
+                    .await?
+                    .filter(col(readings::START).lt(instant(to.timestamp_micros())))
+            }
+            _ => readings::empty().map_err(LoggedTableError::from)?.lazy(),
+        };
+        let group_by = query.group_by.clone();
+        let default_factors = self.default_factors.clone();
+        let max_carry = self.max_carry_forward;
+        let report = blocking(move || {
+            let context = Context {
+                sites: &sites,
+                zones: &zones,
+                default_factors: &default_factors,
+                points: &points,
+                instruments: &instruments,
+                max_carry_forward: max_carry,
+            };
+            accounting::footprint(
+                &context,
+                &window,
+                &group_by,
+                window_readings,
+                period_readings,
+            )
+        })
+        .await?;
+        Ok(Footprint {
+            query,
+            report,
+            table_version,
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! A report's frames as the API's shapes: JSON rows with nested quality shares, and flat records
+//! (quality shares as `quality_*` columns) for NDJSON, CSV and Parquet.
+use super::Footprint;
+use crate::accounting::{
+    GroupKey, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G, LOCATION_INTENSITY, MARKET_FALLBACK_SHARE,
+    MARKET_G, QUALITY_COLUMNS, READINGS,
+};
+use chrono::{DateTime, SecondsFormat};
+use chrono_tz::Tz;
+use polars::prelude::*;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Shares of facility energy by how its intensity was obtained; they sum to 1.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct QualityShares {
+    pub actual: f64,
+    pub estimated: f64,
+    pub forecast: f64,
+    pub carried_forward: f64,
+    pub default_factor: f64,
+    pub missing: f64,
+}
+
+/// The figures of a row or of the totals.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Figures {
+    pub it_energy_kwh: f64,
+    /// IT energy times the site's PUE.
+    pub facility_energy_kwh: f64,
+    pub location_emissions_gco2e: f64,
+    pub market_emissions_gco2e: f64,
+    /// Location-based emissions per kWh of facility energy that had an intensity.
+    pub location_intensity_gco2e_per_kwh: f64,
+    /// Readings contributing (a reading split across buckets counts in each).
+    pub readings: i64,
+    pub quality: QualityShares,
+    /// Share of facility energy whose market-based emissions use the location-based intensity
+    /// because no instrument covered it and the zone has no residual mix for that year.
+    pub market_location_fallback_share: f64,
+}
+
+/// One bucket of one group.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[schema(example = json!({"bucket_start": "2026-03-01T09:00:00Z", "workload": "api",
+    "it_energy_kwh": 0.075, "facility_energy_kwh": 0.1125, "location_emissions_gco2e": 37.125,
+    "market_emissions_gco2e": 28.0, "location_intensity_gco2e_per_kwh": 330.0, "readings": 1,
+    "quality": {"actual": 1.0, "estimated": 0.0, "forecast": 0.0, "carried_forward": 0.0,
+                "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0}))]
+pub struct FootprintRow {
+    /// Start of the bucket, RFC 3339 with the offset of the report's time zone.
+    pub bucket_start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+fn floats(frame: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
+    Ok(frame.column(name)?.f64()?.clone())
+}
+
+fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
+    let (it, facility, location, market, intensity, fallback) = (
+        floats(frame, IT_KWH)?,
+        floats(frame, FACILITY_KWH)?,
+        floats(frame, LOCATION_G)?,
+        floats(frame, MARKET_G)?,
+        floats(frame, LOCATION_INTENSITY)?,
+        floats(frame, MARKET_FALLBACK_SHARE)?,
+    );
+    let readings = frame.column(READINGS)?.i64()?.clone();
+    let quality: Vec<Float64Chunked> = QUALITY_COLUMNS
+        .iter()
+        .map(|name| floats(frame, name))
+        .collect::<PolarsResult<_>>()?;
+    let get = |c: &Float64Chunked, i| c.get(i).unwrap_or(0.0);
+    Ok((0..frame.height())
+        .map(|i| Figures {
+            it_energy_kwh: get(&it, i),
+            facility_energy_kwh: get(&facility, i),
+            location_emissions_gco2e: get(&location, i),
+            market_emissions_gco2e: get(&market, i),
+            location_intensity_gco2e_per_kwh: get(&intensity, i),
+            readings: readings.get(i).unwrap_or(0),
+            quality: QualityShares {
+                actual: get(&quality[0], i),
+                estimated: get(&quality[1], i),
+                forecast: get(&quality[2], i),
+                carried_forward: get(&quality[3], i),
+                default_factor: get(&quality[4], i),
+                missing: get(&quality[5], i),
+            },
+            market_location_fallback_share: get(&fallback, i),
+        })
+        .collect())
+}
+
+fn bucket_text(us: Option<i64>, tz: Tz) -> String {
+    us.and_then(DateTime::from_timestamp_micros)
+        .map(|t| t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_default()
+}
+
+impl Footprint {
+    pub fn rows(&self) -> PolarsResult<Vec<FootprintRow>> {
+        let frame = &self.report.rows;
+        let buckets = frame.column(BUCKET)?.i64()?.clone();
+        let group = |key: GroupKey| -> PolarsResult<Option<StringChunked>> {
+            if self.query.group_by.contains(&key) {
+                Ok(Some(frame.column(key.column())?.str()?.clone()))
+            } else {
+                Ok(None)
+            }
+        };
+        let (customer, workload, site, zone) = (
+            group(GroupKey::Customer)?,
+            group(GroupKey::Workload)?,
+            group(GroupKey::Site)?,
+            group(GroupKey::Zone)?,
+        );
+        let text =
+            |c: &Option<StringChunked>, i| c.as_ref().and_then(|c| c.get(i)).map(str::to_owned);
+        Ok(figures(frame)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, figures)| FootprintRow {
+                bucket_start: bucket_text(buckets.get(i), self.query.window.tz),
+                customer: text(&customer, i),
+                workload: text(&workload, i),
+                site: text(&site, i),
+                zone: text(&zone, i),
+                figures,
+            })
+            .collect())
+    }
+
+    pub fn totals(&self) -> PolarsResult<Figures> {
+        figures(&self.report.totals)?
+            .pop()
+            .ok_or_else(|| polars_err!(NoData: "no totals"))
+    }
+
+    /// Column names of the flat formats, in order.
+    pub fn flat_header(&self) -> Vec<&'static str> {
+        let mut header = vec![BUCKET];
+        header.extend(self.query.group_by.iter().map(|k| k.column()));
+        header.extend([
+            IT_KWH,
+            FACILITY_KWH,
+            LOCATION_G,
+            MARKET_G,
+            LOCATION_INTENSITY,
+            READINGS,
+        ]);
+        header.extend(QUALITY_COLUMNS);
+        header.push(MARKET_FALLBACK_SHARE);
+        header
+    }
+
+    /// The rows as flat records of JSON values, in `flat_header` order.
+    pub fn flat_rows(&self) -> PolarsResult<Vec<Vec<serde_json::Value>>> {
+        use serde_json::Value;
+        Ok(self
+            .rows()?
+            .into_iter()
+            .map(|row| {
+                let mut record = vec![Value::from(row.bucket_start)];
+                for key in &self.query.group_by {
+                    let value = match key {
+                        GroupKey::Customer => &row.customer,
+                        GroupKey::Workload => &row.workload,
+                        GroupKey::Site => &row.site,
+                        GroupKey::Zone => &row.zone,
+                    };
+                    record.push(Value::from(value.clone().unwrap_or_default()));
+                }
+                let f = row.figures;
+                let q = f.quality;
+                record.extend([
+                    Value::from(f.it_energy_kwh),
+                    Value::from(f.facility_energy_kwh),
+                    Value::from(f.location_emissions_gco2e),
+                    Value::from(f.market_emissions_gco2e),
+                    Value::from(f.location_intensity_gco2e_per_kwh),
+                    Value::from(f.readings),
+                    Value::from(q.actual),
+                    Value::from(q.estimated),
+                    Value::from(q.forecast),
+                    Value::from(q.carried_forward),
+                    Value::from(q.default_factor),
+                    Value::from(q.missing),
+                    Value::from(f.market_location_fallback_share),
+                ]);
+                record
+            })
+            .collect())
+    }
+
+    /// The rows as Parquet, `bucket_start` a timestamp in the report's time zone, in row groups.
+    pub fn parquet(&self) -> PolarsResult<Vec<u8>> {
+        let tz = TimeZone::opt_try_new(Some(self.query.window.tz.name()))?;
+        let mut frame = self
+            .report
+            .rows
+            .clone()
+            .lazy()
+            .with_column(col(BUCKET).cast(DataType::Datetime(TimeUnit::Microseconds, tz)))
+            .select(self.flat_header().into_iter().map(col).collect::<Vec<_>>())
+            .collect()?;
+        let mut out = Vec::new();
+        ParquetWriter::new(&mut out)
+            .with_row_group_size(Some(65_536))
+            .finish(&mut frame)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,346 @@
+//! Footprint reports over HTTP, with the numbers worked out by hand.
+use crate::helpers::{assert_problem, spawn_app, TestApp, ADMIN_TOKEN};
+use polars::prelude::*;
+use serde_json::{json, Value};
+use std::io::Cursor;
+
+/// The README's round trip: site fra1 in GB at PUE 1.5, acme, 330 g/kWh actual 09:00-10:00, and
+/// the two readings of API.md.
+async fn round_trip_data(app: &TestApp) {
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "Frankfurt 1", "zone": "GB", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme Corp"}))
+        .await;
+    app.put("/v1/customers/globex", json!({"name": "Globex"}))
+        .await;
+    let intensity = json!({"zone": "GB", "source": "manual", "signal": "average", "points": [
+        {"start": "2026-03-01T09:00:00Z", "end": "2026-03-01T10:00:00Z", "gco2e_per_kwh": 330, "kind": "actual"}]});
+    assert_eq!(app.post("/v1/intensity", intensity).await.status(), 200);
+    let readings = json!([
+        {"site": "fra1", "customer": "acme", "workload": "api", "start": "2026-03-01T09:55:00Z",
+         "duration_s": 600, "energy_j": 540000},
+        {"site": "fra1", "customer": "acme", "workload": "batch", "start": "2026-03-01T09:00:00Z",
+         "duration_s": 300, "power_w": 850},
+        {"site": "fra1", "customer": "globex", "workload": "db", "start": "2026-03-01T09:00:00Z",
+         "duration_s": 60, "energy_j": 1000000}
+    ]);
+    assert_eq!(app.post("/v1/readings", readings).await.status(), 200);
+}
+
+const HOURLY: &str = "/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&granularity=hour&group_by=workload";
+
+fn close(actual: &Value, expected: f64) {
+    let actual = actual.as_f64().unwrap_or(f64::NAN);
+    assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hourly_footprint_splits_readings_and_carries_intensity_forward() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    let body: Value = app.get(HOURLY).await.json().await.unwrap();
+    assert_eq!(body["customer"], "acme");
+    assert_eq!(body["granularity"], "hour");
+    assert_eq!(body["group_by"], json!(["workload"]));
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    // api 09:55-10:05, 540 kJ = 0.15 kWh: 0.075 kWh in each hour; x 1.5 = 0.1125; x 330 = 37.125.
+    assert_eq!(rows[0]["bucket_start"], "2026-03-01T09:00:00Z");
+    assert_eq!(rows[0]["workload"], "api");
+    close(&rows[0]["it_energy_kwh"], 0.075);
+    close(&rows[0]["facility_energy_kwh"], 0.1125);
+    close(&rows[0]["location_emissions_gco2e"], 37.125);
+    close(&rows[0]["quality"]["actual"], 1.0);
+    // batch: 850 W x 300 s = 255 kJ = 0.0708333 kWh; x 1.5 = 0.10625; x 330 = 35.0625.
+    assert_eq!(rows[1]["workload"], "batch");
+    close(&rows[1]["it_energy_kwh"], 255000.0 / 3.6e6);
+    close(&rows[1]["location_emissions_gco2e"], 35.0625);
+    // api 10:00-10:05: no point covers it; 330 is carried forward (within 2 h).
+    assert_eq!(rows[2]["bucket_start"], "2026-03-01T10:00:00Z");
+    close(&rows[2]["location_emissions_gco2e"], 37.125);
+    close(&rows[2]["quality"]["carried_forward"], 1.0);
+    // Totals: 0.15 + 0.0708333 kWh; 37.125 x 2 + 35.0625 = 109.3125 g; two readings.
+    let totals = &body["totals"];
+    close(&totals["it_energy_kwh"], 0.15 + 255000.0 / 3.6e6);
+    close(&totals["location_emissions_gco2e"], 109.3125);
+    close(&totals["market_emissions_gco2e"], 109.3125); // no instruments, no residual mix
+    assert_eq!(totals["readings"], 2);
+    let summed: f64 = rows
+        .iter()
+        .map(|r| r["location_emissions_gco2e"].as_f64().unwrap())
+        .sum();
+    assert!((summed - 109.3125).abs() < 1e-9, "rows sum to totals");
+}
+
+fn flat(value: &str) -> f64 {
+    value.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_four_formats_carry_the_same_numbers() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    let json: Value = app.get(HOURLY).await.json().await.unwrap();
+    let expected: Vec<(String, String, f64, f64)> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["bucket_start"].as_str().unwrap().to_owned(),
+                r["workload"].as_str().unwrap().to_owned(),
+                r["location_emissions_gco2e"].as_f64().unwrap(),
+                r["quality"]["carried_forward"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+
+    let ndjson = app.get(&format!("{HOURLY}&format=ndjson")).await;
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let from_ndjson: Vec<_> = ndjson
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let r: Value = serde_json::from_str(line).unwrap();
+            (
+                r["bucket_start"].as_str().unwrap().to_owned(),
+                r["workload"].as_str().unwrap().to_owned(),
+                r["location_emissions_gco2e"].as_f64().unwrap(),
+                r["quality_carried_forward"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(from_ndjson, expected);
+
+    let csv = app
+        .client
+        .get(app.url(HOURLY))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        &header[..4],
+        [
+            "bucket_start",
+            "workload",
+            "it_energy_kwh",
+            "facility_energy_kwh"
+        ]
+    );
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let from_csv: Vec<_> = lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (
+                cells[0].to_owned(),
+                cells[1].to_owned(),
+                flat(cells[at("location_emissions_gco2e")]),
+                flat(cells[at("quality_carried_forward")]),
+            )
+        })
+        .collect();
+    assert_eq!(from_csv, expected);
+
+    let parquet = app
+        .get(&format!("{HOURLY}&format=parquet"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let frame = ParquetReader::new(Cursor::new(parquet.to_vec()))
+        .finish()
+        .unwrap();
+    assert_eq!(frame.height(), expected.len());
+    let workloads = frame.column("workload").unwrap().str().unwrap().clone();
+    let emissions = frame
+        .column("location_emissions_gco2e")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    for (i, (_, workload, grams, _)) in expected.iter().enumerate() {
+        assert_eq!(workloads.get(i).unwrap(), workload);
+        assert_eq!(emissions.get(i).unwrap(), *grams);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_actual_point_changes_the_next_report() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    let url = "/v1/customers/acme/footprint?from=2026-03-01T10:00:00Z&to=2026-03-01T11:00:00Z";
+    let before: Value = app.get(url).await.json().await.unwrap();
+    close(&before["totals"]["location_emissions_gco2e"], 37.125); // carried forward 330
+    let late = json!({"zone": "GB", "source": "manual", "signal": "average", "points": [
+        {"start": "2026-03-01T10:00:00Z", "end": "2026-03-01T10:30:00Z", "gco2e_per_kwh": 100, "kind": "actual"}]});
+    app.post("/v1/intensity", late).await;
+    let after: Value = app.get(url).await.json().await.unwrap();
+    close(&after["totals"]["location_emissions_gco2e"], 11.25); // 0.1125 kWh x 100
+    close(&after["totals"]["quality"]["actual"], 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_buckets_carry_the_offset_of_the_time_zone() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    // 23:30 UTC on Feb 28 is 00:30 on Mar 1 in Berlin (UTC+1 in winter).
+    let late = json!([{"site": "fra1", "customer": "acme", "workload": "api",
+        "start": "2026-02-28T23:30:00Z", "duration_s": 60, "energy_j": 3600}]);
+    assert_eq!(app.post("/v1/readings", late).await.status(), 200);
+    let body: Value = app
+        .get("/v1/customers/acme/footprint?from=2026-02-28T23:00:00Z&to=2026-03-01T23:00:00Z&granularity=day&tz=Europe/Berlin")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["tz"], "Europe/Berlin");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one Berlin day holds the late reading and the morning's"
+    );
+    assert_eq!(rows[0]["bucket_start"], "2026-03-01T00:00:00+01:00");
+    // 3600 J = 0.001 kWh, plus the 0.15 + 0.0708333 kWh of the round trip.
+    close(&rows[0]["it_energy_kwh"], 0.001 + 0.15 + 255000.0 / 3.6e6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_are_refused_with_the_reason() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    let base = "/v1/customers/acme/footprint";
+    for (query, status, code) in [
+        (
+            "from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z",
+            400,
+            "invalid_query",
+        ),
+        (
+            "from=yesterday&to=2026-03-01T00:00:00Z",
+            400,
+            "invalid_query",
+        ),
+        ("to=2026-03-01T00:00:00Z", 400, "invalid_query"),
+        (
+            "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&group_by=planet",
+            400,
+            "invalid_query",
+        ),
+        (
+            "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&granularity=week",
+            400,
+            "invalid_query",
+        ),
+        (
+            "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&tz=Mars/Olympus",
+            400,
+            "invalid_query",
+        ),
+        (
+            "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&format=xml",
+            400,
+            "invalid_query",
+        ),
+        (
+            "from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z&granularity=hour",
+            422,
+            "range_too_long",
+        ),
+    ] {
+        let body = assert_problem(app.get(&format!("{base}?{query}")).await, status, code).await;
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{query}");
+    }
+    let body = assert_problem(
+        app.get("/v1/customers/nobody/footprint?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z")
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(body["detail"], "customer nobody does not exist");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_key_never_reads_another_customer_in_any_format() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    let (_, acme) = app
+        .create_key(json!({"role": "customer", "customer": "acme"}))
+        .await;
+    let range = "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z";
+    for format in ["json", "ndjson", "csv", "parquet"] {
+        let other = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/customers/globex/footprint?{range}&format={format}"),
+                Some(&acme),
+                None,
+            )
+            .await;
+        let other = assert_problem(other, 404, "not_found").await;
+        let missing = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/customers/ghost/footprint?{range}&format={format}"),
+                Some(&acme),
+                None,
+            )
+            .await;
+        let missing = assert_problem(missing, 404, "not_found").await;
+        // The same answer as for a customer that does not exist, but for the name asked for.
+        assert_eq!(
+            other["detail"].as_str().unwrap().replace("globex", "X"),
+            missing["detail"].as_str().unwrap().replace("ghost", "X")
+        );
+        let own = app
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/customers/acme/footprint?{range}&format={format}"),
+                Some(&acme),
+                None,
+            )
+            .await;
+        assert_eq!(own.status(), 200, "{format}");
+        let text = String::from_utf8_lossy(&own.bytes().await.unwrap()).into_owned();
+        assert!(
+            !text.contains("globex") && !text.contains("\"db\""),
+            "{format} leaks another customer"
+        );
+    }
+    // The all-customers report is admin only.
+    let all = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/footprint?{range}&group_by=customer"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_problem(all, 403, "forbidden").await;
+    let admin: Value = app
+        .get(&format!("/v1/footprint?{range}&group_by=customer"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let customers: Vec<&str> = admin["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["acme", "globex"]);
+}
