@@ -24,6 +24,8 @@ pub struct Settings {
     pub durable_ingest: bool,
     /// How often buffered readings are written to the table, in seconds.
     pub flush_interval_s: u64,
+    /// Grid-intensity providers to pull.
+    pub feeds: Vec<crate::feeds::FeedSettings>,
     /// Token accepted as the first admin key (from `CARBON_LEDGER_ADMIN_TOKEN`; never read from the file).
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -41,6 +43,7 @@ impl Default for Settings {
             max_power_w: 1_000_000.0,
             durable_ingest: true,
             flush_interval_s: 5,
+            feeds: Vec::new(),
             admin_token: None,
         }
     }
@@ -125,6 +128,32 @@ mod tests {
         })
         .unwrap();
         assert_eq!(with_flag.bind, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn the_feeds_block_of_the_api_sketch_parses() {
+        let text = r#"
+            max_carry_forward_s = 7200
+            [[feeds]]
+            provider = "uk_carbon_intensity"
+            base_url = "https://api.carbonintensity.org.uk"
+            zones = ["GB"]
+            poll_interval_s = 1800
+            backfill_h = 48
+            timeout_s = 10
+            zone_map = { "GB" = "GB" }
+            [[feeds]]
+            provider = "watttime"
+            zones = ["US-CAL-CISO"]
+            zone_map = { "US-CAL-CISO" = "CAISO_NORTH" }
+            username_env = "WATTTIME_USERNAME"
+            password_env = "WATTTIME_PASSWORD"
+        "#;
+        let settings: Settings = toml::from_str(text).unwrap();
+        assert_eq!(settings.feeds.len(), 2);
+        assert_eq!(settings.feeds[1].provider, crate::feeds::Provider::Watttime);
+        assert_eq!(settings.feeds[1].zone_map["US-CAL-CISO"], "CAISO_NORTH");
+        assert_eq!(settings.feeds[1].poll_interval_s, 1800);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod feeds;
 pub mod http;
 pub mod ingest;
 pub mod reports;

@@ -393,7 +393,9 @@ pub fn footprint(
             .zones
             .get(&site.zone)
             .and_then(|z| z.default_gco2e_per_kwh)
-            .or_else(|| context.default_factors.get(&site.zone).copied());
+            .or_else(|| {
+                crate::domain::default_factors::lookup(context.default_factors, &site.zone)
+            });
         pieces.insert(
             site.zone.clone(),
             timeline::zone_pieces(

@@ -1,4 +1,5 @@
 //! Records that parse: once a value of these types exists it is valid, so no layer re-checks it.
+pub mod default_factors;
 mod ids;
 pub mod intensity;
 mod keys;

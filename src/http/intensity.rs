@@ -3,10 +3,9 @@ use super::auth::Caller;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::readings::Accepted;
 use super::AppState;
-use crate::domain::intensity::{in_force, IntensityPoint, IntensityPush, PointKind, Signal};
+use crate::domain::intensity::{in_force, IntensityPush, PointKind, Signal};
 use crate::domain::{Grant, ZoneCode};
 use crate::storage::intensity;
-use crate::storage::logged::{LoggedTable, LoggedTableError};
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,19 +17,6 @@ const MAX_RANGE: Duration = Duration::days(93);
 
 pub fn configure(config: &mut ServiceConfig) {
     config.service(post_intensity).service(zone_intensity);
-}
-
-/// Appends points to the intensity table; shared by the push endpoint and the feed pullers.
-pub async fn store_points(
-    table: &LoggedTable,
-    points: Vec<IntensityPoint>,
-) -> Result<usize, LoggedTableError> {
-    let count = points.len();
-    let prepared = crate::storage::logged::blocking(move || intensity::frame(&points))
-        .await
-        .and_then(LoggedTable::prepare)?;
-    table.append(prepared).await?;
-    Ok(count)
 }
 
 /// Push intensity points
@@ -53,7 +39,7 @@ async fn post_intensity(
         ));
     }
     let points = body.into_inner().parse(state.clock.now())?;
-    let accepted = store_points(&state.intensity, points)
+    let accepted = intensity::append(&state.intensity, points)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok().json(Accepted { accepted }))

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes registered once for both the server and the OpenAPI contract, bearer-key
 //! auth, metrics, and the single error -> problem+json mapping.
 pub mod auth;
+mod feeds;
 mod footprint;
 mod intensity;
 mod keys;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
     pub reports: crate::reports::ReportSources,
+    pub feeds: crate::feeds::FeedsStatus,
     pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
@@ -94,6 +96,7 @@ fn routes(config: &mut ServiceConfig) {
             .configure(readings::configure)
             .configure(intensity::configure)
             .configure(footprint::configure)
+            .configure(feeds::configure)
             .configure(keys::configure),
     );
 }
@@ -166,6 +169,7 @@ impl Application {
         let intensity =
             LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
         intensity.spawn_flusher(flush_interval);
+        let feeds = crate::feeds::spawn_feeds(&settings.feeds, intensity.clone(), clock.clone());
         let state = web::Data::new(AppState {
             registry: registry.clone(),
             readings: readings.clone(),
@@ -174,9 +178,10 @@ impl Application {
                 registry: registry.clone(),
                 readings: readings.clone(),
                 intensity: intensity.clone(),
-                default_factors: Arc::default(),
+                default_factors: Arc::new(crate::domain::default_factors::shipped()),
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
             },
+            feeds,
             ingest: IngestLimits {
                 max_rows_per_batch: settings
                     .max_rows_per_batch

@@ -104,7 +104,10 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
 
 fn bucket_text(us: Option<i64>, tz: Tz) -> String {
     us.and_then(DateTime::from_timestamp_micros)
-        .map(|t| t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .map(|t| {
+            t.with_timezone(&tz)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        })
         .unwrap_or_default()
 }
 

@@ -142,3 +142,16 @@ pub async fn load(
         .await?;
     blocking(move || points(&scan.collect()?)).await
 }
+
+/// Appends points (durable when this returns).
+pub async fn append(
+    table: &LoggedTable,
+    points: Vec<IntensityPoint>,
+) -> Result<usize, LoggedTableError> {
+    let count = points.len();
+    let prepared = blocking(move || frame(&points))
+        .await
+        .and_then(LoggedTable::prepare)?;
+    table.append(prepared).await?;
+    Ok(count)
+}

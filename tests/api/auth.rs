@@ -31,7 +31,7 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         "post_readings" | "post_intensity" => Ingest,
         "zone_intensity" => AnyKey,
         "customer_footprint" => OwnCustomer,
-        "all_footprints" => Admin,
+        "all_footprints" | "list_feeds" => Admin,
         _ => return None,
     })
 }

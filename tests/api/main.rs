@@ -2,6 +2,7 @@
 mod auth;
 mod crash;
 mod errors;
+mod feeds;
 mod footprint;
 mod helpers;
 mod intensity;
