@@ -155,6 +155,8 @@ pub struct ZoneSpec {
 pub struct Zone {
     pub zone: ZoneCode,
     pub default_gco2e_per_kwh: Option<f64>,
+    /// Keyed by calendar year (`"2026"`).
+    #[schema(value_type = BTreeMap<String, f64>)]
     pub residual_mix_gco2e_per_kwh: BTreeMap<i32, f64>,
 }
 

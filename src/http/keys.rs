@@ -2,7 +2,7 @@
 use super::auth::Admin;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ProblemField};
 use super::AppState;
-use crate::domain::{ApiKey, Grant, GrantFields, Id};
+use crate::domain::{ApiKey, Grant, GrantFields, Id, Role};
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,17 +23,29 @@ pub fn configure(config: &mut ServiceConfig) {
 pub struct KeyView {
     #[schema(value_type = String)]
     pub id: Id,
-    #[serde(flatten)]
-    pub grant: GrantFields,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub customer: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub sites: Option<Vec<Id>>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl From<ApiKey> for KeyView {
     fn from(key: ApiKey) -> Self {
+        let GrantFields {
+            role,
+            customer,
+            sites,
+        } = key.grant.into();
         Self {
             id: key.id,
-            grant: key.grant.into(),
+            role,
+            customer,
+            sites,
             created_at: key.created_at,
             revoked_at: key.revoked_at,
         }
