@@ -26,6 +26,9 @@ pub struct Settings {
     pub flush_interval_s: u64,
     /// Grid-intensity providers to pull.
     pub feeds: Vec<crate::feeds::FeedSettings>,
+    /// Load the demo data set into an empty data directory (`serve --demo`).
+    #[serde(skip)]
+    pub demo: bool,
     /// Token accepted as the first admin key (from `CARBON_LEDGER_ADMIN_TOKEN`; never read from the file).
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -44,6 +47,7 @@ impl Default for Settings {
             durable_ingest: true,
             flush_interval_s: 5,
             feeds: Vec::new(),
+            demo: false,
             admin_token: None,
         }
     }
@@ -70,6 +74,7 @@ pub struct Overrides {
     pub bind: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub admin_token: Option<String>,
+    pub demo: bool,
 }
 
 impl Settings {
@@ -85,6 +90,7 @@ impl Settings {
             settings.data_dir = data_dir;
         }
         settings.admin_token = overrides.admin_token.filter(|token| !token.is_empty());
+        settings.demo = overrides.demo;
         Ok(settings)
     }
 

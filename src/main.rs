@@ -30,6 +30,10 @@ enum Command {
         /// Data directory [default: ./data].
         #[arg(long, env = "CARBON_LEDGER_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Load the demo data set (sites, customers, a week of readings and intensity) into an
+        /// empty data directory.
+        #[arg(long)]
+        demo: bool,
     },
     /// Print the OpenAPI contract (what openapi/openapi.json holds).
     Openapi,
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
             config,
             bind,
             data_dir,
+            demo,
         } => {
             carbon_ledger::telemetry::init();
             let overrides = Overrides {
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
                 bind,
                 data_dir,
                 admin_token: std::env::var("CARBON_LEDGER_ADMIN_TOKEN").ok(),
+                demo,
             };
             match serve(overrides) {
                 Ok(()) => ExitCode::SUCCESS,

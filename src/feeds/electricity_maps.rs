@@ -101,6 +101,22 @@ impl ElectricityMaps {
     }
 }
 
+/// Points of a `history` answer (also used to load the demo data set).
+pub fn history_points(
+    zone: &ZoneCode,
+    body: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<IntensityPoint>, FeedError> {
+    let history: History =
+        serde_json::from_str(body).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    Ok(ElectricityMaps::points(
+        zone,
+        history.history,
+        false,
+        received_at,
+    ))
+}
+
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

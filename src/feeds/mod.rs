@@ -2,10 +2,10 @@
 //! timeout and base URL, private response DTOs, conversion to domain points), run by a scheduler
 //! that backfills, polls, and retries failures with jittered exponential backoff. A failing feed is
 //! reported in `/v1/feeds`; it never stops ingest or reports.
-mod electricity_maps;
+pub mod electricity_maps;
 mod scheduler;
-mod uk_carbon_intensity;
-mod watttime;
+pub mod uk_carbon_intensity;
+pub mod watttime;
 
 pub use scheduler::{spawn_feeds, FeedStatus, FeedsStatus};
 

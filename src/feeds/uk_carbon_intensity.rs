@@ -105,39 +105,49 @@ impl UkCarbonIntensity {
             }
         }
     }
+}
 
-    fn points(
-        &self,
-        zone: &ZoneCode,
-        periods: Vec<Period>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<IntensityPoint>, FeedError> {
-        let mut points: Vec<IntensityPoint> = Vec::with_capacity(periods.len());
-        for period in periods {
-            let start = parse_time(&period.from)?;
-            // A `from` on a boundary may also return the period ending there: keep one per start.
-            if points.iter().any(|p| p.start == start) {
-                continue;
-            }
-            let (value, kind) = match (period.intensity.actual, period.intensity.forecast) {
-                (Some(actual), _) => (actual, PointKind::Actual),
-                (None, Some(forecast)) => (forecast, PointKind::Forecast),
-                (None, None) => continue,
-            };
-            points.push(IntensityPoint {
-                zone: zone.clone(),
-                start,
-                end: parse_time(&period.to)?,
-                gco2e_per_kwh: value,
-                kind,
-                signal: Signal::Average,
-                source: Provider::UkCarbonIntensity.as_str().to_owned(),
-                source_detail: Some("co2_generation".to_owned()),
-                received_at,
-            });
+/// Points of a national `/intensity/...` answer (also used to load the demo data set).
+pub fn national_points(
+    zone: &ZoneCode,
+    body: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<IntensityPoint>, FeedError> {
+    let national: National =
+        serde_json::from_str(body).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    points(zone, national.data, received_at)
+}
+
+fn points(
+    zone: &ZoneCode,
+    periods: Vec<Period>,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<IntensityPoint>, FeedError> {
+    let mut points: Vec<IntensityPoint> = Vec::with_capacity(periods.len());
+    for period in periods {
+        let start = parse_time(&period.from)?;
+        // A `from` on a boundary may also return the period ending there: keep one per start.
+        if points.iter().any(|p| p.start == start) {
+            continue;
         }
-        Ok(points)
+        let (value, kind) = match (period.intensity.actual, period.intensity.forecast) {
+            (Some(actual), _) => (actual, PointKind::Actual),
+            (None, Some(forecast)) => (forecast, PointKind::Forecast),
+            (None, None) => continue,
+        };
+        points.push(IntensityPoint {
+            zone: zone.clone(),
+            start,
+            end: parse_time(&period.to)?,
+            gco2e_per_kwh: value,
+            kind,
+            signal: Signal::Average,
+            source: Provider::UkCarbonIntensity.as_str().to_owned(),
+            source_detail: Some("co2_generation".to_owned()),
+            received_at,
+        });
     }
+    Ok(points)
 }
 
 impl Puller for UkCarbonIntensity {
@@ -159,7 +169,7 @@ impl Puller for UkCarbonIntensity {
         Box::pin(async move {
             let range = format!("{}/{}", from.format(TIME_FORMAT), to.format(TIME_FORMAT));
             let periods = self.periods(zone, &range).await?;
-            self.points(zone, periods, received_at)
+            points(zone, periods, received_at)
         })
     }
 
@@ -171,7 +181,7 @@ impl Puller for UkCarbonIntensity {
         Box::pin(async move {
             let range = format!("{}/fw48h", now.format(TIME_FORMAT));
             let periods = self.periods(zone, &range).await?;
-            self.points(zone, periods, now)
+            points(zone, periods, now)
         })
     }
 }

@@ -149,6 +149,17 @@ impl WattTime {
     }
 }
 
+/// Points of a `/v3/historical` answer (also used to load the demo data set).
+pub fn historical_points(
+    zone: &ZoneCode,
+    body: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<IntensityPoint>, FeedError> {
+    let signals: Signals =
+        serde_json::from_str(body).map_err(|e| FeedError::Malformed(e.to_string()))?;
+    WattTime::points(zone, signals, PointKind::Actual, received_at)
+}
+
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

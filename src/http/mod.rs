@@ -124,6 +124,8 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error("cannot open the reading store: {0}")]
     Readings(#[from] LoggedTableError),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -169,6 +171,13 @@ impl Application {
         let intensity =
             LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
         intensity.spawn_flusher(flush_interval);
+        if settings.demo && crate::demo::load(&registry, &readings, &intensity).await? {
+            tracing::info!(
+                from = crate::demo::FROM,
+                to = crate::demo::TO,
+                "loaded the demo data set"
+            );
+        }
         let feeds = crate::feeds::spawn_feeds(&settings.feeds, intensity.clone(), clock.clone());
         let state = web::Data::new(AppState {
             registry: registry.clone(),

@@ -62,8 +62,14 @@ pub struct FootprintRow {
     pub figures: Figures,
 }
 
+/// Answers carry 9 decimals: a nanowatt-hour or a nanogram is far below what any meter resolves,
+/// and it keeps float noise (`37.12499999999999`) out of dashboards. The engine itself never rounds.
+fn presented(value: f64) -> f64 {
+    (value * 1e9).round() / 1e9
+}
+
 fn floats(frame: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
-    Ok(frame.column(name)?.f64()?.clone())
+    Ok(frame.column(name)?.f64()?.apply_values(presented))
 }
 
 fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
@@ -217,6 +223,18 @@ impl Footprint {
             .with_column(col(BUCKET).cast(DataType::Datetime(TimeUnit::Microseconds, tz)))
             .select(self.flat_header().into_iter().map(col).collect::<Vec<_>>())
             .collect()?;
+        let figures = [
+            IT_KWH,
+            FACILITY_KWH,
+            LOCATION_G,
+            MARKET_G,
+            LOCATION_INTENSITY,
+            MARKET_FALLBACK_SHARE,
+        ];
+        for name in figures.into_iter().chain(QUALITY_COLUMNS) {
+            let rounded = Column::from(floats(&frame, name)?.into_series());
+            frame.with_column(rounded)?;
+        }
         let mut out = Vec::new();
         ParquetWriter::new(&mut out)
             .with_row_group_size(Some(65_536))

@@ -1,0 +1,199 @@
+//! The demo data set behind `serve --demo`: three sites in three grid zones, two customers, a
+//! week of 5-minute readings (2024-03-04 to 2024-03-11) and intensity from the providers' recorded
+//! payloads in `fixtures/providers`, repeated to span the week, so a new user's first footprint
+//! request has something to show.
+use crate::domain::intensity::IntensityPoint;
+use crate::domain::reading::ReadingBatch;
+use crate::domain::{
+    Customer, CustomerSpec, Id, Instrument, InstrumentKind, PueEntry, Site, SiteSpec, ZoneCode,
+    ZoneSpec,
+};
+use crate::feeds::{electricity_maps, uk_carbon_intensity, watttime, FeedError};
+use crate::storage::logged::{LoggedTable, LoggedTableError};
+use crate::storage::{intensity, readings, Registry, RegistryError};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+
+const UK: &str = include_str!("../fixtures/providers/uk_carbonintensity_intensity_range.json");
+const ELECTRICITY_MAPS: &str = include_str!("../fixtures/providers/electricitymaps_history.json");
+const WATTTIME: &str = include_str!("../fixtures/providers/watttime_historical.json");
+
+/// The demo week.
+pub const FROM: &str = "2024-03-04T00:00:00Z";
+pub const TO: &str = "2024-03-11T00:00:00Z";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("demo fixtures: {0}")]
+    Fixture(#[from] FeedError),
+    #[error("demo data: {0}")]
+    Store(#[from] LoggedTableError),
+    #[error("demo data: {0}")]
+    Invalid(String),
+}
+
+fn id(raw: &str) -> Result<Id, DemoError> {
+    Id::parse(raw).map_err(DemoError::Invalid)
+}
+
+fn time(raw: &str) -> DateTime<Utc> {
+    raw.parse().unwrap_or_default()
+}
+
+fn invalid(error: crate::domain::Invalid) -> DemoError {
+    DemoError::Invalid(format!("{error:?}"))
+}
+
+fn registry(registry: &Registry) -> Result<(), DemoError> {
+    let sites = [
+        (
+            "lon1",
+            "London 1",
+            "GB",
+            1.25,
+            Some(("2024-03-07T00:00:00Z", 1.2)),
+        ),
+        ("fra1", "Frankfurt 1", "DE", 1.4, None),
+        ("sfo1", "San Francisco 1", "US-CAL-CISO", 1.15, None),
+    ];
+    for (site, name, zone, pue, change) in sites {
+        let spec = SiteSpec {
+            name: name.into(),
+            zone: zone.into(),
+            pue,
+            pue_schedule: change
+                .map(|(from, pue)| {
+                    vec![PueEntry {
+                        from: time(from),
+                        pue,
+                    }]
+                })
+                .unwrap_or_default(),
+        };
+        registry.put::<Site>(spec.parse(id(site)?).map_err(invalid)?)?;
+    }
+    for (customer, name) in [("acme", "Acme Corp"), ("globex", "Globex")] {
+        let spec = CustomerSpec { name: name.into() };
+        registry.put::<Customer>(spec.parse(id(customer)?).map_err(invalid)?)?;
+    }
+    let de = ZoneSpec {
+        default_gco2e_per_kwh: None,
+        residual_mix_gco2e_per_kwh: BTreeMap::from([("2024".to_owned(), 560.0)]),
+    };
+    registry.put(
+        de.parse(ZoneCode::parse("DE").map_err(DemoError::Invalid)?)
+            .map_err(invalid)?,
+    )?;
+    for (instrument, customer, mwh, kind) in [
+        ("ppa-fra1-2024q1", None, 0.15, InstrumentKind::Ppa),
+        (
+            "rec-acme-lon1-2024q1",
+            Some("acme"),
+            0.05,
+            InstrumentKind::Rec,
+        ),
+    ] {
+        registry.put(Instrument {
+            id: id(instrument)?,
+            site: id(if customer.is_some() { "lon1" } else { "fra1" })?,
+            customer: customer.map(id).transpose()?,
+            from: time("2024-01-01T00:00:00Z"),
+            to: time("2024-04-01T00:00:00Z"),
+            energy_mwh: mwh,
+            gco2e_per_kwh: 0.0,
+            kind,
+        })?;
+    }
+    Ok(())
+}
+
+/// Recorded points repeated every `period` so they span the demo week.
+fn tiled(points: Vec<IntensityPoint>, period: Duration) -> Vec<IntensityPoint> {
+    let (from, to) = (time(FROM), time(TO));
+    let Some(first) = points.iter().map(|p| p.start).min() else {
+        return Vec::new();
+    };
+    let steps_back =
+        ((first - from).num_seconds() as f64 / period.num_seconds() as f64).ceil() as i32 + 1;
+    let mut out = Vec::new();
+    for step in -steps_back..=(7 * 86_400 / period.num_seconds() as i32 + 1) {
+        let shift = period * step;
+        for point in &points {
+            let (start, end) = (point.start + shift, point.end + shift);
+            if end > from && start < to && !out.iter().any(|p: &IntensityPoint| p.start == start) {
+                out.push(IntensityPoint {
+                    start,
+                    end,
+                    ..point.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
+fn intensity_points() -> Result<Vec<IntensityPoint>, DemoError> {
+    let received = time(TO);
+    let zone = |z: &str| ZoneCode::parse(z).map_err(DemoError::Invalid);
+    let mut all = tiled(
+        uk_carbon_intensity::national_points(&zone("GB")?, UK, received)?,
+        Duration::days(1),
+    );
+    all.extend(tiled(
+        electricity_maps::history_points(&zone("DE")?, ELECTRICITY_MAPS, received)?,
+        Duration::days(1),
+    ));
+    all.extend(tiled(
+        watttime::historical_points(&zone("US-CAL-CISO")?, WATTTIME, received)?,
+        Duration::hours(2),
+    ));
+    Ok(all)
+}
+
+/// 5-minute average power following a daily cycle, per (customer, workload, site, base watts).
+fn readings_batch() -> ReadingBatch {
+    let workloads = [
+        ("acme", "web", "lon1", 420.0),
+        ("acme", "batch", "fra1", 900.0),
+        ("acme", "ml-training", "sfo1", 2400.0),
+        ("globex", "db", "lon1", 650.0),
+        ("globex", "api", "fra1", 300.0),
+    ];
+    let start = time(FROM);
+    let mut batch = ReadingBatch::default();
+    for (customer, workload, site, base) in workloads {
+        for step in 0..(7 * 288) {
+            let at = start + Duration::minutes(5 * step);
+            let hour = f64::from(step as i32 % 288) / 12.0;
+            let daily = 1.0 + 0.35 * ((hour - 14.0) / 24.0 * std::f64::consts::TAU).cos();
+            batch.site.push(site.into());
+            batch.customer.push(customer.into());
+            batch.workload.push(workload.into());
+            batch.start_us.push(at.timestamp_micros());
+            batch.duration_s.push(300);
+            batch.energy_j.push(None);
+            batch.power_w.push(Some((base * daily).round()));
+        }
+    }
+    batch
+}
+
+/// Loads the demo set into an empty data directory; does nothing if any site exists.
+pub async fn load(
+    registry_store: &Registry,
+    readings_table: &LoggedTable,
+    intensity_table: &LoggedTable,
+) -> Result<bool, DemoError> {
+    if !registry_store.list::<Site>().is_empty() {
+        return Ok(false);
+    }
+    registry(registry_store)?;
+    intensity::append(intensity_table, intensity_points()?).await?;
+    let frame = readings::frame(readings_batch()).map_err(LoggedTableError::from)?;
+    readings_table.append(LoggedTable::prepare(frame)?).await?;
+    readings_table.flush().await?;
+    intensity_table.flush().await?;
+    Ok(true)
+}
