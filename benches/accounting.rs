@@ -1,0 +1,458 @@
+//! The accounting engine on 10 M readings (one month of 10-second readings, 40 workloads, 4
+//! customers, 3 sites in 2 zones, 30-minute intensity), against (a) a plain polars query doing only
+//! the join and group-by on the same Parquet file and (b) DuckDB (Python, if installed) on it; then
+//! the same data served over HTTP: a customer's hourly month report and a full CSV export.
+//! Run: `cargo bench --bench accounting` (`pip install duckdb` for the DuckDB column).
+use carbon_ledger::accounting::timeline::{Granularity, Window};
+use carbon_ledger::accounting::{self, Context, GroupKey};
+use carbon_ledger::clock::SystemClock;
+use carbon_ledger::config::Settings;
+use carbon_ledger::domain::intensity::{IntensityPoint, PointKind, Signal};
+use carbon_ledger::domain::{Id, Site, SiteSpec, ZoneCode};
+use carbon_ledger::http::Application;
+use polars::prelude::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+const WORKLOADS: usize = 40;
+const STEP_S: i64 = 10;
+const DAYS: i64 = 30;
+const START_US: i64 = 1_772_323_200_000_000; // 2026-03-01T00:00:00Z
+const SITES: [(&str, &str, f64); 3] = [
+    ("lon1", "GB", 1.2),
+    ("lon2", "GB", 1.3),
+    ("fra1", "DE", 1.4),
+];
+const TOKEN: &str = "bench-admin-token";
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets the kernel's peak-RSS mark so the next phase's peak is its own.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn workload(w: usize) -> (String, String, &'static str) {
+    (format!("c{}", w % 4), format!("w{w:02}"), SITES[w % 3].0)
+}
+
+fn readings_frame() -> DataFrame {
+    let per_workload = (DAYS * 86_400 / STEP_S) as usize;
+    let n = per_workload * WORKLOADS;
+    let (mut site, mut customer, mut name) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut start, mut energy) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for w in 0..WORKLOADS {
+        let (c, wl, s) = workload(w);
+        for i in 0..per_workload {
+            site.push(s);
+            customer.push(c.clone());
+            name.push(wl.clone());
+            start.push(START_US + i as i64 * STEP_S * 1_000_000);
+            energy.push(Some((100.0 + (i % 97) as f64 + w as f64) * STEP_S as f64));
+        }
+    }
+    let start = Column::new("start".into(), start)
+        .cast(&DataType::Datetime(
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+        .unwrap();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("site".into(), site),
+            Column::new("customer".into(), customer),
+            Column::new("workload".into(), name),
+            start,
+            Column::new("duration_s".into(), vec![STEP_S as i32; n]),
+            Column::new("energy_j".into(), energy),
+            Column::new("power_w".into(), vec![None::<f64>; n]),
+        ],
+    )
+    .unwrap()
+}
+
+fn intensity_points() -> Vec<IntensityPoint> {
+    let mut points = Vec::new();
+    for (z, zone) in ["GB", "DE"].iter().enumerate() {
+        for half_hour in 0..(DAYS * 48 + 4) {
+            let start =
+                chrono::DateTime::from_timestamp_micros(START_US + half_hour * 1_800_000_000)
+                    .unwrap();
+            points.push(IntensityPoint {
+                zone: ZoneCode::parse(zone).unwrap(),
+                start,
+                end: start + chrono::Duration::minutes(30),
+                gco2e_per_kwh: 150.0 + 100.0 * z as f64 + (half_hour % 48) as f64 * 3.0,
+                kind: PointKind::Actual,
+                signal: Signal::Average,
+                source: "bench".into(),
+                source_detail: None,
+                received_at: start,
+            });
+        }
+    }
+    points
+}
+
+fn write_parquet(frame: &mut DataFrame, path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    ParquetWriter::new(file).finish(frame).unwrap();
+}
+
+fn scan(path: &Path) -> LazyFrame {
+    LazyFrame::scan_parquet(
+        PlRefPath::new(path.to_string_lossy().as_ref()),
+        ScanArgsParquet::default(),
+    )
+    .unwrap()
+}
+
+/// Best of three wall-clock runs, in seconds.
+fn best_of_3(mut run: impl FnMut() -> usize) -> (f64, usize) {
+    let mut best = f64::INFINITY;
+    let mut rows = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        rows = run();
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    (best, rows)
+}
+
+/// The baseline: energy joined to the covering 30-minute interval, PUE applied, grouped by
+/// customer, workload and hour. No splits, no fallbacks, no market-based accounting.
+fn plain_polars(readings: &Path, sites: &Path, intensity: &Path) -> usize {
+    let start_us = col("start").cast(DataType::Int64);
+    scan(readings)
+        .join(
+            scan(sites),
+            [col("site")],
+            [col("site")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([
+            (start_us.clone() - start_us.clone() % lit(1_800_000_000i64)).alias("interval_us"),
+            (start_us.clone() - start_us % lit(3_600_000_000i64)).alias("hour_us"),
+            (col("energy_j") / lit(3.6e6) * col("pue")).alias("facility_kwh"),
+        ])
+        .join(
+            scan(intensity),
+            [col("zone"), col("interval_us")],
+            [col("zone"), col("start_us")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by([col("customer"), col("workload"), col("hour_us")])
+        .agg([
+            col("facility_kwh").sum(),
+            (col("facility_kwh") * col("gco2e_per_kwh"))
+                .sum()
+                .alias("location_gco2e"),
+        ])
+        .collect()
+        .unwrap()
+        .height()
+}
+
+fn engine(
+    readings: &Path,
+    sites: &[Site],
+    points: &[IntensityPoint],
+    granularity: Granularity,
+    group_by: &[GroupKey],
+) -> usize {
+    let zones = HashMap::new();
+    let defaults = HashMap::new();
+    let context = Context {
+        sites,
+        zones: &zones,
+        default_factors: &defaults,
+        points,
+        instruments: &[],
+        max_carry_forward: chrono::Duration::hours(2),
+    };
+    let window = Window {
+        from: chrono::DateTime::from_timestamp_micros(START_US).unwrap(),
+        to: chrono::DateTime::from_timestamp_micros(START_US + DAYS * 86_400_000_000).unwrap(),
+        granularity,
+        tz: chrono_tz::UTC,
+    };
+    let report = accounting::footprint(
+        &context,
+        &window,
+        group_by,
+        scan(readings),
+        scan(readings).limit(0),
+    )
+    .unwrap();
+    report.rows.height()
+}
+
+async fn served(frame: DataFrame, points: &[IntensityPoint]) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_owned(),
+        admin_token: Some(TOKEN.into()),
+        durable_ingest: false,
+        ..Settings::default()
+    };
+    let app = Application::build(&settings, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let put = |path: String, body: serde_json::Value| {
+        client
+            .put(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    for (site, zone, pue) in SITES {
+        put(
+            format!("/v1/sites/{site}"),
+            json!({"name": site, "zone": zone, "pue": pue}),
+        )
+        .await
+        .unwrap();
+    }
+    for c in 0..4 {
+        put(
+            format!("/v1/customers/c{c}"),
+            json!({"name": format!("Customer {c}")}),
+        )
+        .await
+        .unwrap();
+    }
+    for zone in ["GB", "DE"] {
+        let zone_points: Vec<_> = points
+            .iter()
+            .filter(|p| p.zone.as_str() == zone)
+            .map(|p| json!({"start": p.start, "end": p.end, "gco2e_per_kwh": p.gco2e_per_kwh, "kind": "actual"}))
+            .collect();
+        let push =
+            json!({"zone": zone, "source": "bench", "signal": "average", "points": zone_points});
+        client
+            .post(format!("{base}/v1/intensity"))
+            .bearer_auth(TOKEN)
+            .json(&push)
+            .send()
+            .await
+            .unwrap();
+    }
+    let loading = Instant::now();
+    let mut offset = 0;
+    while offset < frame.height() {
+        let mut chunk = frame.slice(offset as i64, 100_000);
+        offset += chunk.height();
+        let mut body = Vec::new();
+        IpcStreamWriter::new(&mut body).finish(&mut chunk).unwrap();
+        let response = client
+            .post(format!("{base}/v1/readings"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/vnd.apache.arrow.stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    println!(
+        "served: loaded {} readings over HTTP (Arrow IPC) in {:.1} s",
+        frame.height(),
+        loading.elapsed().as_secs_f64()
+    );
+    drop(frame);
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await; // let the flusher write the table
+    let report = format!("{base}/v1/customers/c1/footprint?from=2026-03-01T00:00:00Z&to=2026-03-31T00:00:00Z&granularity=hour&group_by=workload");
+    let mut timings = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let response = client.get(&report).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = response.bytes().await.unwrap();
+        timings.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let cold = timings.remove(0);
+    timings.sort_by(f64::total_cmp);
+    println!("served: one customer's hourly month report: cold {cold:.0} ms, warm median {:.0} ms (DESIGN target < 100 ms)", timings[timings.len() / 2]);
+    reset_peak();
+    let before = peak_rss_mb();
+    let export = format!("{base}/v1/footprint?from=2026-03-01T00:00:00Z&to=2026-03-31T00:00:00Z&granularity=hour&group_by=customer,workload,site&format=csv");
+    let started = Instant::now();
+    let csv = client
+        .get(&export)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    println!(
+        "served: full CSV export (hour x customer x workload x site): {} lines, {:.1} MB in {:.2} s; process peak RSS {:.0} MB (was {:.0} MB before)",
+        csv.iter().filter(|b| **b == b'\n').count(),
+        csv.len() as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        peak_rss_mb(),
+        before
+    );
+    handle.stop(true).await;
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let (readings, sites_file, intensity_file) = (
+        dir.path().join("readings.parquet"),
+        dir.path().join("sites.parquet"),
+        dir.path().join("intensity.parquet"),
+    );
+    let generated = Instant::now();
+    let mut frame = readings_frame();
+    write_parquet(&mut frame, &readings);
+    let points = intensity_points();
+    let mut sites_frame = df!(
+        "site" => SITES.iter().map(|s| s.0).collect::<Vec<_>>(),
+        "zone" => SITES.iter().map(|s| s.1).collect::<Vec<_>>(),
+        "pue" => SITES.iter().map(|s| s.2).collect::<Vec<_>>()
+    )
+    .unwrap();
+    write_parquet(&mut sites_frame, &sites_file);
+    let mut intensity_frame = df!(
+        "zone" => points.iter().map(|p| p.zone.as_str()).collect::<Vec<_>>(),
+        "start_us" => points.iter().map(|p| p.start.timestamp_micros()).collect::<Vec<_>>(),
+        "gco2e_per_kwh" => points.iter().map(|p| p.gco2e_per_kwh).collect::<Vec<_>>()
+    )
+    .unwrap();
+    write_parquet(&mut intensity_frame, &intensity_file);
+    println!(
+        "generated {} readings ({} workloads x {} days of {} s readings) in {:.1} s",
+        frame.height(),
+        WORKLOADS,
+        DAYS,
+        STEP_S,
+        generated.elapsed().as_secs_f64()
+    );
+    let sites: Vec<Site> = SITES
+        .iter()
+        .map(|(id, zone, pue)| {
+            SiteSpec {
+                name: (*id).into(),
+                zone: (*zone).into(),
+                pue: *pue,
+                pue_schedule: vec![],
+            }
+            .parse(Id::parse(id).unwrap())
+            .unwrap()
+        })
+        .collect();
+
+    reset_peak();
+    let (plain, plain_rows) = best_of_3(|| plain_polars(&readings, &sites_file, &intensity_file));
+    let plain_peak = peak_rss_mb();
+    reset_peak();
+    let (hourly, hourly_rows) = best_of_3(|| {
+        engine(
+            &readings,
+            &sites,
+            &points,
+            Granularity::Hour,
+            &[GroupKey::Customer, GroupKey::Workload],
+        )
+    });
+    let hourly_peak = peak_rss_mb();
+    reset_peak();
+    let (monthly, monthly_rows) = best_of_3(|| {
+        engine(
+            &readings,
+            &sites,
+            &points,
+            Granularity::Month,
+            &[GroupKey::Customer],
+        )
+    });
+    let monthly_peak = peak_rss_mb();
+    println!(
+        "\n{:<52} {:>9} {:>8} {:>13}",
+        "query (best of 3, Parquet scan included)", "seconds", "rows", "peak RSS MB"
+    );
+    println!(
+        "{:<52} {plain:>9.3} {plain_rows:>8} {plain_peak:>13.0}",
+        "plain polars: join + group by customer x workload x hour"
+    );
+    println!(
+        "{:<52} {hourly:>9.3} {hourly_rows:>8} {hourly_peak:>13.0}",
+        "engine: customer x workload x hour (full method)"
+    );
+    println!(
+        "{:<52} {monthly:>9.3} {monthly_rows:>8} {monthly_peak:>13.0}",
+        "engine: customer x month (full method)"
+    );
+    println!(
+        "engine hourly / plain polars = {:.2} (DESIGN target <= 1.5)",
+        hourly / plain
+    );
+
+    let duckdb = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/duckdb_baseline.py"
+        ))
+        .arg(dir.path())
+        .output();
+    match duckdb {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            if let Some(seconds) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("duckdb_seconds="))
+                .and_then(|s| s.trim().parse::<f64>().ok())
+            {
+                println!(
+                    "engine hourly / DuckDB plain query = {:.2} (DESIGN target < 1)",
+                    hourly / seconds
+                );
+            }
+        }
+        Ok(out) => println!(
+            "DuckDB skipped: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => println!("DuckDB skipped: {e}"),
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(served(frame, &points));
+}

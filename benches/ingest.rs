@@ -1,0 +1,219 @@
+//! Ingest throughput over loopback HTTP: JSON, NDJSON and Arrow IPC batches of 10,000 readings from
+//! several connections, with the write-ahead log fsynced (durable) and not. Prints readings/s, p50
+//! and p99 batch latency, and the ratios. Run: `cargo bench --bench ingest`.
+use carbon_ledger::clock::SystemClock;
+use carbon_ledger::config::Settings;
+use carbon_ledger::http::Application;
+use polars::prelude::*;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 10_000;
+const CONNECTIONS: usize = 4;
+const SECONDS_PER_RUN: u64 = 6;
+const TOKEN: &str = "bench-admin-token";
+
+struct Body {
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// Batch `n` of a connection: distinct readings (workload per connection, start per row).
+fn rows(connection: usize, n: usize) -> Vec<(String, i64)> {
+    let base = 1_772_323_200i64 + (n * BATCH) as i64; // 2026-03-01, one second per row
+    (0..BATCH)
+        .map(|i| {
+            (
+                format!("w{connection}-{}", i % 40),
+                (base + i as i64) * 1_000_000,
+            )
+        })
+        .collect()
+}
+
+fn body(format: &str, connection: usize, n: usize) -> Body {
+    let rows = rows(connection, n);
+    match format {
+        "json" | "ndjson" => {
+            let objects: Vec<String> = rows
+                .iter()
+                .map(|(w, us)| {
+                    let start = chrono::DateTime::from_timestamp_micros(*us)
+                        .unwrap()
+                        .to_rfc3339();
+                    json!({"site": "fra1", "customer": "acme", "workload": w, "start": start,
+                           "duration_s": 10, "power_w": 120.5})
+                    .to_string()
+                })
+                .collect();
+            if format == "json" {
+                Body {
+                    content_type: "application/json",
+                    bytes: format!("[{}]", objects.join(",")).into_bytes(),
+                }
+            } else {
+                Body {
+                    content_type: "application/x-ndjson",
+                    bytes: objects.join("\n").into_bytes(),
+                }
+            }
+        }
+        _ => {
+            let start = Column::new("start".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .cast(&DataType::Datetime(
+                    TimeUnit::Microseconds,
+                    Some(TimeZone::UTC),
+                ))
+                .unwrap();
+            let mut frame = DataFrame::new(
+                BATCH,
+                vec![
+                    Column::new("site".into(), vec!["fra1"; BATCH]),
+                    Column::new("customer".into(), vec!["acme"; BATCH]),
+                    Column::new(
+                        "workload".into(),
+                        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+                    ),
+                    start,
+                    Column::new("duration_s".into(), vec![10i32; BATCH]),
+                    Column::new("energy_j".into(), vec![None::<f64>; BATCH]),
+                    Column::new("power_w".into(), vec![Some(120.5f64); BATCH]),
+                ],
+            )
+            .unwrap();
+            let mut bytes = Vec::new();
+            IpcStreamWriter::new(&mut bytes).finish(&mut frame).unwrap();
+            Body {
+                content_type: "application/vnd.apache.arrow.stream",
+                bytes,
+            }
+        }
+    }
+}
+
+struct Outcome {
+    readings_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn run(format: &str, durable: bool) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_owned(),
+        admin_token: Some(TOKEN.into()),
+        durable_ingest: durable,
+        ..Settings::default()
+    };
+    let app = Application::build(&settings, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/v1/sites/fra1",
+            json!({"name": "F", "zone": "DE", "pue": 1.3}),
+        ),
+        ("/v1/customers/acme", json!({"name": "Acme"})),
+    ] {
+        client
+            .put(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Bodies are encoded before the clock starts: the client's cost is not the server's.
+    let bodies: Vec<Vec<Body>> = (0..CONNECTIONS)
+        .map(|c| (0..8).map(|n| body(format, c, n)).collect())
+        .collect();
+    let bodies = Arc::new(bodies);
+    let deadline = Instant::now() + Duration::from_secs(SECONDS_PER_RUN);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (client, base, bodies) = (client.clone(), base.clone(), bodies.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let body = &bodies[c][n % bodies[c].len()];
+                    let sent = Instant::now();
+                    let response = client
+                        .post(format!("{base}/v1/readings"))
+                        .bearer_auth(TOKEN)
+                        .header("content-type", body.content_type)
+                        .body(body.bytes.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        response.status(),
+                        200,
+                        "{}",
+                        response.text().await.unwrap_or_default()
+                    );
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                    n += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    handle.stop(true).await;
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Outcome {
+        readings_per_s: (latencies.len() * BATCH) as f64 / elapsed,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!("ingest over loopback HTTP: {CONNECTIONS} connections, {BATCH} readings per batch, {SECONDS_PER_RUN} s per run");
+    println!(
+        "{:<8} {:>9} {:>14} {:>9} {:>9}",
+        "format", "durable", "readings/s", "p50 ms", "p99 ms"
+    );
+    let mut results = Vec::new();
+    for format in ["json", "ndjson", "arrow"] {
+        for durable in [false, true] {
+            let outcome = run(format, durable).await;
+            println!(
+                "{format:<8} {durable:>9} {:>14.0} {:>9.1} {:>9.1}",
+                outcome.readings_per_s, outcome.p50_ms, outcome.p99_ms
+            );
+            results.push((format, durable, outcome));
+        }
+    }
+    let rate = |f: &str, d: bool| {
+        results
+            .iter()
+            .find(|r| r.0 == f && r.1 == d)
+            .map(|r| r.2.readings_per_s)
+            .unwrap_or(f64::NAN)
+    };
+    for format in ["json", "ndjson", "arrow"] {
+        println!(
+            "{format}: durable / not durable = {:.2}",
+            rate(format, true) / rate(format, false)
+        );
+    }
+    println!(
+        "arrow / ndjson (durable) = {:.1}x",
+        rate("arrow", true) / rate("ndjson", true)
+    );
+}
