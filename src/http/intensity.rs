@@ -3,7 +3,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::readings::Accepted;
 use super::AppState;
-use crate::domain::intensity::{in_force, IntensityPush, PointKind, Signal};
+use crate::domain::intensity::{in_force, IntensityPoint, IntensityPush};
 use crate::domain::{Grant, ZoneCode};
 use crate::storage::intensity;
 use actix_web::{get, post, web, HttpResponse};
@@ -56,28 +56,17 @@ pub struct RangeQuery {
     pub to: DateTime<Utc>,
 }
 
-/// A point in force over [start, end).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PointInForce {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub gco2e_per_kwh: f64,
-    pub kind: PointKind,
-    pub signal: Signal,
-    pub source: String,
-    pub source_detail: Option<String>,
-    pub received_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"zone": "DE", "points": [{"start": "2026-03-01T09:00:00Z",
-    "end": "2026-03-01T10:00:00Z", "gco2e_per_kwh": 330.0, "kind": "actual", "signal": "average",
-    "source": "manual", "source_detail": null, "received_at": "2026-03-01T10:05:00Z"}]}))]
+    "end": "2026-03-01T10:00:00Z", "zone": "DE", "gco2e_per_kwh": 330.0, "kind": "actual",
+    "signal": "average", "source": "manual", "source_detail": null,
+    "received_at": "2026-03-01T10:05:00Z"}]}))]
 pub struct ZoneIntensity {
     #[schema(value_type = String)]
     pub zone: ZoneCode,
-    /// Ordered by start; where no point covers a time there is a gap.
-    pub points: Vec<PointInForce>,
+    /// The points in force, clipped to the range and to the stretch each is in force over;
+    /// ordered by start; where no point covers a time there is a gap.
+    pub points: Vec<IntensityPoint>,
 }
 
 /// Intensity in force for a zone
@@ -119,15 +108,10 @@ async fn zone_intensity(
     let points = in_force(&stored)
         .into_iter()
         .filter(|s| s.end > from && s.start < to)
-        .map(|s| PointInForce {
+        .map(|s| IntensityPoint {
             start: s.start.max(from),
             end: s.end.min(to),
-            gco2e_per_kwh: s.point.gco2e_per_kwh,
-            kind: s.point.kind,
-            signal: s.point.signal,
-            source: s.point.source.clone(),
-            source_detail: s.point.source_detail.clone(),
-            received_at: s.point.received_at,
+            ..s.point.clone()
         })
         .collect();
     Ok(HttpResponse::Ok().json(ZoneIntensity { zone, points }))
