@@ -90,3 +90,113 @@ fn check_room(builder: &ReadingBatchBuilder<'_>, max_rows: usize) -> Result<(), 
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property-based fuzzing of the four decoders: any bytes give a batch or an error, never a
+    //! panic, and a valid body cut or corrupted anywhere is refused cleanly.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rules() -> ReadingRules {
+        ReadingRules {
+            now: "2026-03-02T00:00:00Z".parse().unwrap_or_default(),
+            max_power_w: 1e6,
+            known_sites: ["fra1".to_owned()].into(),
+            known_customers: ["acme".to_owned()].into(),
+        }
+    }
+
+    const JSON_BODY: &str = r#"[{"site":"fra1","customer":"acme","workload":"api","start":"2026-03-01T09:55:00Z","duration_s":600,"energy_j":540000}]"#;
+    const CSV_BODY: &str = "site,customer,workload,start,duration_s,energy_j,power_w\nfra1,acme,api,2026-03-01T09:55:00Z,600,540000,\n";
+
+    fn all_formats(body: &[u8]) {
+        for format in [
+            Format::Json,
+            Format::Ndjson,
+            Format::Csv,
+            Format::ArrowStream,
+        ] {
+            let _ = parse(format, body, &rules(), 1000);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            all_formats(&body);
+        }
+
+        #[test]
+        fn a_cut_or_corrupted_valid_body_is_refused_or_accepted_whole(cut in 0usize..140, at in 0usize..140, byte in any::<u8>()) {
+            for valid in [JSON_BODY, CSV_BODY] {
+                let mut body = valid.as_bytes().to_vec();
+                if at < body.len() {
+                    body[at] = byte;
+                }
+                body.truncate(cut.min(body.len()));
+                all_formats(&body);
+                let format = if valid == JSON_BODY { Format::Json } else { Format::Csv };
+                if let Ok(batch) = parse(format, &body, &rules(), 1000) {
+                    prop_assert!(batch.len() <= 1);
+                }
+            }
+        }
+    }
+
+    fn arrow_body() -> Vec<u8> {
+        use polars::prelude::*;
+        let start = Column::new("start".into(), [1_772_358_900_000_000i64])
+            .cast(&DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC),
+            ))
+            .unwrap_or_else(|_| Column::new("start".into(), [0i64]));
+        let mut frame = DataFrame::new(
+            1,
+            vec![
+                Column::new("site".into(), ["fra1"]),
+                Column::new("customer".into(), ["acme"]),
+                Column::new("workload".into(), ["api"]),
+                start,
+                Column::new("duration_s".into(), [600i32]),
+                Column::new("energy_j".into(), [540000.0f64]),
+            ],
+        )
+        .unwrap_or_default();
+        let mut out = Vec::new();
+        let _ = IpcStreamWriter::new(&mut out).finish(&mut frame);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn a_corrupted_arrow_stream_is_refused_not_a_crash(at in 0usize..2000, byte in any::<u8>(), cut in 0usize..2000) {
+            let mut body = arrow_body();
+            let len = body.len();
+            body[at % len] = byte;
+            body.truncate(cut.max(1).min(len));
+            let _ = parse(Format::ArrowStream, &body, &rules(), 1000);
+        }
+    }
+
+    #[test]
+    fn the_unmodified_bodies_parse() {
+        assert_eq!(
+            parse(Format::ArrowStream, &arrow_body(), &rules(), 10).map(|b| b.len()),
+            Ok(1)
+        );
+        assert_eq!(
+            parse(Format::Json, JSON_BODY.as_bytes(), &rules(), 10).map(|b| b.len()),
+            Ok(1)
+        );
+        assert_eq!(
+            parse(Format::Csv, CSV_BODY.as_bytes(), &rules(), 10).map(|b| b.len()),
+            Ok(1)
+        );
+    }
+}
