@@ -53,6 +53,9 @@ const END_US: &str = "end_us";
 const FIRST: &str = "first_seg";
 const LAST: &str = "last_seg";
 const FALLBACK_KWH: &str = "fallback_kwh";
+const SHARE: &str = "share";
+const WHOLE_READINGS: &str = "whole_readings";
+const SPLIT_READINGS: &str = "split_readings";
 const INTENSITY_KWH: &str = "kwh_with_intensity";
 /// Segment keys are site ordinal << 45 | microseconds since the timeline's start (2^45 µs is a year).
 const SITE_SHIFT: i64 = 1 << 45;
@@ -104,6 +107,8 @@ pub struct Timeline {
     site_ordinals: DataFrame,
     market_overrides: DataFrame,
     base_us: i64,
+    /// The window's end: a reading running past it is split like one crossing a segment edge.
+    to_us: i64,
 }
 
 fn site_ordinals(sites: &[Site]) -> PolarsResult<DataFrame> {
@@ -227,11 +232,16 @@ impl Timeline {
             site_ordinals: site_ordinals(inputs.sites)?,
             market_overrides,
             base_us,
+            to_us: us(window.to),
         })
     }
 
-    /// The readings' parts: one row per (reading, segment) overlap inside the report window, with
-    /// energy, PUE, intensity, quality and market factor applied.
+    /// The readings' parts inside the report window, with energy, PUE, intensity, quality and
+    /// market factor applied. Readings that lie inside one segment (nearly all) are first summed
+    /// per segment, customer and workload, since every factor is constant there, so the joins and
+    /// arithmetic run over one row per group; `readings` counts them. The few that cross a segment
+    /// edge or the window's end are split one by one and counted by `reading_id` (a reading cut
+    /// into two parts of one bucket still counts once).
     pub fn parts(&self, readings: LazyFrame) -> PolarsResult<LazyFrame> {
         let key = |time: Expr| col(SITE_ORD) * lit(SITE_SHIFT) + time - lit(self.base_us);
         let segment_of = |key: Expr| {
@@ -244,7 +254,6 @@ impl Timeline {
             .then(col(ENERGY_J))
             .otherwise(col(POWER_W) * col(DURATION_S).cast(DataType::Float64));
         let located = readings
-            .with_row_index(READING_ID, None)
             .join(
                 self.site_ordinals.clone().lazy(),
                 [col(SITE)],
@@ -262,12 +271,33 @@ impl Timeline {
                 segment_of(key(col(START_US))).alias(FIRST),
                 segment_of(key(col(END_US) - lit(1i64))).alias(LAST),
             ]);
+        let whole = col(FIRST)
+            .eq(col(LAST))
+            .and(col(END_US).lt_eq(lit(self.to_us)));
         let inside_one = located
             .clone()
-            .filter(col(FIRST).eq(col(LAST)))
-            .with_column(col(FIRST).alias(SEG_ID));
+            .filter(whole.clone())
+            .group_by([
+                col(FIRST).alias(SEG_ID),
+                col(CUSTOMER),
+                col(WORKLOAD),
+                col(SITE),
+            ])
+            .agg([
+                col(ENERGY_J).sum().alias(ENERGY_J),
+                len().cast(DataType::Int64).alias(READINGS),
+            ])
+            .with_columns([
+                lit(1.0).alias(SHARE),
+                lit(NULL).cast(DataType::Int64).alias(READING_ID),
+            ]);
+        let earlier = |a: &str, b: &str| when(col(a).lt(col(b))).then(col(a)).otherwise(col(b));
+        let later = |a: &str, b: &str| when(col(a).gt(col(b))).then(col(a)).otherwise(col(b));
+        let overlap =
+            (earlier(END_US, SEG_END) - later(START_US, SEG_START)).cast(DataType::Float64);
         let crossing = located
-            .filter(col(FIRST).neq(col(LAST)))
+            .filter(whole.not())
+            .with_row_index(READING_ID, None)
             .with_column(
                 int_ranges(
                     col(FIRST),
@@ -283,33 +313,54 @@ impl Timeline {
                     empty_as_null: false,
                     keep_nulls: false,
                 },
-            );
-        let parts = concat([inside_one, crossing], UnionArgs::default())?
+            )
             .join(
-                self.segments.clone().lazy(),
+                self.segments
+                    .clone()
+                    .lazy()
+                    .select([col(SEG_ID), col(SEG_START), col(SEG_END)]),
                 [col(SEG_ID)],
                 [col(SEG_ID)],
                 JoinArgs::new(JoinType::Inner),
             )
-            .join(
-                self.market_overrides.clone().lazy(),
-                [col(SEG_ID), col(CUSTOMER)],
-                [col(SEG_ID), col(CUSTOMER)],
-                JoinArgs::new(JoinType::Left),
-            );
-        let earlier = |a: &str, b: &str| when(col(a).lt(col(b))).then(col(a)).otherwise(col(b));
-        let later = |a: &str, b: &str| when(col(a).gt(col(b))).then(col(a)).otherwise(col(b));
-        let overlap =
-            (earlier(END_US, SEG_END) - later(START_US, SEG_START)).cast(DataType::Float64);
-        let share = overlap / (col(DURATION_S).cast(DataType::Float64) * lit(1e6));
-        let it_kwh = col(ENERGY_J) / lit(3.6e6) * share;
-        let facility = col(IT_KWH) * col(PUE);
-        Ok(parts
             .filter(
-                col(IN_WINDOW)
-                    .and(col(END_US).gt(col(SEG_START)))
+                col(END_US)
+                    .gt(col(SEG_START))
                     .and(col(START_US).lt(col(SEG_END))),
             )
+            .select([
+                col(SEG_ID),
+                col(CUSTOMER),
+                col(WORKLOAD),
+                col(SITE),
+                col(ENERGY_J),
+                lit(0i64).cast(DataType::Int64).alias(READINGS),
+                (overlap / (col(DURATION_S).cast(DataType::Float64) * lit(1e6))).alias(SHARE),
+                col(READING_ID).cast(DataType::Int64),
+            ]);
+        let columns = [
+            SEG_ID, CUSTOMER, WORKLOAD, SITE, ENERGY_J, READINGS, SHARE, READING_ID,
+        ];
+        let parts = concat(
+            [inside_one.select(columns.map(col)), crossing],
+            UnionArgs::default(),
+        )?
+        .join(
+            self.segments.clone().lazy(),
+            [col(SEG_ID)],
+            [col(SEG_ID)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .join(
+            self.market_overrides.clone().lazy(),
+            [col(SEG_ID), col(CUSTOMER)],
+            [col(SEG_ID), col(CUSTOMER)],
+            JoinArgs::new(JoinType::Left),
+        );
+        let it_kwh = col(ENERGY_J) / lit(3.6e6) * col(SHARE);
+        let facility = col(IT_KWH) * col(PUE);
+        Ok(parts
+            .filter(col(IN_WINDOW))
             .with_column(it_kwh.alias(IT_KWH))
             .with_column(facility.alias(FACILITY_KWH))
             .with_columns([
@@ -441,10 +492,12 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         col(MARKET_G).sum().alias(MARKET_G),
         col(FALLBACK_KWH).sum().alias(FALLBACK_KWH),
         col(INTENSITY_KWH).sum().alias(INTENSITY_KWH),
+        col(READINGS).sum().alias(WHOLE_READINGS),
         col(READING_ID)
+            .drop_nulls()
             .n_unique()
             .cast(DataType::Int64)
-            .alias(READINGS),
+            .alias(SPLIT_READINGS),
     ];
     for (quality, name) in Quality::ALL.iter().zip(QUALITY_COLUMNS) {
         sums.push(
@@ -470,6 +523,8 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
             .otherwise(lit(0.0))
     };
     let mut derived = vec![
+        // Readings summed per segment, plus those split across segments counted once each.
+        (col(WHOLE_READINGS) + col(SPLIT_READINGS)).alias(READINGS),
         ratio(col(LOCATION_G), col(INTENSITY_KWH)).alias(LOCATION_INTENSITY),
         ratio(col(FALLBACK_KWH), col(FACILITY_KWH)).alias(MARKET_FALLBACK_SHARE),
     ];

@@ -99,6 +99,9 @@ pub struct ReadingBatchBuilder<'r> {
     rows: usize,
     invalid_rows: usize,
     errors: Vec<RowError>,
+    /// The last value of site, customer and workload that passed its checks: agents send runs of
+    /// rows with the same ids, so most rows skip the checks.
+    checked: [Option<String>; 3],
 }
 
 fn parse_start(raw: RawStart<'_>) -> Result<i64, String> {
@@ -118,6 +121,7 @@ impl<'r> ReadingBatchBuilder<'r> {
             rows: 0,
             invalid_rows: 0,
             errors: Vec::new(),
+            checked: Default::default(),
         }
     }
 
@@ -144,8 +148,10 @@ impl<'r> ReadingBatchBuilder<'r> {
                 kind,
             })
         };
-        let mut id = |field: &'static str, value: Option<&str>| match value {
+        let checked = &mut self.checked;
+        let mut id = |slot: usize, field: &'static str, value: Option<&str>| match value {
             None => fail(field, "missing".to_owned(), RowErrorKind::Invalid),
+            Some(value) if checked[slot].as_deref() == Some(value) => {}
             Some(value) => {
                 if let Err(reason) = Id::parse(value) {
                     fail(field, reason, RowErrorKind::Invalid);
@@ -161,12 +167,14 @@ impl<'r> ReadingBatchBuilder<'r> {
                         format!("unknown customer {value}"),
                         RowErrorKind::UnknownCustomer,
                     );
+                } else {
+                    checked[slot] = Some(value.to_owned());
                 }
             }
         };
-        id("site", raw.site);
-        id("customer", raw.customer);
-        id("workload", raw.workload);
+        id(0, "site", raw.site);
+        id(1, "customer", raw.customer);
+        id(2, "workload", raw.workload);
         let start = match raw.start.map(parse_start) {
             None => {
                 fail("start", "missing".to_owned(), RowErrorKind::Invalid);
@@ -446,6 +454,25 @@ mod tests {
             assert_eq!(found[0].0, field);
             assert!(found[0].1.contains(reason), "{field}: {}", found[0].1);
         }
+    }
+
+    #[test]
+    fn a_repeated_id_is_checked_once_but_an_empty_one_never_passes() {
+        let rules = rules();
+        let mut builder = ReadingBatchBuilder::new(&rules);
+        builder.push(good());
+        builder.push(good());
+        builder.push(RawReading {
+            workload: Some(""),
+            ..good()
+        });
+        builder.push(RawReading {
+            site: Some("nope"),
+            ..good()
+        });
+        let invalid = builder.finish().unwrap_err();
+        let rows: Vec<(usize, &str)> = invalid.errors.iter().map(|e| (e.row, e.field)).collect();
+        assert_eq!(rows, [(2, "workload"), (3, "site")]);
     }
 
     #[test]

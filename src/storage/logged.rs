@@ -143,10 +143,12 @@ fn day_of(us: i64) -> String {
         .unwrap_or_default()
 }
 
-/// One Parquet file per UTC date of the time column, each resolved newest-wins.
+/// One Parquet file per UTC date of the time column. Rows sent again are left for reads and
+/// compaction to resolve: resolving them here (a sort and a hash over every flushed row) took CPU
+/// from ingest on the hot path.
 fn files_by_date(frames: Vec<DataFrame>, spec: &TableSpec) -> PolarsResult<Vec<NewFile>> {
     let lazies: Vec<LazyFrame> = frames.into_iter().map(IntoLazy::lazy).collect();
-    let all = newest_wins(concat(lazies, UnionArgs::default())?, spec).collect()?;
+    let all = concat(lazies, UnionArgs::default())?.collect()?;
     let starts = all.column(spec.time_column)?.datetime()?.physical().clone();
     let days: Vec<i64> = starts
         .iter()
