@@ -142,7 +142,8 @@ fn best_of_3(mut run: impl FnMut() -> usize) -> (f64, usize) {
 }
 
 /// The baseline: energy joined to the covering 30-minute interval, PUE applied, grouped by
-/// customer, workload and hour. No splits, no fallbacks, no market-based accounting.
+/// customer, workload and hour, on the streaming engine like the engine's own scan. No splits, no
+/// fallbacks, no market-based accounting.
 fn plain_polars(readings: &Path, sites: &Path, intensity: &Path) -> usize {
     let start_us = col("start").cast(DataType::Int64);
     scan(readings)
@@ -170,8 +171,9 @@ fn plain_polars(readings: &Path, sites: &Path, intensity: &Path) -> usize {
                 .sum()
                 .alias("location_gco2e"),
         ])
-        .collect()
+        .collect_with_engine(Engine::Streaming)
         .unwrap()
+        .unwrap_single()
         .height()
 }
 

@@ -145,6 +145,7 @@ impl Timeline {
         };
         let defaults: Vec<_> = segments.iter().map(|s| market.factor(s, None)).collect();
         let zone_of = |s: &Segment| inputs.sites[s.site].zone.as_str();
+        let site_of = |s: &Segment| inputs.sites[s.site].id.as_str();
         let frame = DataFrame::new(
             segments.len(),
             vec![
@@ -167,6 +168,10 @@ impl Timeline {
                 Column::new(
                     BUCKET.into(),
                     segments.iter().map(|s| us(s.bucket)).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    SITE.into(),
+                    segments.iter().map(site_of).collect::<Vec<_>>(),
                 ),
                 Column::new(
                     ZONE.into(),
@@ -332,14 +337,13 @@ impl Timeline {
                 col(SEG_ID),
                 col(CUSTOMER),
                 col(WORKLOAD),
-                col(SITE),
                 col(ENERGY_J),
                 lit(0i64).cast(DataType::Int64).alias(READINGS),
                 (overlap / (col(DURATION_S).cast(DataType::Float64) * lit(1e6))).alias(SHARE),
                 col(READING_ID).cast(DataType::Int64),
             ]);
         let columns = [
-            SEG_ID, CUSTOMER, WORKLOAD, SITE, ENERGY_J, READINGS, SHARE, READING_ID,
+            SEG_ID, CUSTOMER, WORKLOAD, ENERGY_J, READINGS, SHARE, READING_ID,
         ];
         let parts = concat(
             [inside_one.select(columns.map(col)), crossing],
@@ -461,7 +465,10 @@ pub fn footprint(
     let instruments = context.relevant_instruments(window);
     let shares = match period_energy(period_readings, context.sites, &instruments)? {
         Some((energy, segments)) => {
-            let rows = period_energy_rows(&energy.collect()?, &segments, context.sites)?;
+            let energy = energy
+                .collect_with_engine(Engine::Streaming)?
+                .unwrap_single();
+            let rows = period_energy_rows(&energy, &segments, context.sites)?;
             market::coverage_shares(&instruments, &rows)
         }
         None => HashMap::new(),
