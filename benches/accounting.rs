@@ -327,6 +327,7 @@ async fn served(frame: DataFrame, points: &[IntensityPoint]) {
 }
 
 fn main() {
+    carbon_ledger::accounting::prefer_streaming_engine(); // as the server's main does
     let dir = tempfile::tempdir().unwrap();
     let (readings, sites_file, intensity_file) = (
         dir.path().join("readings.parquet"),

@@ -45,6 +45,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    carbon_ledger::accounting::prefer_streaming_engine();
     match Cli::parse().command {
         Command::Openapi => match openapi_document().to_pretty_json() {
             Ok(json) => {

@@ -60,6 +60,16 @@ const INTENSITY_KWH: &str = "kwh_with_intensity";
 /// Segment keys are site ordinal << 45 | microseconds since the timeline's start (2^45 µs is a year).
 const SITE_SHIFT: i64 = 1 << 45;
 
+/// Makes polars run every query on its streaming engine. Measured on the 10 M-reading benchmark,
+/// an explicit `Engine::Streaming` on the parts query alone left the engine at 6.8 s, while
+/// polars' own switch for all queries brought it to 4.1 s and halved peak memory. Call it first
+/// thing in `main`, before any thread starts (it sets a process environment variable).
+pub fn prefer_streaming_engine() {
+    if std::env::var_os("POLARS_FORCE_STREAMING").is_none() {
+        std::env::set_var("POLARS_FORCE_STREAMING", "1");
+    }
+}
+
 /// A dimension reports can group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupKey {
