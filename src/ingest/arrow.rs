@@ -83,9 +83,20 @@ pub fn parse(
     builder: &mut ReadingBatchBuilder<'_>,
     max_rows: usize,
 ) -> Result<(), IngestError> {
-    let frame = IpcStreamReader::new(Cursor::new(body))
-        .finish()
-        .map_err(|e| IngestError::malformed(format!("not an Arrow IPC stream: {e}")))?;
+    // polars 0.55.2 unwraps on some malformed streams (a column declared Float16, found by the
+    // fuzz tests): a bad body must be a 400, never a crashed worker, so its panic is caught too.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        IpcStreamReader::new(Cursor::new(body)).finish()
+    }));
+    let frame = match decoded {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => {
+            return Err(IngestError::malformed(format!(
+                "not an Arrow IPC stream: {e}"
+            )))
+        }
+        Err(_) => return Err(IngestError::malformed("not a readable Arrow IPC stream")),
+    };
     if frame.height() > max_rows {
         return Err(IngestError::TooManyRows { limit: max_rows });
     }

@@ -171,6 +171,19 @@ mod fuzz {
         out
     }
 
+    #[test]
+    fn a_stream_that_makes_the_decoder_panic_is_refused() {
+        // Found by the fuzz test below: byte 60 of this stream set to 20 makes polars 0.55.2 panic
+        // ("cannot create series from Float16"); the answer must be an error, not a crash.
+        let mut body = arrow_body();
+        body[60] = 20;
+        let refused = parse(Format::ArrowStream, &body, &rules(), 10);
+        assert!(
+            matches!(&refused, Err(IngestError::Malformed { reason, .. }) if reason == "not a readable Arrow IPC stream"),
+            "{refused:?}"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
