@@ -9,6 +9,8 @@ use std::collections::HashSet;
 pub const MAX_DURATION_S: f64 = 3600.0;
 /// How far in the future a reading may start (clock skew of agents).
 pub const MAX_FUTURE_START: Duration = Duration::minutes(5);
+/// No telemetry predates this (1990-01-01T00:00:00Z); earlier starts are corrupt clocks.
+const EARLIEST_START_US: i64 = 631_152_000_000_000;
 /// At most this many row errors are reported; the count of bad rows is always exact.
 pub const MAX_REPORTED_ERRORS: usize = 100;
 
@@ -186,7 +188,13 @@ impl<'r> ReadingBatchBuilder<'r> {
             }
             Some(Ok(us)) => {
                 let latest = (self.rules.now + MAX_FUTURE_START).timestamp_micros();
-                if us > latest {
+                if us < EARLIEST_START_US {
+                    fail(
+                        "start",
+                        "before 1990-01-01T00:00:00Z".to_owned(),
+                        RowErrorKind::Invalid,
+                    );
+                } else if us > latest {
                     fail(
                         "start",
                         "more than 5 minutes in the future".to_owned(),

@@ -11,7 +11,6 @@ pub use scheduler::{spawn_feeds, FeedStatus, FeedsStatus};
 
 use crate::domain::intensity::IntensityPoint;
 use crate::domain::ZoneCode;
-use async_trait_free::BoxFuture;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -113,10 +112,8 @@ pub trait Puller: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<IntensityPoint>, FeedError>>;
 }
 
-mod async_trait_free {
-    /// A boxed future, so pullers can be held as `dyn Puller`.
-    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-}
+/// A boxed future, so pullers can be held as `dyn Puller`.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A client for one provider: base URL, timeout, shared error handling.
 #[derive(Clone)]

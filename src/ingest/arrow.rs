@@ -73,7 +73,7 @@ fn start_micros(frame: &DataFrame) -> Result<Int64Chunked, IngestError> {
         .physical()
         .clone();
     Ok(match unit {
-        TimeUnit::Milliseconds => physical.apply_values(|ms| ms * 1_000),
+        TimeUnit::Milliseconds => physical.apply_values(|ms| ms.saturating_mul(1_000)),
         _ => physical.apply_values(|v| v / scale),
     })
 }
