@@ -436,7 +436,8 @@ pub fn path_error(error: PathError, _request: &HttpRequest) -> actix_web::Error 
     ApiError::new(ErrorCode::InvalidPath, error.to_string()).into()
 }
 
-/// Error answers shared by the operations, for the contract.
+/// Error answers shared by the operations, for the contract. Never constructed: utoipa reads the
+/// variants to document the responses that `ApiError` produces.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum CommonErrors {

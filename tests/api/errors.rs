@@ -1,3 +1,4 @@
+//! Error answers: every failure is problem+json with a stable code, whoever produced it.
 use crate::helpers::{assert_problem, spawn_app, ADMIN_TOKEN};
 use serde_json::json;
 

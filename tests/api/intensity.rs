@@ -1,3 +1,4 @@
+//! Grid intensity pushed over HTTP: precedence, durability, validation.
 use crate::helpers::{assert_problem, spawn_app};
 use serde_json::{json, Value};
 

@@ -1,3 +1,4 @@
+//! Operations: health, readiness, metrics, the contract, and the real binary's lifecycle.
 use crate::helpers::spawn_app;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -1,3 +1,4 @@
+//! The registry over HTTP: sites, customers, zones, instruments, and their survival of restarts.
 use crate::helpers::{spawn_app, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
