@@ -3,19 +3,18 @@
 //! the join and group-by on the same Parquet file and (b) DuckDB (Python, if installed) on it; then
 //! the same data served over HTTP: a customer's hourly month report and a full CSV export.
 //! Run: `cargo bench --bench accounting` (`pip install duckdb` for the DuckDB column).
+mod support;
+
 use carbon_ledger::accounting::timeline::{Granularity, Window};
 use carbon_ledger::accounting::{self, Context, GroupKey};
-use carbon_ledger::clock::SystemClock;
-use carbon_ledger::config::Settings;
 use carbon_ledger::domain::intensity::{IntensityPoint, PointKind, Signal};
 use carbon_ledger::domain::{Id, Site, SiteSpec, ZoneCode};
-use carbon_ledger::http::Application;
 use polars::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
+use support::TOKEN;
 
 const WORKLOADS: usize = 40;
 const STEP_S: i64 = 10;
@@ -26,7 +25,6 @@ const SITES: [(&str, &str, f64); 3] = [
     ("lon2", "GB", 1.3),
     ("fra1", "DE", 1.4),
 ];
-const TOKEN: &str = "bench-admin-token";
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -212,21 +210,12 @@ fn engine(
 }
 
 async fn served(frame: DataFrame, points: &[IntensityPoint]) {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        bind: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        admin_token: Some(TOKEN.into()),
-        durable_ingest: false,
-        ..Settings::default()
-    };
-    let app = Application::build(&settings, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    let server = support::start(false).await;
+    let (base, client, handle) = (
+        server.base.clone(),
+        server.client.clone(),
+        server.handle.clone(),
+    );
     let put = |path: String, body: serde_json::Value| {
         client
             .put(format!("{base}{path}"))

@@ -1,18 +1,16 @@
 //! Ingest throughput over loopback HTTP: JSON, NDJSON and Arrow IPC batches of 10,000 readings from
 //! several connections, with the write-ahead log fsynced (durable) and not. Prints readings/s, p50
 //! and p99 batch latency, and the ratios. Run: `cargo bench --bench ingest`.
-use carbon_ledger::clock::SystemClock;
-use carbon_ledger::config::Settings;
-use carbon_ledger::http::Application;
+mod support;
+
 use polars::prelude::*;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::TOKEN;
 
 const BATCH: usize = 10_000;
 const CONNECTIONS: usize = 4;
 const SECONDS_PER_RUN: u64 = 6;
-const TOKEN: &str = "bench-admin-token";
 
 struct Body {
     content_type: &'static str,
@@ -99,21 +97,12 @@ struct Outcome {
 }
 
 async fn run(format: &str, durable: bool) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        bind: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        admin_token: Some(TOKEN.into()),
-        durable_ingest: durable,
-        ..Settings::default()
-    };
-    let app = Application::build(&settings, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    let server = support::start(durable).await;
+    let (base, client, handle) = (
+        server.base.clone(),
+        server.client.clone(),
+        server.handle.clone(),
+    );
     for (path, body) in [
         (
             "/v1/sites/fra1",

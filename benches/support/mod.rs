@@ -1,0 +1,38 @@
+//! What both benchmarks share: a real server on a loopback port with its own data directory.
+use carbon_ledger::clock::SystemClock;
+use carbon_ledger::config::Settings;
+use carbon_ledger::http::Application;
+use std::sync::Arc;
+
+pub const TOKEN: &str = "bench-admin-token";
+
+pub struct BenchServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub handle: actix_web::dev::ServerHandle,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Starts the server in this process, fsyncing its log or not.
+pub async fn start(durable: bool) -> BenchServer {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_owned(),
+        admin_token: Some(TOKEN.into()),
+        durable_ingest: durable,
+        ..Settings::default()
+    };
+    let app = Application::build(&settings, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    BenchServer {
+        base,
+        client: reqwest::Client::new(),
+        handle,
+        _data_dir: dir,
+    }
+}
