@@ -168,9 +168,9 @@ fn readings_batch() -> ReadingBatch {
             let at = start + Duration::minutes(5 * step);
             let hour = f64::from(step as i32 % 288) / 12.0;
             let daily = 1.0 + 0.35 * ((hour - 14.0) / 24.0 * std::f64::consts::TAU).cos();
-            batch.site.push(site.into());
-            batch.customer.push(customer.into());
-            batch.workload.push(workload.into());
+            batch.site.push(site);
+            batch.customer.push(customer);
+            batch.workload.push(workload);
             batch.start_us.push(at.timestamp_micros());
             batch.duration_s.push(300);
             batch.energy_j.push(None);

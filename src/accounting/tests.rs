@@ -46,9 +46,9 @@ pub(super) fn point(
 pub(super) fn readings(rows: &[(&str, &str, &str, i32, f64)]) -> LazyFrame {
     let mut batch = ReadingBatch::default();
     for (customer, workload, start, duration, energy) in rows {
-        batch.site.push("fra1".into());
-        batch.customer.push((*customer).into());
-        batch.workload.push((*workload).into());
+        batch.site.push("fra1");
+        batch.customer.push(customer);
+        batch.workload.push(workload);
         batch.start_us.push(t(start).timestamp_micros());
         batch.duration_s.push(*duration);
         batch.energy_j.push(Some(*energy));

@@ -3,7 +3,7 @@
 //! valid values in columnar buffers (no vector of row structs).
 use super::Id;
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Longest reading interval accepted, in seconds.
 pub const MAX_DURATION_S: f64 = 3600.0;
@@ -58,12 +58,49 @@ pub struct RowError {
     pub kind: RowErrorKind,
 }
 
+/// A column of ids, each distinct value stored once: agents send runs of rows with the same site,
+/// customer and workload, so a row costs an index rather than an allocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdColumn {
+    values: Vec<String>,
+    index: HashMap<String, u32>,
+    codes: Vec<u32>,
+}
+
+impl IdColumn {
+    pub fn push(&mut self, value: &str) {
+        let code = match self.codes.last() {
+            Some(&last) if self.values[last as usize] == value => last,
+            _ => match self.index.get(value) {
+                Some(&code) => code,
+                None => {
+                    let code = self.values.len() as u32;
+                    self.values.push(value.to_owned());
+                    self.index.insert(value.to_owned(), code);
+                    code
+                }
+            },
+        };
+        self.codes.push(code);
+    }
+
+    /// The values row by row.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.codes.iter().map(|&code| self.values[code as usize].as_str())
+    }
+
+    /// The distinct values.
+    pub fn distinct(&self) -> &[String] {
+        &self.values
+    }
+}
+
 /// A valid batch in columns. Times are microseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReadingBatch {
-    pub site: Vec<String>,
-    pub customer: Vec<String>,
-    pub workload: Vec<String>,
+    pub site: IdColumn,
+    pub customer: IdColumn,
+    pub workload: IdColumn,
     pub start_us: Vec<i64>,
     pub duration_s: Vec<i32>,
     pub energy_j: Vec<Option<f64>>,
@@ -81,7 +118,7 @@ impl ReadingBatch {
 
     /// The distinct sites the batch names (for per-site key checks).
     pub fn sites(&self) -> HashSet<&str> {
-        self.site.iter().map(String::as_str).collect()
+        self.site.distinct().iter().map(String::as_str).collect()
     }
 }
 
@@ -263,10 +300,9 @@ impl<'r> ReadingBatchBuilder<'r> {
         }
         match (errors.is_empty(), start, duration) {
             (true, Some(start), Some(duration)) => {
-                let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
-                self.batch.site.push(text(raw.site));
-                self.batch.customer.push(text(raw.customer));
-                self.batch.workload.push(text(raw.workload));
+                self.batch.site.push(raw.site.unwrap_or_default());
+                self.batch.customer.push(raw.customer.unwrap_or_default());
+                self.batch.workload.push(raw.workload.unwrap_or_default());
                 self.batch.start_us.push(start);
                 self.batch.duration_s.push(duration as i32);
                 self.batch.energy_j.push(raw.energy_j);

@@ -437,9 +437,9 @@ mod tests {
     fn batch(rows: &[(&str, i64, f64)]) -> PreparedBatch {
         let mut batch = ReadingBatch::default();
         for (workload, start, energy) in rows {
-            batch.site.push("fra1".into());
-            batch.customer.push("acme".into());
-            batch.workload.push((*workload).into());
+            batch.site.push("fra1");
+            batch.customer.push("acme");
+            batch.workload.push(workload);
             batch.start_us.push(*start);
             batch.duration_s.push(60);
             batch.energy_j.push(Some(*energy));

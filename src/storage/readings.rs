@@ -1,6 +1,6 @@
 //! The readings table: its columns, identity and the frame a validated batch becomes.
 use super::logged::{utc_micros, TableSpec};
-use crate::domain::reading::ReadingBatch;
+use crate::domain::reading::{IdColumn, ReadingBatch};
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use polars::prelude::*;
 
@@ -36,6 +36,10 @@ pub const SPEC: TableSpec = TableSpec {
     lookback_us: 3_600_000_000,
 };
 
+fn ids(name: &str, column: &IdColumn) -> Column {
+    StringChunked::from_iter_values(name.into(), column.iter()).into_column()
+}
+
 /// A validated batch as the table's columns.
 pub fn frame(batch: ReadingBatch) -> PolarsResult<DataFrame> {
     let height = batch.len();
@@ -43,9 +47,9 @@ pub fn frame(batch: ReadingBatch) -> PolarsResult<DataFrame> {
     DataFrame::new(
         height,
         vec![
-            Column::new(SITE.into(), batch.site),
-            Column::new(CUSTOMER.into(), batch.customer),
-            Column::new(WORKLOAD.into(), batch.workload),
+            ids(SITE, &batch.site),
+            ids(CUSTOMER, &batch.customer),
+            ids(WORKLOAD, &batch.workload),
             start,
             Column::new(DURATION_S.into(), batch.duration_s),
             Column::new(ENERGY_J.into(), batch.energy_j),
