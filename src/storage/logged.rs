@@ -18,6 +18,7 @@ pub const SEQ: &str = "seq";
 /// Rows per batch are below 2^20, so `seq` orders batches first, then rows within a batch.
 pub const MAX_ROWS_PER_BATCH: usize = 1 << 20;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What distinguishes one logged table from another.
 #[derive(Debug, Clone, Copy)]
@@ -401,13 +402,15 @@ impl LoggedTable {
         Ok(newest_wins(frame, &self.spec))
     }
 
-    /// Flushes when woken by ingest volume or every `interval`, and compacts after each flush.
+    /// Flushes when woken by ingest volume or every `interval`; compacts at most once a minute,
+    /// since rewriting partitions after every flush took CPU from ingest and lengthened its p99.
     pub fn spawn_flusher(
         self: &Arc<Self>,
         interval: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
         let store = Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut compacted = tokio::time::Instant::now();
             loop {
                 let Some(this) = store.upgrade() else { return };
                 tokio::select! {
@@ -418,6 +421,10 @@ impl LoggedTable {
                     tracing::error!(error = %error, "flushing readings failed; they stay in the log");
                     continue;
                 }
+                if compacted.elapsed() < COMPACTION_INTERVAL {
+                    continue;
+                }
+                compacted = tokio::time::Instant::now();
                 if let Err(error) = this.compact().await {
                     tracing::error!(error = %error, "compacting readings failed");
                 }
