@@ -86,7 +86,9 @@ impl IdColumn {
 
     /// The values row by row.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        self.codes.iter().map(|&code| self.values[code as usize].as_str())
+        self.codes
+            .iter()
+            .map(|&code| self.values[code as usize].as_str())
     }
 
     /// The distinct values.
