@@ -54,6 +54,7 @@ const FIRST: &str = "first_seg";
 const LAST: &str = "last_seg";
 const FALLBACK_KWH: &str = "fallback_kwh";
 const SHARE: &str = "share";
+const WHOLE: &str = "whole";
 const WHOLE_READINGS: &str = "whole_readings";
 const SPLIT_READINGS: &str = "split_readings";
 const INTENSITY_KWH: &str = "kwh_with_intensity";
@@ -114,6 +115,8 @@ pub struct Inputs<'a> {
 pub struct Timeline {
     segments: DataFrame,
     keys: Series,
+    /// For each segment, the key of the next one (the last segment's is i64::MAX).
+    next_keys: Series,
     site_ordinals: DataFrame,
     market_overrides: DataFrame,
     base_us: i64,
@@ -222,6 +225,15 @@ impl Timeline {
                 .map(|s| s.site as i64 * SITE_SHIFT + us(s.start) - base_us)
                 .collect::<Vec<_>>(),
         );
+        let next_keys = Series::new(
+            "next_keys".into(),
+            keys.i64()?
+                .iter()
+                .skip(1)
+                .map(|k| k.unwrap_or(i64::MAX))
+                .chain(std::iter::once(i64::MAX))
+                .collect::<Vec<_>>(),
+        );
         let (mut ids, mut customers, mut factors, mut fallbacks) = (vec![], vec![], vec![], vec![]);
         for (site, customer) in market.customers_with_instruments() {
             for (id, segment) in segments.iter().enumerate().filter(|(_, s)| s.site == site) {
@@ -244,6 +256,7 @@ impl Timeline {
         Ok(Self {
             segments: frame,
             keys,
+            next_keys,
             site_ordinals: site_ordinals(inputs.sites)?,
             market_overrides,
             base_us,
@@ -282,25 +295,23 @@ impl Timeline {
                 .alias(END_US),
                 energy_j.alias(ENERGY_J),
             ])
-            .with_columns([
-                segment_of(key(col(START_US))).alias(FIRST),
-                segment_of(key(col(END_US) - lit(1i64))).alias(LAST),
-            ])
+            .with_column(segment_of(key(col(START_US))).alias(FIRST))
+            // A reading lies in one segment when it ends before the next segment starts: a
+            // lookup, not a second search; only the few others search for their last segment.
+            .with_column(
+                key(col(END_US) - lit(1i64))
+                    .lt(lit(self.next_keys.clone()).gather(col(FIRST), false))
+                    .and(col(END_US).lt_eq(lit(self.to_us)))
+                    .alias(WHOLE),
+            )
             // Both branches below read this; without the cache the scan, join and searches ran
             // twice (3.5 s -> 2.0 s on the 10 M-reading benchmark).
             .cache();
-        let whole = col(FIRST)
-            .eq(col(LAST))
-            .and(col(END_US).lt_eq(lit(self.to_us)));
+        let whole = col(WHOLE);
         let inside_one = located
             .clone()
             .filter(whole.clone())
-            .group_by([
-                col(FIRST).alias(SEG_ID),
-                col(CUSTOMER),
-                col(WORKLOAD),
-                col(SITE),
-            ])
+            .group_by([col(FIRST).alias(SEG_ID), col(CUSTOMER), col(WORKLOAD)])
             .agg([
                 col(ENERGY_J).sum().alias(ENERGY_J),
                 len().cast(DataType::Int64).alias(READINGS),
@@ -315,6 +326,7 @@ impl Timeline {
             (earlier(END_US, SEG_END) - later(START_US, SEG_START)).cast(DataType::Float64);
         let crossing = located
             .filter(whole.not())
+            .with_column(segment_of(key(col(END_US) - lit(1i64))).alias(LAST))
             .with_row_index(READING_ID, None)
             .with_column(
                 int_ranges(
