@@ -2,7 +2,8 @@
 //! customers, 3 sites in 2 zones, 30-minute intensity), against (a) a plain polars query doing only
 //! the join and group-by on the same Parquet file and (b) DuckDB (Python, if installed) on it; then
 //! the same data served over HTTP: a customer's hourly month report and a full CSV export.
-//! Run: `cargo bench --bench accounting` (`pip install duckdb` for the DuckDB column).
+//! Run: `cargo bench --bench accounting` (`pip install duckdb` for the DuckDB column);
+//! `BENCH_WORKLOADS=193` for 50 M readings, `BENCH_SERVED=0` to skip the HTTP part.
 mod support;
 
 use carbon_ledger::accounting::timeline::{Granularity, Window};
@@ -16,7 +17,13 @@ use std::path::Path;
 use std::time::Instant;
 use support::TOKEN;
 
-const WORKLOADS: usize = 40;
+/// 40 workloads give 10 M readings; `BENCH_WORKLOADS=193` gives 50 M.
+fn workloads() -> usize {
+    std::env::var("BENCH_WORKLOADS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(40)
+}
 const STEP_S: i64 = 10;
 const DAYS: i64 = 30;
 const START_US: i64 = 1_772_323_200_000_000; // 2026-03-01T00:00:00Z
@@ -53,14 +60,14 @@ fn workload(w: usize) -> (String, String, &'static str) {
 
 fn readings_frame() -> DataFrame {
     let per_workload = (DAYS * 86_400 / STEP_S) as usize;
-    let n = per_workload * WORKLOADS;
+    let n = per_workload * workloads();
     let (mut site, mut customer, mut name) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
     let (mut start, mut energy) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for w in 0..WORKLOADS {
+    for w in 0..workloads() {
         let (c, wl, s) = workload(w);
         for i in 0..per_workload {
             site.push(s);
@@ -344,7 +351,7 @@ fn main() {
     println!(
         "generated {} readings ({} workloads x {} days of {} s readings) in {:.1} s",
         frame.height(),
-        WORKLOADS,
+        workloads(),
         DAYS,
         STEP_S,
         generated.elapsed().as_secs_f64()
@@ -441,6 +448,9 @@ fn main() {
         Err(e) => println!("DuckDB skipped: {e}"),
     }
 
+    if std::env::var("BENCH_SERVED").as_deref() == Ok("0") {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
