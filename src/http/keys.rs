@@ -1,8 +1,8 @@
 //! API key administration. A token is shown once, in the answer that creates it.
 use super::auth::Admin;
-use super::problem::{ApiError, BodyErrors, CommonErrors, ProblemField};
+use super::problem::{ApiError, BodyErrors, CommonErrors};
 use super::AppState;
-use crate::domain::{ApiKey, Grant, GrantFields, Id, Role};
+use crate::domain::{ApiKey, Grant, GrantFields, Id, Invalid, Role};
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -77,19 +77,8 @@ async fn create_key(
     state: web::Data<AppState>,
     body: web::Json<GrantFields>,
 ) -> Result<HttpResponse, ApiError> {
-    let grant = Grant::try_from(body.into_inner()).map_err(|error| {
-        let mut api = ApiError::new(
-            super::problem::ErrorCode::ValidationFailed,
-            error.to_string(),
-        );
-        api.errors.push(ProblemField {
-            row: None,
-            pointer: format!("/{}", error.field),
-            field: error.field,
-            reason: error.reason,
-        });
-        api
-    })?;
+    let grant =
+        Grant::try_from(body.into_inner()).map_err(|error| ApiError::from(Invalid(vec![error])))?;
     let now = state.clock.now();
     let keys = state.keys.clone();
     let (key, token) = web::block(move || keys.create(grant, now))

@@ -386,13 +386,6 @@ fn payload_error(error: &PayloadError) -> ApiError {
     }
 }
 
-/// The name between the first pair of backticks of a serde message (`missing field `zone``).
-fn named_field(message: &str) -> Option<&str> {
-    let start = message.find('`')? + 1;
-    let len = message[start..].find('`')?;
-    Some(&message[start..start + len])
-}
-
 pub fn json_error(error: JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
     let api = match &error {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
@@ -405,7 +398,7 @@ pub fn json_error(error: JsonPayloadError, _request: &HttpRequest) -> actix_web:
         JsonPayloadError::Deserialize(serde) if serde.is_data() => {
             let message = serde.to_string();
             let mut api = ApiError::new(ErrorCode::InvalidBody, message.clone());
-            let field = named_field(&message).unwrap_or("");
+            let field = crate::ingest::named_field(&message).unwrap_or("");
             api.errors.push(ProblemField {
                 row: None,
                 field: field.to_owned(),

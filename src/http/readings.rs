@@ -48,22 +48,21 @@ pub struct ReadingInput {
 }
 
 fn rules(state: &AppState) -> ReadingRules {
-    let ids = |records: Vec<String>| records.into_iter().collect();
     ReadingRules {
         now: state.clock.now(),
         max_power_w: state.ingest.max_power_w,
-        known_sites: ids(state
+        known_sites: state
             .registry
-            .list::<Site>()
-            .into_iter()
-            .map(|s| s.id.to_string())
-            .collect()),
-        known_customers: ids(state
+            .keys::<Site>()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        known_customers: state
             .registry
-            .list::<Customer>()
-            .into_iter()
-            .map(|c| c.id.to_string())
-            .collect()),
+            .keys::<Customer>()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 

@@ -40,10 +40,10 @@ impl WireReading<'_> {
 }
 
 /// The field a serde message names (`unknown field `foo``, `invalid type ... for key `x``).
-fn named_field(message: &str) -> Option<String> {
+pub fn named_field(message: &str) -> Option<&str> {
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
-    Some(message[start..start + len].to_owned())
+    Some(&message[start..start + len])
 }
 
 fn malformed(row: Option<usize>, error: &serde_json::Error, line: Option<usize>) -> IngestError {
@@ -51,7 +51,7 @@ fn malformed(row: Option<usize>, error: &serde_json::Error, line: Option<usize>)
     IngestError::Malformed {
         row,
         line: line.or(Some(error.line())),
-        field: named_field(&message),
+        field: named_field(&message).map(str::to_owned),
         reason: message,
     }
 }

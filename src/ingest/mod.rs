@@ -4,6 +4,8 @@ mod arrow;
 mod csv;
 mod json;
 
+pub use json::named_field;
+
 use crate::domain::reading::{InvalidBatch, ReadingBatch, ReadingBatchBuilder, ReadingRules};
 
 pub const JSON: &str = "application/json";

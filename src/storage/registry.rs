@@ -173,6 +173,11 @@ impl Registry {
         E::table(&self.read()).contains_key(key)
     }
 
+    /// The keys of every record of a kind, without cloning the records.
+    pub fn keys<E: Entity>(&self) -> Vec<E::Key> {
+        E::table(&self.read()).keys().cloned().collect()
+    }
+
     pub fn list<E: Entity>(&self) -> Vec<E> {
         E::table(&self.read()).values().cloned().collect()
     }
