@@ -1,21 +1,23 @@
 //! The accounting method of DESIGN §3 as pure functions: readings (a LazyFrame) are split against a
 //! report's timeline of segments and aggregated. No I/O, no clock, no async; numbers stay f64.
 //!
-//! Splitting finds, for each reading, the segments holding its first and last microsecond with one
-//! `search_sorted` over the segments' keys (site ordinal, then time). Nearly every reading lies in
-//! one segment and joins straight to it; only the few that cross an edge are exploded.
+//! Splitting (`split`) sums the readings that lie inside one segment and cuts the few that cross
+//! an edge into parts; the parts are then joined to the segments' factors and aggregated.
 pub mod market;
 #[cfg(test)]
 mod properties;
+mod split;
 #[cfg(test)]
 mod tests;
 pub mod timeline;
 
 use crate::domain::{Id, Instrument, Site, Zone, ZoneCode};
-use crate::storage::readings::{CUSTOMER, DURATION_S, ENERGY_J, POWER_W, SITE, START, WORKLOAD};
+use crate::storage::readings::{CUSTOMER, ENERGY_J, SITE, WORKLOAD};
 use market::{Market, PeriodEnergy};
 use polars::prelude::*;
+use split::Splitter;
 use std::collections::HashMap;
+use std::sync::Arc;
 use timeline::{Quality, Segment, Window};
 
 pub const BUCKET: &str = "bucket_start";
@@ -46,20 +48,12 @@ const INTENSITY: &str = "intensity";
 const QUALITY: &str = "quality";
 const MARKET_FACTOR: &str = "market_factor";
 const FALLBACK: &str = "market_fallback";
-const SITE_ORD: &str = "site_ord";
 const READING_ID: &str = "reading_id";
-const START_US: &str = "start_us";
-const END_US: &str = "end_us";
-const FIRST: &str = "first_seg";
-const LAST: &str = "last_seg";
 const FALLBACK_KWH: &str = "fallback_kwh";
 const SHARE: &str = "share";
-const WHOLE: &str = "whole";
 const WHOLE_READINGS: &str = "whole_readings";
 const SPLIT_READINGS: &str = "split_readings";
 const INTENSITY_KWH: &str = "kwh_with_intensity";
-/// Segment keys are site ordinal << 45 | microseconds since the timeline's start (2^45 µs is a year).
-const SITE_SHIFT: i64 = 1 << 45;
 
 /// Makes polars run every query on its streaming engine. Measured on the 10 M-reading benchmark,
 /// an explicit `Engine::Streaming` on the parts query alone left the engine at 6.8 s, while
@@ -114,27 +108,8 @@ pub struct Inputs<'a> {
 /// A report's segments as frames, ready to split readings against.
 pub struct Timeline {
     segments: DataFrame,
-    keys: Series,
-    /// For each segment, the key of the next one (the last segment's is i64::MAX).
-    next_keys: Series,
-    site_ordinals: DataFrame,
+    splitter: Arc<Splitter>,
     market_overrides: DataFrame,
-    base_us: i64,
-    /// The window's end: a reading running past it is split like one crossing a segment edge.
-    to_us: i64,
-}
-
-fn site_ordinals(sites: &[Site]) -> PolarsResult<DataFrame> {
-    DataFrame::new(
-        sites.len(),
-        vec![
-            Column::new(
-                SITE.into(),
-                sites.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new(SITE_ORD.into(), (0..sites.len() as i64).collect::<Vec<_>>()),
-        ],
-    )
 }
 
 fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -149,7 +124,6 @@ impl Timeline {
         shares: &HashMap<Id, f64>,
     ) -> PolarsResult<Self> {
         let segments = timeline::segments(inputs.sites, inputs.pieces, inputs.instruments, window);
-        let base_us = us(window.from - timeline::LOOKBACK);
         let market = Market {
             sites: inputs.sites,
             zones: inputs.zones,
@@ -218,21 +192,12 @@ impl Timeline {
                 ),
             ],
         )?;
-        let keys = Series::new(
-            "keys".into(),
-            segments
-                .iter()
-                .map(|s| s.site as i64 * SITE_SHIFT + us(s.start) - base_us)
-                .collect::<Vec<_>>(),
-        );
-        let next_keys = Series::new(
-            "next_keys".into(),
-            keys.i64()?
-                .iter()
-                .skip(1)
-                .map(|k| k.unwrap_or(i64::MAX))
-                .chain(std::iter::once(i64::MAX))
-                .collect::<Vec<_>>(),
+        let site_ids: Vec<&str> = inputs.sites.iter().map(|s| s.id.as_str()).collect();
+        let splitter = Splitter::new(
+            &site_ids,
+            &segments.iter().map(|s| s.site).collect::<Vec<_>>(),
+            segments.iter().map(|s| us(s.start)).collect(),
+            segments.iter().map(|s| us(s.end)).collect(),
         );
         let (mut ids, mut customers, mut factors, mut fallbacks) = (vec![], vec![], vec![], vec![]);
         for (site, customer) in market.customers_with_instruments() {
@@ -255,137 +220,30 @@ impl Timeline {
         )?;
         Ok(Self {
             segments: frame,
-            keys,
-            next_keys,
-            site_ordinals: site_ordinals(inputs.sites)?,
+            splitter: Arc::new(splitter),
             market_overrides,
-            base_us,
-            to_us: us(window.to),
         })
     }
 
     /// The readings' parts inside the report window, with energy, PUE, intensity, quality and
-    /// market factor applied. Readings that lie inside one segment (nearly all) are first summed
-    /// per segment, customer and workload, since every factor is constant there, so the joins and
-    /// arithmetic run over one row per group; `readings` counts them. The few that cross a segment
-    /// edge or the window's end are split one by one and counted by `reading_id` (a reading cut
-    /// into two parts of one bucket still counts once).
+    /// market factor applied (see `split` for what a part is).
     pub fn parts(&self, readings: LazyFrame) -> PolarsResult<LazyFrame> {
-        let key = |time: Expr| col(SITE_ORD) * lit(SITE_SHIFT) + time - lit(self.base_us);
-        let segment_of = |key: Expr| {
-            lit(self.keys.clone())
-                .search_sorted(key, SearchSortedSide::Right, false)
-                .cast(DataType::Int64)
-                - lit(1i64)
-        };
-        let energy_j = when(col(ENERGY_J).is_not_null())
-            .then(col(ENERGY_J))
-            .otherwise(col(POWER_W) * col(DURATION_S).cast(DataType::Float64));
-        let located = readings
-            .join(
-                self.site_ordinals.clone().lazy(),
-                [col(SITE)],
-                [col(SITE)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .with_columns([
-                col(START).cast(DataType::Int64).alias(START_US),
-                (col(START).cast(DataType::Int64)
-                    + col(DURATION_S).cast(DataType::Int64) * lit(1_000_000i64))
-                .alias(END_US),
-                energy_j.alias(ENERGY_J),
-            ])
-            .with_column(segment_of(key(col(START_US))).alias(FIRST))
-            // A reading lies in one segment when it ends before the next segment starts: a
-            // lookup, not a second search; only the few others search for their last segment.
-            .with_column(
-                key(col(END_US) - lit(1i64))
-                    .lt(lit(self.next_keys.clone()).gather(col(FIRST), false))
-                    .and(col(END_US).lt_eq(lit(self.to_us)))
-                    .alias(WHOLE),
-            )
-            // Both branches below read this; without the cache the scan, join and searches ran
-            // twice (3.5 s -> 2.0 s on the 10 M-reading benchmark).
-            .cache();
-        let whole = col(WHOLE);
-        let inside_one = located
+        let parts = self
+            .splitter
             .clone()
-            .filter(whole.clone())
-            .group_by([col(FIRST).alias(SEG_ID), col(CUSTOMER), col(WORKLOAD)])
-            .agg([
-                col(ENERGY_J).sum().alias(ENERGY_J),
-                len().cast(DataType::Int64).alias(READINGS),
-            ])
-            .with_columns([
-                lit(1.0).alias(SHARE),
-                lit(NULL).cast(DataType::Int64).alias(READING_ID),
-            ]);
-        let earlier = |a: &str, b: &str| when(col(a).lt(col(b))).then(col(a)).otherwise(col(b));
-        let later = |a: &str, b: &str| when(col(a).gt(col(b))).then(col(a)).otherwise(col(b));
-        let overlap =
-            (earlier(END_US, SEG_END) - later(START_US, SEG_START)).cast(DataType::Float64);
-        let crossing = located
-            .filter(whole.not())
-            .with_column(segment_of(key(col(END_US) - lit(1i64))).alias(LAST))
-            .with_row_index(READING_ID, None)
-            .with_column(
-                int_ranges(
-                    col(FIRST),
-                    col(LAST) + lit(1i64),
-                    lit(1i64),
-                    DataType::Int64,
-                )
-                .alias(SEG_ID),
-            )
-            .explode(
-                cols([SEG_ID]),
-                ExplodeOptions {
-                    empty_as_null: false,
-                    keep_nulls: false,
-                },
-            )
+            .split_lazy(readings)
             .join(
-                self.segments
-                    .clone()
-                    .lazy()
-                    .select([col(SEG_ID), col(SEG_START), col(SEG_END)]),
+                self.segments.clone().lazy(),
                 [col(SEG_ID)],
                 [col(SEG_ID)],
                 JoinArgs::new(JoinType::Inner),
             )
-            .filter(
-                col(END_US)
-                    .gt(col(SEG_START))
-                    .and(col(START_US).lt(col(SEG_END))),
-            )
-            .select([
-                col(SEG_ID),
-                col(CUSTOMER),
-                col(WORKLOAD),
-                col(ENERGY_J),
-                lit(0i64).cast(DataType::Int64).alias(READINGS),
-                (overlap / (col(DURATION_S).cast(DataType::Float64) * lit(1e6))).alias(SHARE),
-                col(READING_ID).cast(DataType::Int64),
-            ]);
-        let columns = [
-            SEG_ID, CUSTOMER, WORKLOAD, ENERGY_J, READINGS, SHARE, READING_ID,
-        ];
-        let parts = concat(
-            [inside_one.select(columns.map(col)), crossing],
-            UnionArgs::default(),
-        )?
-        .join(
-            self.segments.clone().lazy(),
-            [col(SEG_ID)],
-            [col(SEG_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .join(
-            self.market_overrides.clone().lazy(),
-            [col(SEG_ID), col(CUSTOMER)],
-            [col(SEG_ID), col(CUSTOMER)],
-            JoinArgs::new(JoinType::Left),
-        );
+            .join(
+                self.market_overrides.clone().lazy(),
+                [col(SEG_ID), col(CUSTOMER)],
+                [col(SEG_ID), col(CUSTOMER)],
+                JoinArgs::new(JoinType::Left),
+            );
         let it_kwh = col(ENERGY_J) / lit(3.6e6) * col(SHARE);
         let facility = col(IT_KWH) * col(PUE);
         Ok(parts
