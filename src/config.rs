@@ -24,6 +24,8 @@ pub struct Settings {
     pub durable_ingest: bool,
     /// How often buffered readings are written to the table, in seconds.
     pub flush_interval_s: u64,
+    /// Readings kept in memory, resolved per date, so reports need not re-read unchanged dates.
+    pub read_cache_rows: usize,
     /// Grid-intensity providers to pull.
     pub feeds: Vec<crate::feeds::FeedSettings>,
     /// Load the demo data set into an empty data directory (`serve --demo`).
@@ -46,6 +48,7 @@ impl Default for Settings {
             max_power_w: 1_000_000.0,
             durable_ingest: true,
             flush_interval_s: 5,
+            read_cache_rows: 20_000_000,
             feeds: Vec::new(),
             demo: false,
             admin_token: None,

@@ -158,6 +158,7 @@ impl Application {
             };
         let options = LoggedTableOptions {
             fsync: settings.durable_ingest,
+            cache_rows: settings.read_cache_rows,
             ..LoggedTableOptions::default()
         };
         let flush_interval = std::time::Duration::from_secs(settings.flush_interval_s.max(1));

@@ -148,17 +148,14 @@ impl ReportSources {
         let points =
             intensity::load(&self.intensity, Some(&zone_codes), points_from, window.to).await?;
 
-        let customer_filter = query
-            .customer
-            .as_ref()
-            .map(|c| col(readings::CUSTOMER).eq(lit(c.as_str().to_owned())));
         let table_version = self.readings.table_version().await;
         let window_readings = self
             .readings
             .scan(
                 window.from.timestamp_micros(),
                 window.to.timestamp_micros(),
-                customer_filter,
+                query.customer.as_ref().map(|c| c.as_str()),
+                None,
                 None,
                 readings::empty,
             )
@@ -187,6 +184,7 @@ impl ReportSources {
                     .scan(
                         from.timestamp_micros(),
                         to.timestamp_micros(),
+                        None,
                         any_site,
                         table_version,
                         readings::empty,

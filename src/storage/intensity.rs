@@ -36,6 +36,7 @@ pub const SPEC: TableSpec = TableSpec {
     columns,
     time_column: START,
     identity: None,
+    cache_key: None,
     // A point covers at most 24 h.
     lookback_us: 86_400_000_000,
 };
@@ -135,6 +136,7 @@ pub async fn load(
         .scan(
             from.timestamp_micros(),
             to.timestamp_micros(),
+            None,
             Some(filter),
             None,
             empty,

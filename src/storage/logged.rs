@@ -7,7 +7,7 @@ use super::wal::{Lsn, Wal};
 use bytes::Bytes;
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,8 @@ pub struct TableSpec {
     pub time_column: &'static str,
     /// Rows with equal values here replace each other, newest wins; `None` keeps every row.
     pub identity: Option<&'static [&'static str]>,
+    /// The column whose value `scan` may ask for: cached dates keep each value's rows together.
+    pub cache_key: Option<&'static str>,
     /// How long before a scan's start a row may begin and still overlap it.
     pub lookback_us: i64,
 }
@@ -57,6 +59,8 @@ pub struct LoggedTableOptions {
     pub max_buffered_rows: usize,
     /// A date partition with this many files or more is compacted into one.
     pub compact_min_files: usize,
+    /// Rows of resolved date partitions kept in memory for reads (0: none).
+    pub cache_rows: usize,
 }
 
 impl Default for LoggedTableOptions {
@@ -66,6 +70,7 @@ impl Default for LoggedTableOptions {
             flush_rows: 1_000_000,
             max_buffered_rows: 4_000_000,
             compact_min_files: 8,
+            cache_rows: 20_000_000,
         }
     }
 }
@@ -88,10 +93,145 @@ struct Buffer {
     rows: usize,
 }
 
+/// Date partitions read from the table and resolved newest-wins, each kept while its files stay
+/// the same: a flush or compaction that touches a date changes its files, so the next read
+/// resolves that date again. Least recently used dates leave first once `limit_rows` is passed.
+struct PartitionCache {
+    limit_rows: usize,
+    rows: usize,
+    clock: u64,
+    dates: HashMap<String, CachedPartition>,
+}
+
+struct CachedPartition {
+    files: Vec<String>,
+    /// Sorted by the spec's `cache_key`, whose values' row ranges are in `ranges`.
+    frame: DataFrame,
+    ranges: HashMap<String, (i64, usize)>,
+    used: u64,
+}
+
+/// Rows of each value of `column` in a frame sorted by it: (offset, length).
+fn key_ranges(
+    frame: &DataFrame,
+    column: Option<&str>,
+) -> PolarsResult<HashMap<String, (i64, usize)>> {
+    let mut ranges: HashMap<String, (i64, usize)> = HashMap::new();
+    let Some(column) = column else {
+        return Ok(ranges);
+    };
+    for (row, value) in frame.column(column)?.str()?.iter().enumerate() {
+        let value = value.unwrap_or_default();
+        match ranges.get_mut(value) {
+            Some((_, length)) => *length += 1,
+            None => {
+                ranges.insert(value.to_owned(), (row as i64, 1));
+            }
+        }
+    }
+    Ok(ranges)
+}
+
+/// Rows resolved newest-wins and sorted by the spec's `cache_key`, with each key's row range.
+#[allow(clippy::type_complexity)]
+fn resolve_for_cache(
+    rows: LazyFrame,
+    spec: &TableSpec,
+) -> PolarsResult<(DataFrame, HashMap<String, (i64, usize)>)> {
+    let resolved = newest_wins(rows, spec);
+    // After the key, the rest of the identity: the splitter then meets each workload's readings
+    // together and in time order, however ingest interleaved them.
+    let mut order: Vec<&str> = spec.cache_key.into_iter().collect();
+    order.extend(
+        spec.identity
+            .unwrap_or_default()
+            .iter()
+            .filter(|column| Some(**column) != spec.cache_key),
+    );
+    let frame = match order.is_empty() {
+        true => resolved,
+        false => resolved.sort(order, SortMultipleOptions::default()),
+    }
+    .collect()?;
+    let ranges = key_ranges(&frame, spec.cache_key)?;
+    Ok((frame, ranges))
+}
+
+/// The paths of `date`'s files, sorted: what a cached date is keyed by.
+fn file_names(files: &[TableFile], date: &str) -> Vec<String> {
+    let mut names: Vec<String> = files
+        .iter()
+        .filter(|file| file.date == date)
+        .map(|file| file.path.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+impl PartitionCache {
+    /// Re-keys `date` after its files were rewritten without changing its rows.
+    fn renamed(&mut self, date: &str, old: &[String], new: Vec<String>) {
+        if let Some(entry) = self.dates.get_mut(date).filter(|e| e.files == old) {
+            entry.files = new;
+        }
+    }
+
+    /// The cached rows of `date` if they were read from `files`: all, or those of one `key`.
+    fn get(&mut self, date: &str, files: &[String], key: Option<&str>) -> Option<DataFrame> {
+        self.clock += 1;
+        let entry = self.dates.get_mut(date).filter(|e| e.files == files)?;
+        entry.used = self.clock;
+        Some(match key {
+            None => entry.frame.clone(),
+            Some(key) => {
+                let (offset, length) = entry.ranges.get(key).copied().unwrap_or((0, 0));
+                entry.frame.slice(offset, length)
+            }
+        })
+    }
+
+    fn put(
+        &mut self,
+        date: String,
+        files: Vec<String>,
+        sorted: DataFrame,
+        ranges: HashMap<String, (i64, usize)>,
+    ) {
+        if sorted.height() > self.limit_rows {
+            return;
+        }
+        self.clock += 1;
+        let entry = CachedPartition {
+            files,
+            frame: sorted,
+            ranges,
+            used: self.clock,
+        };
+        self.rows += entry.frame.height();
+        if let Some(old) = self.dates.insert(date, entry) {
+            self.rows -= old.frame.height();
+        }
+        while self.rows > self.limit_rows {
+            let Some(oldest) = self
+                .dates
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(date, _)| date.clone())
+            else {
+                break;
+            };
+            if let Some(old) = self.dates.remove(&oldest) {
+                self.rows -= old.frame.height();
+            }
+        }
+    }
+}
+
 pub struct LoggedTable {
     spec: TableSpec,
     wal: Wal<DataFrame>,
     buffer: Arc<Mutex<Buffer>>,
+    cache: Mutex<PartitionCache>,
     table: Table,
     flushing: tokio::sync::Mutex<()>,
     wake_flusher: Notify,
@@ -142,6 +282,61 @@ fn day_of(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us.div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_default()
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+fn day_number(date: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(
+        date.signed_duration_since(chrono::DateTime::UNIX_EPOCH.date_naive())
+            .num_days(),
+    )
+}
+
+/// What a scan keeps: rows in its time range, of one value of the spec's `cache_key` if asked,
+/// and matching its filter if any.
+struct Selection {
+    in_range: Expr,
+    key: Option<Expr>,
+    filter: Option<Expr>,
+}
+
+impl Selection {
+    /// `frame` filtered by the parts that it may not already satisfy, in one pass.
+    fn apply(&self, frame: LazyFrame, check_time: bool, check_key: bool) -> LazyFrame {
+        let conditions = [
+            check_time.then(|| self.in_range.clone()),
+            self.key.clone().filter(|_| check_key),
+            self.filter.clone(),
+        ];
+        match conditions.into_iter().flatten().reduce(Expr::and) {
+            Some(condition) => frame.filter(condition),
+            None => frame,
+        }
+    }
+}
+
+/// The UTC dates (`YYYY-MM-DD`) that rows of `frames` fall on.
+fn dates_of(frames: &[DataFrame], time: &str) -> PolarsResult<BTreeSet<String>> {
+    Ok(days_of(frames, time)?
+        .into_iter()
+        .map(|day| day_of(day * MICROS_PER_DAY))
+        .collect())
+}
+
+/// The days since 1970-01-01 (UTC) that rows of `frames` fall on.
+fn days_of(frames: &[DataFrame], time: &str) -> PolarsResult<BTreeSet<i64>> {
+    let mut days = BTreeSet::new();
+    for frame in frames {
+        let starts = frame.column(time)?.datetime()?.physical();
+        days.extend(
+            starts
+                .iter()
+                .flatten()
+                .map(|us| us.div_euclid(MICROS_PER_DAY)),
+        );
+    }
+    Ok(days)
 }
 
 /// One Parquet file per UTC date of the time column. Rows sent again are left for reads and
@@ -254,10 +449,17 @@ impl LoggedTable {
                 "replayed the readings log"
             );
         }
+        let cache = Mutex::new(PartitionCache {
+            limit_rows: options.cache_rows,
+            rows: 0,
+            clock: 0,
+            dates: HashMap::new(),
+        });
         Ok(Arc::new(Self {
             spec,
             wal,
             buffer,
+            cache,
             table,
             flushing: tokio::sync::Mutex::new(()),
             wake_flusher: Notify::new(),
@@ -306,7 +508,9 @@ impl LoggedTable {
             return Ok(());
         }
         let spec = self.spec;
+        let flushed = frames.clone();
         let files = blocking(move || files_by_date(frames, &spec)).await?;
+        let before = self.table.files(None).await?;
         self.table.append(files, last).await?;
         {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,6 +518,53 @@ impl LoggedTable {
             buffer.rows = buffer.batches.iter().map(|(_, f)| f.height()).sum();
         }
         self.wal.truncate_through(last)?;
+        self.refresh_cache(flushed, &before).await
+    }
+
+    /// Folds rows just committed into the cached dates they fall on, so that reads stay warm
+    /// while ingest goes on (re-reading a date's files is what a cold read costs).
+    async fn refresh_cache(
+        &self,
+        flushed: Vec<DataFrame>,
+        before: &[TableFile],
+    ) -> Result<(), LoggedTableError> {
+        if self.spec.identity.is_none() || self.options.cache_rows == 0 {
+            return Ok(());
+        }
+        let time = self.spec.time_column;
+        let days = blocking({
+            let flushed = flushed.clone();
+            move || days_of(&flushed, time)
+        })
+        .await?;
+        let files = self.table.files(None).await?;
+        for day in days {
+            let date = day_of(day * MICROS_PER_DAY);
+            // Rows cached from other files than the date had before this flush are not folded:
+            // the next read loads the date afresh.
+            let Some(cached) = self
+                .lock_cache()
+                .get(&date, &file_names(before, &date), None)
+            else {
+                continue;
+            };
+            let spec = self.spec;
+            let rows = flushed.clone();
+            let (frame, ranges) = blocking(move || {
+                let mut parts = vec![cached.lazy()];
+                parts.extend(rows.into_iter().map(|frame| {
+                    frame.lazy().filter(
+                        col(time)
+                            .gt_eq(instant(day * MICROS_PER_DAY))
+                            .and(col(time).lt(instant((day + 1) * MICROS_PER_DAY))),
+                    )
+                }));
+                resolve_for_cache(concat(parts, UnionArgs::default())?, &spec)
+            })
+            .await?;
+            self.lock_cache()
+                .put(date.clone(), file_names(&files, &date), frame, ranges);
+        }
         Ok(())
     }
 
@@ -346,6 +597,10 @@ impl LoggedTable {
             })
             .await?;
             self.table.replace(&files, new).await?;
+            // The compacted file holds what the cached rows already are: rows resolved newest-wins.
+            let now = self.table.files(None).await?;
+            self.lock_cache()
+                .renamed(&date, &file_names(&files, &date), file_names(&now, &date));
             tracing::info!(table = self.spec.name, %date, files = files.len(), "compacted a partition");
             compacted += 1;
         }
@@ -364,6 +619,7 @@ impl LoggedTable {
         &self,
         from_us: i64,
         to_us: i64,
+        key: Option<&str>,
         filter: Option<Expr>,
         version: Option<u64>,
         empty: fn() -> PolarsResult<DataFrame>,
@@ -377,29 +633,117 @@ impl LoggedTable {
             .into_iter()
             .filter(|file| file.date >= first_day && file.date <= last_day)
             .collect();
-        let paths = local_paths(&self.table, &files);
-        let mut parts: Vec<LazyFrame> = blocking(move || scan_files(paths))
-            .await?
-            .into_iter()
-            .collect();
-        if version.is_none() {
-            let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            parts.extend(buffer.batches.iter().map(|(_, frame)| frame.clone().lazy()));
-        }
-        let mut frame = match parts.len() {
-            0 => with_seq(empty()?, 0)?.lazy(),
-            _ => concat(parts, UnionArgs::default())?,
-        };
-        let time = self.spec.time_column;
-        frame = frame.filter(
-            col(time)
-                .gt_eq(instant(from_us - self.spec.lookback_us))
+        let (time, since_us) = (self.spec.time_column, from_us - self.spec.lookback_us);
+        let selection = Selection {
+            in_range: col(time)
+                .gt_eq(instant(since_us))
                 .and(col(time).lt(instant(to_us))),
-        );
-        if let Some(filter) = filter {
-            frame = frame.filter(filter);
+            key: key
+                .zip(self.spec.cache_key)
+                .map(|(key, column)| col(column).eq(lit(key.to_owned()))),
+            filter,
+        };
+        if version.is_some() || self.spec.identity.is_none() || self.options.cache_rows == 0 {
+            let paths = local_paths(&self.table, &files);
+            let mut parts: Vec<LazyFrame> = blocking(move || scan_files(paths))
+                .await?
+                .into_iter()
+                .collect();
+            if version.is_none() {
+                parts.extend(self.buffered().into_iter().map(IntoLazy::lazy));
+            }
+            let frame = match parts.len() {
+                0 => with_seq(empty()?, 0)?.lazy(),
+                _ => concat(parts, UnionArgs::default())?,
+            };
+            return Ok(newest_wins(selection.apply(frame, true, true), &self.spec));
         }
-        Ok(newest_wins(frame, &self.spec))
+        // Rows sent again share their time, so only dates that buffered rows fall on need
+        // resolving across the table and the buffer; the other dates come resolved from the cache.
+        let buffered = self.buffered();
+        let buffered_dates = blocking({
+            let buffered = buffered.clone();
+            let time = self.spec.time_column;
+            move || dates_of(&buffered, time)
+        })
+        .await?;
+        let mut by_date: BTreeMap<String, Vec<TableFile>> = BTreeMap::new();
+        for file in files {
+            by_date.entry(file.date.clone()).or_default().push(file);
+        }
+        let (mut resolved, mut unresolved) = (Vec::new(), Vec::new());
+        for (date, files) in by_date {
+            let partition = self.partition(&date, &files, empty, key).await?.lazy();
+            // A date wholly inside the range needs no time filter: a pass over its rows saved.
+            let inside = day_number(&date).is_some_and(|day| {
+                day * MICROS_PER_DAY >= since_us && (day + 1) * MICROS_PER_DAY <= to_us
+            });
+            // Cached dates hand out only the key's rows.
+            let partition = selection.apply(partition, !inside, false);
+            if buffered_dates.contains(&date) {
+                unresolved.push(partition);
+            } else {
+                resolved.push(partition);
+            }
+        }
+        unresolved.extend(
+            buffered
+                .into_iter()
+                .map(|frame| selection.apply(frame.lazy(), true, true)),
+        );
+        if !unresolved.is_empty() {
+            resolved.push(newest_wins(
+                concat(unresolved, UnionArgs::default())?,
+                &self.spec,
+            ));
+        }
+        match resolved.len() {
+            0 => Ok(with_seq(empty()?, 0)?.lazy()),
+            _ => Ok(concat(resolved, UnionArgs::default())?),
+        }
+    }
+
+    fn buffered(&self) -> Vec<DataFrame> {
+        let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        buffer
+            .batches
+            .iter()
+            .map(|(_, frame)| frame.clone())
+            .collect()
+    }
+
+    /// One date partition resolved newest-wins, from the cache while its files stay the same.
+    async fn partition(
+        &self,
+        date: &str,
+        files: &[TableFile],
+        empty: fn() -> PolarsResult<DataFrame>,
+        key: Option<&str>,
+    ) -> Result<DataFrame, LoggedTableError> {
+        let names = file_names(files, date);
+        if let Some(frame) = self.lock_cache().get(date, &names, key) {
+            return Ok(frame);
+        }
+        let paths = local_paths(&self.table, files);
+        let spec = self.spec;
+        let (frame, ranges) = blocking(move || match scan_files(paths)? {
+            Some(scan) => resolve_for_cache(scan, &spec),
+            None => Ok((with_seq(empty()?, 0)?, HashMap::new())),
+        })
+        .await?;
+        let wanted = match key {
+            None => frame.clone(),
+            Some(key) => {
+                let (offset, length) = ranges.get(key).copied().unwrap_or((0, 0));
+                frame.slice(offset, length)
+            }
+        };
+        self.lock_cache().put(date.to_owned(), names, frame, ranges);
+        Ok(wanted)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, PartitionCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Flushes when woken by ingest volume or every `interval`; compacts at most once a minute,
@@ -437,15 +781,19 @@ impl LoggedTable {
 mod tests {
     use super::*;
     use crate::domain::reading::ReadingBatch;
-    use crate::storage::readings::{self, CUSTOMER, ENERGY_J, START, WORKLOAD};
+    use crate::storage::readings::{self, ENERGY_J, START, WORKLOAD};
 
     const T0: i64 = 1_772_355_600_000_000; // 2026-03-01T09:00:00Z
 
     fn batch(rows: &[(&str, i64, f64)]) -> PreparedBatch {
+        batch_of("acme", rows)
+    }
+
+    fn batch_of(customer: &str, rows: &[(&str, i64, f64)]) -> PreparedBatch {
         let mut batch = ReadingBatch::default();
         for (workload, start, energy) in rows {
             batch.site.push("fra1");
-            batch.customer.push("acme");
+            batch.customer.push(customer);
             batch.workload.push(workload);
             batch.start_us.push(*start);
             batch.duration_s.push(60);
@@ -456,12 +804,12 @@ mod tests {
     }
 
     async fn energies(store: &LoggedTable, version: Option<u64>) -> Vec<(String, f64)> {
-        let acme = col(CUSTOMER).eq(lit("acme"));
         let scan = store
             .scan(
                 T0 - 86_400_000_000,
                 T0 + 86_400_000_000,
-                Some(acme),
+                Some("acme"),
+                None,
                 version,
                 readings::empty,
             )
@@ -510,6 +858,46 @@ mod tests {
             energies(&store, None).await,
             [("api".into(), 150.0), ("db".into(), 5.0)]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_dates_give_way_to_resends_flushes_and_compaction_at_any_cache_size() {
+        const NEXT_DAY: i64 = T0 + 16 * 3_600_000_000; // 2026-03-02T01:00:00Z
+        for cache_rows in [0, 1, 1_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = LoggedTableOptions {
+                cache_rows,
+                ..options()
+            };
+            let store = LoggedTable::open(dir.path(), readings::SPEC, options)
+                .await
+                .unwrap();
+            store
+                .append(batch(&[("api", T0, 100.0), ("db", NEXT_DAY, 5.0)]))
+                .await
+                .unwrap();
+            // Another customer's rows around acme's in the sorted cache: never read for acme.
+            for customer in ["aaa", "zzz"] {
+                let rows = [("api", T0, 1.0), ("db", NEXT_DAY, 2.0), ("web", T0, 3.0)];
+                store.append(batch_of(customer, &rows)).await.unwrap();
+            }
+            store.flush().await.unwrap();
+            let flushed = [("api".into(), 100.0), ("db".into(), 5.0)];
+            assert_eq!(energies(&store, None).await, flushed, "{cache_rows}");
+            assert_eq!(energies(&store, None).await, flushed, "{cache_rows}");
+            // Only the next day is in the buffer; the first comes from the cache as it was.
+            store.append(batch(&[("db", NEXT_DAY, 7.0)])).await.unwrap();
+            let resent = [("api".into(), 100.0), ("db".into(), 7.0)];
+            assert_eq!(energies(&store, None).await, resent, "{cache_rows}");
+            store.flush().await.unwrap();
+            assert_eq!(energies(&store, None).await, resent, "{cache_rows}");
+            store.append(batch(&[("api", T0, 110.0)])).await.unwrap();
+            store.flush().await.unwrap();
+            let again = [("api".into(), 110.0), ("db".into(), 7.0)];
+            assert_eq!(energies(&store, None).await, again, "{cache_rows}");
+            assert_eq!(store.compact().await.unwrap(), 2, "{cache_rows}");
+            assert_eq!(energies(&store, None).await, again, "{cache_rows}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

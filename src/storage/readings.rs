@@ -32,6 +32,8 @@ pub const SPEC: TableSpec = TableSpec {
     columns,
     time_column: START,
     identity: Some(&IDENTITY),
+    // Reports read one customer at a time.
+    cache_key: Some(CUSTOMER),
     // Readings last at most an hour, so one overlapping [from, to) starts after from - 1 h.
     lookback_us: 3_600_000_000,
 };

@@ -1,5 +1,8 @@
 //! Footprint reports over HTTP, with the numbers worked out by hand.
-use crate::helpers::{assert_problem, spawn_app, TestApp, ADMIN_TOKEN};
+use crate::helpers::{
+    assert_problem, settings_for, spawn_app, spawn_app_with, TestApp, ADMIN_TOKEN,
+};
+use carbon_ledger::config::Settings;
 use polars::prelude::*;
 use serde_json::{json, Value};
 use std::io::Cursor;
@@ -189,6 +192,44 @@ async fn a_late_actual_point_changes_the_next_report() {
     let after: Value = app.get(url).await.json().await.unwrap();
     close(&after["totals"]["location_emissions_gco2e"], 11.25); // 0.1125 kWh x 100
     close(&after["totals"]["quality"]["actual"], 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_sent_readings_change_the_next_report_whether_flushed_or_not() {
+    // Flushed dates are read from the cache; a re-sent reading must show up both while it waits
+    // in the buffer and after the flusher folded it into the cached date.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        flush_interval_s: 1,
+        ..settings_for(&dir)
+    };
+    let app = spawn_app_with(settings, dir).await;
+    round_trip_data(&app).await;
+    let url = "/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z";
+    let it_kwh = |body: Value| body["totals"]["it_energy_kwh"].as_f64().unwrap();
+    let flushed = || tokio::time::sleep(std::time::Duration::from_millis(2500));
+    flushed().await;
+    for _ in 0..2 {
+        // 540000 J + 850 W x 300 s = 795000 J = 0.2208333 kWh
+        let body = app.get(url).await.json().await.unwrap();
+        assert!((it_kwh(body) - 795000.0 / 3.6e6).abs() < 1e-9);
+    }
+    let batch = json!([{"site": "fra1", "customer": "acme", "workload": "batch",
+        "start": "2026-03-01T09:00:00Z", "duration_s": 300, "energy_j": 36000}]);
+    assert_eq!(app.post("/v1/readings", batch).await.status(), 200);
+    // 540000 J + 36000 J = 576000 J = 0.16 kWh, in the buffer
+    let body = app.get(url).await.json().await.unwrap();
+    assert!((it_kwh(body) - 0.16).abs() < 1e-9);
+    flushed().await;
+    let body = app.get(url).await.json().await.unwrap();
+    assert!((it_kwh(body) - 0.16).abs() < 1e-9, "after the flush");
+    let api = json!([{"site": "fra1", "customer": "acme", "workload": "api",
+        "start": "2026-03-01T09:55:00Z", "duration_s": 600, "energy_j": 360000}]);
+    assert_eq!(app.post("/v1/readings", api).await.status(), 200);
+    flushed().await;
+    // 360000 J + 36000 J = 396000 J = 0.11 kWh
+    let body = app.get(url).await.json().await.unwrap();
+    assert!((it_kwh(body) - 0.11).abs() < 1e-9, "after a second flush");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
