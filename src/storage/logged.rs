@@ -672,8 +672,27 @@ impl LoggedTable {
             by_date.entry(file.date.clone()).or_default().push(file);
         }
         let (mut resolved, mut unresolved) = (Vec::new(), Vec::new());
+        let mut loaded_rows = 0;
         for (date, files) in by_date {
-            let partition = self.partition(&date, &files, empty, key).await?.lazy();
+            let partition = match self
+                .partition(&date, &files, empty, key, &mut loaded_rows)
+                .await?
+            {
+                Some(cached) => cached.lazy(),
+                None => {
+                    let paths = local_paths(&self.table, &files);
+                    let Some(scan) = blocking(move || scan_files(paths)).await? else {
+                        continue;
+                    };
+                    let rows = selection.apply(scan, true, true);
+                    if buffered_dates.contains(&date) {
+                        unresolved.push(rows);
+                    } else {
+                        resolved.push(newest_wins(rows, &self.spec));
+                    }
+                    continue;
+                }
+            };
             // A date wholly inside the range needs no time filter: a pass over its rows saved.
             let inside = day_number(&date).is_some_and(|day| {
                 day * MICROS_PER_DAY >= since_us && (day + 1) * MICROS_PER_DAY <= to_us
@@ -712,17 +731,23 @@ impl LoggedTable {
             .collect()
     }
 
-    /// One date partition resolved newest-wins, from the cache while its files stay the same.
+    /// One date partition resolved newest-wins, from the cache while its files stay the same, or
+    /// loaded into it; `None` once this scan has `loaded_rows` enough: read it as it streams.
     async fn partition(
         &self,
         date: &str,
         files: &[TableFile],
         empty: fn() -> PolarsResult<DataFrame>,
         key: Option<&str>,
-    ) -> Result<DataFrame, LoggedTableError> {
+        loaded_rows: &mut usize,
+    ) -> Result<Option<DataFrame>, LoggedTableError> {
         let names = file_names(files, date);
         if let Some(frame) = self.lock_cache().get(date, &names, key) {
-            return Ok(frame);
+            return Ok(Some(frame));
+        }
+        // One scan loads at most what the cache holds; it streams the rest.
+        if *loaded_rows >= self.options.cache_rows {
+            return Ok(None);
         }
         let paths = local_paths(&self.table, files);
         let spec = self.spec;
@@ -738,8 +763,9 @@ impl LoggedTable {
                 frame.slice(offset, length)
             }
         };
+        *loaded_rows += frame.height();
         self.lock_cache().put(date.to_owned(), names, frame, ranges);
-        Ok(wanted)
+        Ok(Some(wanted))
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, PartitionCache> {
