@@ -148,11 +148,13 @@ fn resolve_for_cache(
             .iter()
             .filter(|column| Some(**column) != spec.cache_key),
     );
-    let frame = match order.is_empty() {
+    let mut frame = match order.is_empty() {
         true => resolved,
         false => resolved.sort(order, SortMultipleOptions::default()),
     }
     .collect()?;
+    // One chunk per column: slices of it reach the splitter without a copy.
+    frame.rechunk_mut_par();
     let ranges = key_ranges(&frame, spec.cache_key)?;
     Ok((frame, ranges))
 }
