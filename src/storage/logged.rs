@@ -192,40 +192,55 @@ impl PartitionCache {
         })
     }
 
+    /// A stamp for a scan's start: dates used after it are the scan's own.
+    fn stamp(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Caches `date`, evicting least recently used dates not used since `since`. When only dates
+    /// used since then would make room, `date` is not cached: a scan over more than the cache
+    /// holds keeps the dates it found cached rather than cycling them all out on every request.
     fn put(
         &mut self,
         date: String,
         files: Vec<String>,
         sorted: DataFrame,
         ranges: HashMap<String, (i64, usize)>,
+        since: u64,
     ) {
-        if sorted.height() > self.limit_rows {
-            return;
-        }
-        self.clock += 1;
-        let entry = CachedPartition {
-            files,
-            frame: sorted,
-            ranges,
-            used: self.clock,
-        };
-        self.rows += entry.frame.height();
-        if let Some(old) = self.dates.insert(date, entry) {
+        if let Some(old) = self.dates.remove(&date) {
             self.rows -= old.frame.height();
         }
-        while self.rows > self.limit_rows {
+        let evictable: usize = (self.dates.values())
+            .filter(|e| e.used < since)
+            .map(|e| e.frame.height())
+            .sum();
+        if self.rows - evictable + sorted.height() > self.limit_rows {
+            return;
+        }
+        while self.rows + sorted.height() > self.limit_rows {
             let Some(oldest) = self
                 .dates
                 .iter()
+                .filter(|(_, e)| e.used < since)
                 .min_by_key(|(_, e)| e.used)
                 .map(|(date, _)| date.clone())
             else {
-                break;
+                return;
             };
             if let Some(old) = self.dates.remove(&oldest) {
                 self.rows -= old.frame.height();
             }
         }
+        let entry = CachedPartition {
+            files,
+            frame: sorted,
+            ranges,
+            used: self.stamp(),
+        };
+        self.rows += entry.frame.height();
+        self.dates.insert(date, entry);
     }
 }
 
@@ -276,7 +291,10 @@ fn newest_wins(frame: LazyFrame, spec: &TableSpec) -> LazyFrame {
 
 fn parquet_bytes(frame: &mut DataFrame) -> PolarsResult<Bytes> {
     let mut out = Vec::new();
-    ParquetWriter::new(&mut out).finish(frame)?;
+    // Row groups small enough that a scan for one customer skips the others' (by statistics).
+    ParquetWriter::new(&mut out)
+        .with_row_group_size(Some(65_536))
+        .finish(frame)?;
     Ok(Bytes::from(out))
 }
 
@@ -364,6 +382,7 @@ fn files_by_date(frames: Vec<DataFrame>, spec: &TableSpec) -> PolarsResult<Vec<N
             date: day_of(day * MICROS_PER_DAY),
             rows: part.height(),
             parquet: parquet_bytes(&mut part)?,
+            resolved: false,
         });
     }
     Ok(files)
@@ -564,8 +583,9 @@ impl LoggedTable {
                 resolve_for_cache(concat(parts, UnionArgs::default())?, &spec)
             })
             .await?;
-            self.lock_cache()
-                .put(date.clone(), file_names(&files, &date), frame, ranges);
+            let mut cache = self.lock_cache();
+            let now = cache.stamp();
+            cache.put(date.clone(), file_names(&files, &date), frame, ranges, now);
         }
         Ok(())
     }
@@ -590,11 +610,13 @@ impl LoggedTable {
                 let Some(scan) = scan_files(paths)? else {
                     return Ok(Vec::new());
                 };
-                let mut frame = newest_wins(scan, &spec).collect()?;
+                // In the cache's order: a reader of one key skips other keys' row groups.
+                let (mut frame, _) = resolve_for_cache(scan, &spec)?;
                 Ok(vec![NewFile {
                     date: date_for_file,
                     rows: frame.height(),
                     parquet: parquet_bytes(&mut frame)?,
+                    resolved: true,
                 }])
             })
             .await?;
@@ -675,9 +697,10 @@ impl LoggedTable {
         }
         let (mut resolved, mut unresolved) = (Vec::new(), Vec::new());
         let mut loaded_rows = 0;
+        let since = self.lock_cache().stamp();
         for (date, files) in by_date {
             let partition = match self
-                .partition(&date, &files, empty, key, &mut loaded_rows)
+                .partition(&date, &files, empty, key, &mut loaded_rows, since)
                 .await?
             {
                 Some(cached) => cached.lazy(),
@@ -689,6 +712,9 @@ impl LoggedTable {
                     let rows = selection.apply(scan, true, true);
                     if buffered_dates.contains(&date) {
                         unresolved.push(rows);
+                    } else if matches!(files.as_slice(), [file] if file.resolved()) {
+                        // A compacted date needs no resolving: it streams straight from its file.
+                        resolved.push(rows);
                     } else {
                         resolved.push(newest_wins(rows, &self.spec));
                     }
@@ -742,6 +768,7 @@ impl LoggedTable {
         empty: fn() -> PolarsResult<DataFrame>,
         key: Option<&str>,
         loaded_rows: &mut usize,
+        since: u64,
     ) -> Result<Option<DataFrame>, LoggedTableError> {
         let names = file_names(files, date);
         if let Some(frame) = self.lock_cache().get(date, &names, key) {
@@ -766,7 +793,8 @@ impl LoggedTable {
             }
         };
         *loaded_rows += frame.height();
-        self.lock_cache().put(date.to_owned(), names, frame, ranges);
+        self.lock_cache()
+            .put(date.to_owned(), names, frame, ranges, since);
         Ok(Some(wanted))
     }
 
@@ -886,6 +914,45 @@ mod tests {
             energies(&store, None).await,
             [("api".into(), 150.0), ("db".into(), 5.0)]
         );
+    }
+
+    #[test]
+    fn a_scan_bigger_than_the_cache_keeps_what_it_found_cached() {
+        let mut cache = PartitionCache {
+            limit_rows: 10,
+            rows: 0,
+            clock: 0,
+            dates: HashMap::new(),
+        };
+        let rows = |n: i32| df!("customer" => vec!["acme"; n as usize]).unwrap();
+        let files = |date: &str| vec![format!("{date}.parquet")];
+        let cached = |cache: &PartitionCache| {
+            let mut dates: Vec<String> = cache.dates.keys().cloned().collect();
+            dates.sort();
+            dates
+        };
+        let scan = cache.stamp();
+        for date in ["a", "b"] {
+            cache.put(date.into(), files(date), rows(4), HashMap::new(), scan);
+        }
+        // The next scan reads a, then c: b, unused since, makes room.
+        let scan = cache.stamp();
+        assert!(cache.get("a", &files("a"), None).is_some());
+        cache.put("c".into(), files("c"), rows(4), HashMap::new(), scan);
+        assert_eq!(cached(&cache), ["a", "c"]);
+        // A scan of a, c and d: d would push out a date of this very scan, so it is not cached.
+        let scan = cache.stamp();
+        assert!(cache.get("a", &files("a"), None).is_some());
+        assert!(cache.get("c", &files("c"), None).is_some());
+        cache.put("d".into(), files("d"), rows(4), HashMap::new(), scan);
+        assert_eq!(cached(&cache), ["a", "c"]);
+        assert_eq!(cache.rows, 8);
+        // Files changed: the old rows are not handed out.
+        assert!(cache.get("a", &files("a2"), None).is_none());
+        // Larger than the whole cache: nothing is evicted for it.
+        let scan = cache.stamp();
+        cache.put("e".into(), files("e"), rows(11), HashMap::new(), scan);
+        assert_eq!(cached(&cache), ["a", "c"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,12 +41,27 @@ pub struct TableFile {
     pub size: i64,
 }
 
+/// Files written with `resolved` are named so, and listings can tell them apart.
+const RESOLVED_PREFIX: &str = "resolved-";
+
+impl TableFile {
+    /// Whether the file holds each identity at most once (a compaction's output).
+    pub fn resolved(&self) -> bool {
+        self.path
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.starts_with(RESOLVED_PREFIX))
+    }
+}
+
 /// A new data file to commit.
 #[derive(Debug, Clone)]
 pub struct NewFile {
     pub date: String,
     pub parquet: Bytes,
     pub rows: usize,
+    /// Holds each identity at most once.
+    pub resolved: bool,
 }
 
 pub struct Table {
@@ -129,8 +144,13 @@ impl Table {
         let mut actions = Vec::with_capacity(files.len());
         for file in files {
             let path = format!(
-                "{PARTITION_COLUMN}={}/part-{}.parquet",
+                "{PARTITION_COLUMN}={}/{}{}.parquet",
                 file.date,
+                if file.resolved {
+                    RESOLVED_PREFIX
+                } else {
+                    "part-"
+                },
                 uuid_like()
             );
             let size = file.parquet.len() as i64;
