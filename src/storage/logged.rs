@@ -192,6 +192,15 @@ impl PartitionCache {
         })
     }
 
+    /// Whether `rows` more fit, once dates not used since `since` make room.
+    fn admits(&self, rows: usize, since: u64) -> bool {
+        let evictable: usize = (self.dates.values())
+            .filter(|e| e.used < since)
+            .map(|e| e.frame.height())
+            .sum();
+        self.rows - evictable + rows <= self.limit_rows
+    }
+
     /// A stamp for a scan's start: dates used after it are the scan's own.
     fn stamp(&mut self) -> u64 {
         self.clock += 1;
@@ -212,11 +221,7 @@ impl PartitionCache {
         if let Some(old) = self.dates.remove(&date) {
             self.rows -= old.frame.height();
         }
-        let evictable: usize = (self.dates.values())
-            .filter(|e| e.used < since)
-            .map(|e| e.frame.height())
-            .sum();
-        if self.rows - evictable + sorted.height() > self.limit_rows {
+        if !self.admits(sorted.height(), since) {
             return;
         }
         while self.rows + sorted.height() > self.limit_rows {
@@ -774,8 +779,10 @@ impl LoggedTable {
         if let Some(frame) = self.lock_cache().get(date, &names, key) {
             return Ok(Some(frame));
         }
-        // One scan loads at most what the cache holds; it streams the rest.
-        if *loaded_rows >= self.options.cache_rows {
+        // One scan loads at most what the cache holds, and only dates it can keep; it streams
+        // the rest. Files' row counts (duplicates included) bound a date's rows.
+        let estimate: usize = files.iter().map(|f| f.rows.unwrap_or_default()).sum();
+        if *loaded_rows >= self.options.cache_rows || !self.lock_cache().admits(estimate, since) {
             return Ok(None);
         }
         let paths = local_paths(&self.table, files);
@@ -977,6 +984,11 @@ mod tests {
                 store.append(batch_of(customer, &rows)).await.unwrap();
             }
             store.flush().await.unwrap();
+            let files = store.table.files(None).await.unwrap();
+            // Day 1: api of acme, aaa and zzz, web of aaa and zzz; day 2: db of all three.
+            let mut rows: Vec<_> = files.iter().map(|f| f.rows).collect();
+            rows.sort();
+            assert_eq!(rows, [Some(3), Some(5)], "row counts from the statistics");
             let flushed = [("api".into(), 100.0), ("db".into(), 5.0)];
             assert_eq!(energies(&store, None).await, flushed, "{cache_rows}");
             assert_eq!(energies(&store, None).await, flushed, "{cache_rows}");

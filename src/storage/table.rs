@@ -39,6 +39,8 @@ pub struct TableFile {
     /// `YYYY-MM-DD`, UTC.
     pub date: String,
     pub size: i64,
+    /// Rows, from the file's statistics when they were read.
+    pub rows: Option<usize>,
 }
 
 /// Files written with `resolved` are named so, and listings can tell them apart.
@@ -268,6 +270,7 @@ impl Table {
                     .flatten()
                     .unwrap_or_default(),
                 size: view.size(),
+                rows: view.num_records(),
             })
             .collect())
     }
