@@ -169,6 +169,13 @@ impl Application {
         )
         .await?;
         readings.spawn_flusher(flush_interval);
+        let warming = readings.clone();
+        tokio::spawn(async move {
+            match warming.warm_cache(crate::storage::readings::empty).await {
+                Ok(dates) => tracing::info!(dates, "read cache warmed"),
+                Err(error) => tracing::warn!(error = %error, "warming the read cache failed"),
+            }
+        });
         let intensity =
             LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
         intensity.spawn_flusher(flush_interval);

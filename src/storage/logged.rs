@@ -755,6 +755,33 @@ impl LoggedTable {
         }
     }
 
+    /// Loads the newest dates into the read cache, as much as it holds, so that the first reports
+    /// after a start are as fast as later ones. Returns how many dates it cached.
+    pub async fn warm_cache(
+        &self,
+        empty: fn() -> PolarsResult<DataFrame>,
+    ) -> Result<usize, LoggedTableError> {
+        if self.spec.identity.is_none() || self.options.cache_rows == 0 {
+            return Ok(0);
+        }
+        let mut by_date: BTreeMap<String, Vec<TableFile>> = BTreeMap::new();
+        for file in self.table.files(None).await? {
+            by_date.entry(file.date.clone()).or_default().push(file);
+        }
+        let (mut loaded_rows, mut cached) = (0, 0);
+        let since = self.lock_cache().stamp();
+        for (date, files) in by_date.iter().rev() {
+            match self
+                .partition(date, files, empty, None, &mut loaded_rows, since)
+                .await?
+            {
+                Some(_) => cached += 1,
+                None => break,
+            }
+        }
+        Ok(cached)
+    }
+
     fn buffered(&self) -> Vec<DataFrame> {
         let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         buffer
@@ -921,6 +948,31 @@ mod tests {
             energies(&store, None).await,
             [("api".into(), 150.0), ("db".into(), 5.0)]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_warms_the_cache_with_the_newest_dates_that_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000_000;
+        {
+            let store = LoggedTable::open(dir.path(), readings::SPEC, options())
+                .await
+                .unwrap();
+            let rows = [("api", T0 - day, 1.0), ("api", T0, 2.0), ("db", T0, 3.0)];
+            store.append(batch(&rows)).await.unwrap();
+            store.flush().await.unwrap();
+        }
+        for (cache_rows, dates) in [(0, 0), (2, 1), (3, 2)] {
+            let options = LoggedTableOptions {
+                cache_rows,
+                ..options()
+            };
+            let store = LoggedTable::open(dir.path(), readings::SPEC, options)
+                .await
+                .unwrap();
+            let warmed = store.warm_cache(readings::empty).await.unwrap();
+            assert_eq!(warmed, dates, "cache of {cache_rows} rows");
+        }
     }
 
     #[test]
