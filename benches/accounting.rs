@@ -234,6 +234,11 @@ async fn timed_totals(client: &reqwest::Client, url: &str) -> (f64, serde_json::
     )
 }
 
+async fn post_ok(client: &reqwest::Client, url: &str, body: &serde_json::Value) {
+    let response = client.post(url).bearer_auth(TOKEN).json(body).send();
+    assert_eq!(response.await.unwrap().status(), 200);
+}
+
 /// Late readings and a late intensity revision: the next report after the flush must show them
 /// (the read cache is refreshed, not stale) and stay fast.
 async fn late_data(client: &reqwest::Client, base: &str, report: &str) {
@@ -249,15 +254,7 @@ async fn late_data(client: &reqwest::Client, base: &str, report: &str) {
         resent.push(json!({"site": site, "customer": customer, "workload": name,
             "start": start, "duration_s": STEP_S, "energy_j": 2.0 * energy}));
     }
-    let status = client
-        .post(format!("{base}/v1/readings"))
-        .bearer_auth(TOKEN)
-        .json(&resent)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    post_ok(client, &format!("{base}/v1/readings"), &json!(resent)).await;
     tokio::time::sleep(std::time::Duration::from_secs(7)).await; // flushed
     let (late_ms, after) = timed_totals(client, report).await;
     let mut next = Vec::new();
@@ -271,15 +268,7 @@ async fn late_data(client: &reqwest::Client, base: &str, report: &str) {
     println!("served: after 10,000 late re-sent readings (flushed): first report {late_ms:.0} ms, median of the next 5 {warm_ms:.0} ms; IT energy up by exactly their added {:.3} kWh", added_j / 3.6e6);
     let revision = json!({"zone": "GB", "source": "bench", "signal": "average", "points": [
         {"start": "2026-03-01T00:00:00Z", "end": "2026-03-01T00:30:00Z", "gco2e_per_kwh": 900.0, "kind": "actual"}]});
-    let status = client
-        .post(format!("{base}/v1/intensity"))
-        .bearer_auth(TOKEN)
-        .json(&revision)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    post_ok(client, &format!("{base}/v1/intensity"), &revision).await;
     let (revised_ms, revised) = timed_totals(client, report).await;
     assert!(
         total(&revised, "location_emissions_gco2e") > total(&after, "location_emissions_gco2e")

@@ -950,6 +950,16 @@ mod tests {
         );
     }
 
+    async fn open_with_cache(dir: &Path, cache_rows: usize) -> Arc<LoggedTable> {
+        let options = LoggedTableOptions {
+            cache_rows,
+            ..options()
+        };
+        LoggedTable::open(dir, readings::SPEC, options)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_warms_the_cache_with_the_newest_dates_that_fit() {
         let dir = tempfile::tempdir().unwrap();
@@ -963,13 +973,7 @@ mod tests {
             store.flush().await.unwrap();
         }
         for (cache_rows, dates) in [(0, 0), (2, 1), (3, 2)] {
-            let options = LoggedTableOptions {
-                cache_rows,
-                ..options()
-            };
-            let store = LoggedTable::open(dir.path(), readings::SPEC, options)
-                .await
-                .unwrap();
+            let store = open_with_cache(dir.path(), cache_rows).await;
             let warmed = store.warm_cache(readings::empty).await.unwrap();
             assert_eq!(warmed, dates, "cache of {cache_rows} rows");
         }
@@ -1019,13 +1023,7 @@ mod tests {
         const NEXT_DAY: i64 = T0 + 16 * 3_600_000_000; // 2026-03-02T01:00:00Z
         for cache_rows in [0, 1, 1_000] {
             let dir = tempfile::tempdir().unwrap();
-            let options = LoggedTableOptions {
-                cache_rows,
-                ..options()
-            };
-            let store = LoggedTable::open(dir.path(), readings::SPEC, options)
-                .await
-                .unwrap();
+            let store = open_with_cache(dir.path(), cache_rows).await;
             store
                 .append(batch(&[("api", T0, 100.0), ("db", NEXT_DAY, 5.0)]))
                 .await
