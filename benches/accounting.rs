@@ -278,11 +278,7 @@ async fn late_data(client: &reqwest::Client, base: &str, report: &str) {
 
 async fn served(frame: DataFrame, points: &[IntensityPoint]) {
     let server = support::start(false).await;
-    let (base, client, handle) = (
-        server.base.clone(),
-        server.client.clone(),
-        server.handle.clone(),
-    );
+    let (base, client) = (server.base.clone(), server.client.clone());
     let put = |path: String, body: serde_json::Value| {
         client
             .put(format!("{base}{path}"))
@@ -380,7 +376,7 @@ async fn served(frame: DataFrame, points: &[IntensityPoint]) {
         peak_rss_mb(),
         before
     );
-    handle.stop(true).await;
+    server.stop().await;
 }
 
 fn main() {

@@ -98,11 +98,7 @@ struct Outcome {
 
 async fn run(format: &str, durable: bool) -> Outcome {
     let server = support::start(durable).await;
-    let (base, client, handle) = (
-        server.base.clone(),
-        server.client.clone(),
-        server.handle.clone(),
-    );
+    let (base, client) = (server.base.clone(), server.client.clone());
     for (path, body) in [
         (
             "/v1/sites/fra1",
@@ -160,7 +156,7 @@ async fn run(format: &str, durable: bool) -> Outcome {
         latencies.extend(task.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
-    handle.stop(true).await;
+    server.stop().await;
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Outcome {

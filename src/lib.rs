@@ -17,3 +17,10 @@ pub mod ingest;
 pub mod reports;
 pub mod storage;
 pub mod telemetry;
+
+/// mimalloc for every binary built on the crate (server, tests, benchmarks). With the system
+/// allocator, each ingest request's megabyte-sized buffers came as fresh mappings, page-faulted on
+/// first touch: encoding a 10,000-reading batch for the log took 78 ns a reading, 7 ns once such
+/// memory was reused.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -10,6 +10,7 @@ pub struct BenchServer {
     pub base: String,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -28,11 +29,20 @@ pub async fn start(durable: bool) -> BenchServer {
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = tokio::spawn(app.run_until_stopped());
     BenchServer {
         base,
         client: reqwest::Client::new(),
         handle,
+        running,
         _data_dir: dir,
+    }
+}
+
+impl BenchServer {
+    /// Stops the server and waits for its last flush, before the runtime goes away.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.running.await.unwrap().unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! valid values in columnar buffers (no vector of row structs).
 use super::Id;
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Longest reading interval accepted, in seconds.
 pub const MAX_DURATION_S: f64 = 3600.0;
@@ -63,11 +63,27 @@ pub struct RowError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdColumn {
     values: Vec<String>,
-    index: HashMap<String, u32>,
+    index: polars::prelude::PlHashMap<String, u32>,
     codes: Vec<u32>,
 }
 
 impl IdColumn {
+    /// The code of `value` if it is in the column already (then it passed its checks).
+    pub fn code(&self, value: &str) -> Option<u32> {
+        match self.codes.last() {
+            Some(&last) if self.values[last as usize] == value => Some(last),
+            _ => self.index.get(value).copied(),
+        }
+    }
+
+    /// Appends `value`, whose `code` was looked up already when it had one.
+    pub fn push_coded(&mut self, code: Option<u32>, value: &str) {
+        match code {
+            Some(code) => self.codes.push(code),
+            None => self.push(value),
+        }
+    }
+
     pub fn push(&mut self, value: &str) {
         let code = match self.codes.last() {
             Some(&last) if self.values[last as usize] == value => last,
@@ -140,9 +156,6 @@ pub struct ReadingBatchBuilder<'r> {
     rows: usize,
     invalid_rows: usize,
     errors: Vec<RowError>,
-    /// The last value of site, customer and workload that passed its checks: agents send runs of
-    /// rows with the same ids, so most rows skip the checks.
-    checked: [Option<String>; 3],
 }
 
 fn parse_start(raw: RawStart<'_>) -> Result<i64, String> {
@@ -162,7 +175,6 @@ impl<'r> ReadingBatchBuilder<'r> {
             rows: 0,
             invalid_rows: 0,
             errors: Vec::new(),
-            checked: Default::default(),
         }
     }
 
@@ -189,33 +201,42 @@ impl<'r> ReadingBatchBuilder<'r> {
                 kind,
             })
         };
-        let checked = &mut self.checked;
+        // An id already in its column passed these checks: each distinct value is checked once.
+        let columns = [&self.batch.site, &self.batch.customer, &self.batch.workload];
+        // The code of an id its column has: looked up once, used again when the row is kept.
         let mut id = |slot: usize, field: &'static str, value: Option<&str>| match value {
-            None => fail(field, "missing".to_owned(), RowErrorKind::Invalid),
-            Some(value) if checked[slot].as_deref() == Some(value) => {}
+            None => {
+                fail(field, "missing".to_owned(), RowErrorKind::Invalid);
+                None
+            }
             Some(value) => {
-                if let Err(reason) = Id::parse(value) {
-                    fail(field, reason, RowErrorKind::Invalid);
-                } else if field == "site" && !self.rules.known_sites.contains(value) {
-                    fail(
-                        field,
-                        format!("unknown site {value}"),
-                        RowErrorKind::UnknownSite,
-                    );
-                } else if field == "customer" && !self.rules.known_customers.contains(value) {
-                    fail(
-                        field,
-                        format!("unknown customer {value}"),
-                        RowErrorKind::UnknownCustomer,
-                    );
-                } else {
-                    checked[slot] = Some(value.to_owned());
+                let code = columns[slot].code(value);
+                // Only a value new to its column is checked: each distinct id once a batch.
+                if code.is_none() {
+                    if let Err(reason) = Id::parse(value) {
+                        fail(field, reason, RowErrorKind::Invalid);
+                    } else if field == "site" && !self.rules.known_sites.contains(value) {
+                        fail(
+                            field,
+                            format!("unknown site {value}"),
+                            RowErrorKind::UnknownSite,
+                        );
+                    } else if field == "customer" && !self.rules.known_customers.contains(value) {
+                        fail(
+                            field,
+                            format!("unknown customer {value}"),
+                            RowErrorKind::UnknownCustomer,
+                        );
+                    }
                 }
+                code
             }
         };
-        id(0, "site", raw.site);
-        id(1, "customer", raw.customer);
-        id(2, "workload", raw.workload);
+        let codes = [
+            id(0, "site", raw.site),
+            id(1, "customer", raw.customer),
+            id(2, "workload", raw.workload),
+        ];
         let start = match raw.start.map(parse_start) {
             None => {
                 fail("start", "missing".to_owned(), RowErrorKind::Invalid);
@@ -302,9 +323,12 @@ impl<'r> ReadingBatchBuilder<'r> {
         }
         match (errors.is_empty(), start, duration) {
             (true, Some(start), Some(duration)) => {
-                self.batch.site.push(raw.site.unwrap_or_default());
-                self.batch.customer.push(raw.customer.unwrap_or_default());
-                self.batch.workload.push(raw.workload.unwrap_or_default());
+                let batch = &mut self.batch;
+                batch
+                    .site
+                    .push_coded(codes[0], raw.site.unwrap_or_default());
+                (batch.customer).push_coded(codes[1], raw.customer.unwrap_or_default());
+                (batch.workload).push_coded(codes[2], raw.workload.unwrap_or_default());
                 self.batch.start_us.push(start);
                 self.batch.duration_s.push(duration as i32);
                 self.batch.energy_j.push(raw.energy_j);

@@ -139,6 +139,9 @@ pub struct Application {
     server: Server,
     readings: Arc<LoggedTable>,
     intensity: Arc<LoggedTable>,
+    /// Flushers and the cache warm-up: stopped before the last flush, so that none is halfway
+    /// through a Delta call when the runtime shuts down.
+    background: Vec<tokio::task::JoinHandle<()>>,
     generated_admin_token: Option<String>,
 }
 
@@ -168,17 +171,17 @@ impl Application {
             options.clone(),
         )
         .await?;
-        readings.spawn_flusher(flush_interval);
+        let mut background = vec![readings.spawn_flusher(flush_interval)];
         let warming = readings.clone();
-        tokio::spawn(async move {
+        background.push(tokio::spawn(async move {
             match warming.warm_cache(crate::storage::readings::empty).await {
                 Ok(dates) => tracing::info!(dates, "read cache warmed"),
                 Err(error) => tracing::warn!(error = %error, "warming the read cache failed"),
             }
-        });
+        }));
         let intensity =
             LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
-        intensity.spawn_flusher(flush_interval);
+        background.push(intensity.spawn_flusher(flush_interval));
         if settings.demo && crate::demo::load(&registry, &readings, &intensity).await? {
             tracing::info!(
                 from = crate::demo::FROM,
@@ -247,6 +250,7 @@ impl Application {
             server,
             readings,
             intensity,
+            background,
             generated_admin_token,
         })
     }
@@ -268,6 +272,12 @@ impl Application {
     /// writes buffered readings to the table (they are safe in the log either way).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
+        for task in &self.background {
+            task.abort();
+        }
+        for task in self.background {
+            let _ = task.await; // cancelled: a flush cut short leaves its rows in the log
+        }
         for table in [&self.readings, &self.intensity] {
             if let Err(error) = table.flush().await {
                 tracing::warn!(error = %error, "final flush failed; the log keeps the rows for the next start");

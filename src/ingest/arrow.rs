@@ -100,13 +100,25 @@ pub fn parse(
     if frame.height() > max_rows {
         return Err(IngestError::TooManyRows { limit: max_rows });
     }
-    let site = strings(&frame, "site")?;
-    let customer = strings(&frame, "customer")?;
-    let workload = strings(&frame, "workload")?;
-    let start = start_micros(&frame)?;
-    let duration = floats(&frame, "duration_s", true)?.unwrap_or_default();
-    let energy = floats(&frame, "energy_j", false)?;
-    let power = floats(&frame, "power_w", false)?;
+    // One chunk each, read as Arrow arrays: `ChunkedArray::get` finds the chunk on every call.
+    let [site, customer, workload] = ["site", "customer", "workload"]
+        .map(|name| strings(&frame, name).map(|c| c.rechunk().into_owned()));
+    let (site, customer, workload) = (site?, customer?, workload?);
+    let (site, customer, workload) = (
+        site.downcast_as_array(),
+        customer.downcast_as_array(),
+        workload.downcast_as_array(),
+    );
+    let start = start_micros(&frame)?.rechunk().into_owned();
+    let start = start.downcast_as_array();
+    let numbers = |name, required| -> Result<Option<Float64Chunked>, IngestError> {
+        Ok(floats(&frame, name, required)?.map(|c| c.rechunk().into_owned()))
+    };
+    let duration = numbers("duration_s", true)?.unwrap_or_default();
+    let duration = duration.downcast_as_array();
+    let (energy, power) = (numbers("energy_j", false)?, numbers("power_w", false)?);
+    let energy = energy.as_ref().map(|c| c.downcast_as_array());
+    let power = power.as_ref().map(|c| c.downcast_as_array());
     for i in 0..frame.height() {
         check_room(builder, max_rows)?;
         builder.push(RawReading {
@@ -115,8 +127,8 @@ pub fn parse(
             workload: workload.get(i),
             start: start.get(i).map(RawStart::Micros),
             duration_s: duration.get(i),
-            energy_j: energy.as_ref().and_then(|c| c.get(i)),
-            power_w: power.as_ref().and_then(|c| c.get(i)),
+            energy_j: energy.and_then(|c| c.get(i)),
+            power_w: power.and_then(|c| c.get(i)),
         });
     }
     Ok(())
