@@ -148,12 +148,21 @@ fn resolve_for_cache(
             .iter()
             .filter(|column| Some(**column) != spec.cache_key),
     );
-    let mut frame = match order.is_empty() {
+    let frame = match order.is_empty() {
         true => resolved,
         false => resolved.sort(order, SortMultipleOptions::default()),
     }
     .collect()?;
-    // One chunk per column: slices of it reach the splitter without a copy.
+    cache_entry(frame, spec)
+}
+
+/// Rows in the cache's order as one chunk per column (slices of it then reach the splitter
+/// without a copy), with each key's row range.
+#[allow(clippy::type_complexity)]
+fn cache_entry(
+    mut frame: DataFrame,
+    spec: &TableSpec,
+) -> PolarsResult<(DataFrame, HashMap<String, (i64, usize)>)> {
     frame.rechunk_mut_par();
     let ranges = key_ranges(&frame, spec.cache_key)?;
     Ok((frame, ranges))
@@ -818,7 +827,10 @@ impl LoggedTable {
         }
         let paths = local_paths(&self.table, files);
         let spec = self.spec;
+        // A compacted date is resolved already, and in the cache's order: read as it is.
+        let compacted = matches!(files, [file] if file.resolved());
         let (frame, ranges) = blocking(move || match scan_files(paths)? {
+            Some(scan) if compacted => cache_entry(scan.collect()?, &spec),
             Some(scan) => resolve_for_cache(scan, &spec),
             None => Ok((with_seq(empty()?, 0)?, HashMap::new())),
         })
@@ -975,11 +987,22 @@ mod tests {
             let rows = [("api", T0 - day, 1.0), ("api", T0, 2.0), ("db", T0, 3.0)];
             store.append(batch(&rows)).await.unwrap();
             store.flush().await.unwrap();
+            let resent = [("api", T0 - day, 10.0), ("api", T0, 20.0)];
+            store.append(batch(&resent)).await.unwrap();
+            store.flush().await.unwrap();
+            assert_eq!(store.compact().await.unwrap(), 2);
         }
+        // Compacted dates are read into the cache as they are: resolved and sorted already.
         for (cache_rows, dates) in [(0, 0), (2, 1), (3, 2)] {
             let store = open_with_cache(dir.path(), cache_rows).await;
             let warmed = store.warm_cache(readings::empty).await.unwrap();
             assert_eq!(warmed, dates, "cache of {cache_rows} rows");
+            let expected = [
+                ("api".into(), 10.0),
+                ("api".into(), 20.0),
+                ("db".into(), 3.0),
+            ];
+            assert_eq!(energies(&store, None).await, expected, "{cache_rows}");
         }
     }
 
