@@ -111,6 +111,11 @@ impl IdColumn {
     pub fn distinct(&self) -> &[String] {
         &self.values
     }
+
+    /// Row by row, the index of the row's value in `distinct`.
+    pub fn codes(&self) -> &[u32] {
+        &self.codes
+    }
 }
 
 /// A valid batch in columns. Times are microseconds since the Unix epoch, UTC.

@@ -303,10 +303,13 @@ fn newest_wins(frame: LazyFrame, spec: &TableSpec) -> LazyFrame {
     }
 }
 
-fn parquet_bytes(frame: &mut DataFrame) -> PolarsResult<Bytes> {
+/// Flushed files live until compaction rewrites them: they favour a cheap codec (LZ4, which
+/// costs the ingest's cores far less than zstd at these rates); compacted files favour size.
+fn parquet_bytes(frame: &mut DataFrame, compression: ParquetCompression) -> PolarsResult<Bytes> {
     let mut out = Vec::new();
     // Row groups small enough that a scan for one customer skips the others' (by statistics).
     ParquetWriter::new(&mut out)
+        .with_compression(compression)
         .with_row_group_size(Some(65_536))
         .finish(frame)?;
     Ok(Bytes::from(out))
@@ -395,7 +398,7 @@ fn files_by_date(frames: Vec<DataFrame>, spec: &TableSpec) -> PolarsResult<Vec<N
         files.push(NewFile {
             date: day_of(day * MICROS_PER_DAY),
             rows: part.height(),
-            parquet: parquet_bytes(&mut part)?,
+            parquet: parquet_bytes(&mut part, ParquetCompression::Lz4Raw)?,
             resolved: false,
         });
     }
@@ -633,7 +636,7 @@ impl LoggedTable {
                 Ok(vec![NewFile {
                     date: date_for_file,
                     rows: frame.height(),
-                    parquet: parquet_bytes(&mut frame)?,
+                    parquet: parquet_bytes(&mut frame, ParquetCompression::Zstd(None))?,
                     resolved: true,
                 }])
             })

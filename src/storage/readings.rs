@@ -38,8 +38,14 @@ pub const SPEC: TableSpec = TableSpec {
     lookback_us: 3_600_000_000,
 };
 
-fn ids(name: &str, column: &IdColumn) -> Column {
-    StringChunked::from_iter_values(name.into(), column.iter()).into_column()
+/// The distinct values gathered by code: rows copy 16-byte string views, never string bytes.
+fn ids(name: &str, column: &IdColumn) -> PolarsResult<Column> {
+    let distinct = StringChunked::from_iter_values(name.into(), column.distinct().iter());
+    let codes = IdxCa::from_vec(
+        name.into(),
+        column.codes().iter().map(|&c| c as IdxSize).collect(),
+    );
+    Ok(distinct.take(&codes)?.into_column())
 }
 
 /// A validated batch as the table's columns.
@@ -49,9 +55,9 @@ pub fn frame(batch: ReadingBatch) -> PolarsResult<DataFrame> {
     DataFrame::new(
         height,
         vec![
-            ids(SITE, &batch.site),
-            ids(CUSTOMER, &batch.customer),
-            ids(WORKLOAD, &batch.workload),
+            ids(SITE, &batch.site)?,
+            ids(CUSTOMER, &batch.customer)?,
+            ids(WORKLOAD, &batch.workload)?,
             start,
             Column::new(DURATION_S.into(), batch.duration_s),
             Column::new(ENERGY_J.into(), batch.energy_j),
