@@ -945,9 +945,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readings_are_readable_before_and_after_a_flush_and_a_resend_replaces() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         store
             .append(batch(&[("api", T0, 100.0), ("db", T0, 5.0)]))
             .await
@@ -969,14 +967,22 @@ mod tests {
         );
     }
 
+    async fn open_with(dir: &Path, options: LoggedTableOptions) -> Arc<LoggedTable> {
+        LoggedTable::open(dir, readings::SPEC, options)
+            .await
+            .unwrap()
+    }
+
+    async fn open_store(dir: &Path) -> Arc<LoggedTable> {
+        open_with(dir, options()).await
+    }
+
     async fn open_with_cache(dir: &Path, cache_rows: usize) -> Arc<LoggedTable> {
         let options = LoggedTableOptions {
             cache_rows,
             ..options()
         };
-        LoggedTable::open(dir, readings::SPEC, options)
-            .await
-            .unwrap()
+        open_with(dir, options).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -984,9 +990,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let day = 86_400_000_000;
         {
-            let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-                .await
-                .unwrap();
+            let store = open_store(dir.path()).await;
             let rows = [("api", T0 - day, 1.0), ("api", T0, 2.0), ("db", T0, 3.0)];
             store.append(batch(&rows)).await.unwrap();
             store.flush().await.unwrap();
@@ -1091,25 +1095,19 @@ mod tests {
     async fn a_restart_replays_what_was_not_flushed_and_never_commits_twice() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-                .await
-                .unwrap();
+            let store = open_store(dir.path()).await;
             store.append(batch(&[("api", T0, 1.0)])).await.unwrap();
             store.flush().await.unwrap();
             store.append(batch(&[("db", T0, 2.0)])).await.unwrap();
         }
-        let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         assert_eq!(
             energies(&store, None).await,
             [("api".into(), 1.0), ("db".into(), 2.0)]
         );
         store.flush().await.unwrap();
         drop(store);
-        let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         assert_eq!(store.buffered_rows(), 0);
         let files = store.table.files(None).await.unwrap();
         assert_eq!(files.len(), 2, "one file per flush, none replayed twice");
@@ -1122,9 +1120,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_keeps_the_newest_reading_and_old_versions_stay_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         store.append(batch(&[("api", T0, 1.0)])).await.unwrap();
         store.flush().await.unwrap();
         let first = store.table_version().await.unwrap();
@@ -1139,9 +1135,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reading_is_filed_under_the_utc_date_of_its_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LoggedTable::open(dir.path(), readings::SPEC, options())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         let late = T0 + 15 * 3_600_000_000 - 1; // 2026-03-01T23:59:59.999999Z
         store
             .append(batch(&[("a", late, 1.0), ("b", late + 1, 1.0)]))
