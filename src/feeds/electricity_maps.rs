@@ -1,10 +1,10 @@
 //! Electricity Maps v3: `auth-token` header; `past-range` for backfill (at most 10 days hourly per
 //! request), `history` (the last 24 h, with revisions) for polling, `forecast`. Hourly points start
 //! at `datetime`; `isEstimated` marks estimates; `emissionFactorType` (lifecycle or direct) is kept.
-use super::{provider_zone, BoxFuture, FeedError, FeedSettings, Http, Provider, Puller};
+use super::{iso, provider_zone, BoxFuture, FeedError, FeedSettings, Http, Provider, Puller};
 use crate::domain::intensity::{IntensityPoint, PointKind, Signal};
 use crate::domain::ZoneCode;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 const DEFAULT_BASE_URL: &str = "https://api.electricitymaps.com";
@@ -115,10 +115,6 @@ pub fn history_points(
         false,
         received_at,
     ))
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 impl Puller for ElectricityMaps {

@@ -91,6 +91,11 @@ pub enum FeedError {
     Config(String),
 }
 
+/// An instant as providers take it in query strings: RFC 3339, whole seconds, `Z`.
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// A provider's pulls. Ranges are split to `max_span` by the scheduler.
 pub trait Puller: Send + Sync {
     fn provider(&self) -> Provider;

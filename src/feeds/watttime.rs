@@ -2,10 +2,10 @@
 //! and at once on a 401); `/v3/historical` (at most 32 days per request) and `/v3/forecast` for
 //! `co2_moer`, the marginal signal, in lbs/MWh, converted to g/kWh. Points start at `point_time`
 //! and last `data_point_period_seconds`.
-use super::{provider_zone, BoxFuture, FeedError, FeedSettings, Http, Provider, Puller};
+use super::{iso, provider_zone, BoxFuture, FeedError, FeedSettings, Http, Provider, Puller};
 use crate::domain::intensity::{IntensityPoint, PointKind, Signal};
 use crate::domain::ZoneCode;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use std::time::Instant;
 use tokio::sync::Mutex;
@@ -158,10 +158,6 @@ pub fn historical_points(
     let signals: Signals =
         serde_json::from_str(body).map_err(|e| FeedError::Malformed(e.to_string()))?;
     WattTime::points(zone, signals, PointKind::Actual, received_at)
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 impl Puller for WattTime {
