@@ -115,6 +115,7 @@ fn intensity_points() -> Vec<IntensityPoint> {
                 source: "bench".into(),
                 source_detail: None,
                 received_at: start,
+                written_by: None,
             });
         }
     }
@@ -421,6 +422,7 @@ fn main() {
                 zone: (*zone).into(),
                 pue: *pue,
                 pue_schedule: vec![],
+                retired_at: None,
             }
             .parse(Id::parse(id).unwrap())
             .unwrap()

@@ -71,11 +71,15 @@ fn registry(registry: &Registry) -> Result<(), DemoError> {
                     }]
                 })
                 .unwrap_or_default(),
+            retired_at: None,
         };
         registry.put::<Site>(spec.parse(id(site)?).map_err(invalid)?)?;
     }
     for (customer, name) in [("acme", "Acme Corp"), ("globex", "Globex")] {
-        let spec = CustomerSpec { name: name.into() };
+        let spec = CustomerSpec {
+            name: name.into(),
+            retired_at: None,
+        };
         registry.put::<Customer>(spec.parse(id(customer)?).map_err(invalid)?)?;
     }
     let de = ZoneSpec {
@@ -191,7 +195,9 @@ pub async fn load(
     }
     registry(registry_store)?;
     intensity::append(intensity_table, intensity_points()?).await?;
-    let frame = readings::frame(readings_batch()).map_err(LoggedTableError::from)?;
+    let batch = readings_batch();
+    registry_store.mark_with_readings(&batch.site.ids(), &batch.customer.ids())?;
+    let frame = readings::frame(batch).map_err(LoggedTableError::from)?;
     readings_table.append(LoggedTable::prepare(frame)?).await?;
     readings_table.flush().await?;
     intensity_table.flush().await?;

@@ -17,6 +17,7 @@ pub(super) fn site(id: &str, zone: &str, pue: f64, schedule: Vec<PueEntry>) -> S
         zone: zone.into(),
         pue,
         pue_schedule: schedule,
+        retired_at: None,
     }
     .parse(Id::parse(id).unwrap())
     .unwrap()
@@ -39,6 +40,7 @@ pub(super) fn point(
         source: "test".into(),
         source_detail: None,
         received_at: t(received),
+        written_by: None,
     }
 }
 

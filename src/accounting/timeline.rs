@@ -360,6 +360,7 @@ mod tests {
             source: "s".into(),
             source_detail: None,
             received_at: t("2026-03-01T10:00:00Z"),
+            written_by: None,
         };
         let pieces = zone_pieces(
             &[point],

@@ -1,6 +1,6 @@
 //! Grid carbon-intensity points, and which of them is in force at each instant (DESIGN §2): the best
 //! kind (actual > estimated > forecast), then average over marginal, then the latest received.
-use super::{Checks, Invalid, ZoneCode, MAX_INTENSITY_GCO2E_PER_KWH};
+use super::{Checks, Id, Invalid, ZoneCode, MAX_INTENSITY_GCO2E_PER_KWH};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,7 +64,7 @@ impl Signal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"zone": "DE", "start": "2026-03-01T09:00:00Z", "end": "2026-03-01T10:00:00Z",
     "gco2e_per_kwh": 330.0, "kind": "actual", "signal": "average", "source": "manual",
-    "source_detail": null, "received_at": "2026-03-01T10:05:00Z"}))]
+    "source_detail": null, "received_at": "2026-03-01T10:05:00Z", "written_by": "k_3f9a"}))]
 pub struct IntensityPoint {
     #[schema(value_type = String)]
     pub zone: ZoneCode,
@@ -78,6 +78,8 @@ pub struct IntensityPoint {
     /// Provider detail kept for audit (Electricity Maps' emission factor type, WattTime's model).
     pub source_detail: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// The API key that pushed the point; `null` for the server's own feeds (see `source`).
+    pub written_by: Option<String>,
 }
 
 /// A point as pushed in `POST /v1/intensity`.
@@ -104,7 +106,12 @@ pub struct IntensityPush {
 }
 
 impl IntensityPush {
-    pub fn parse(self, received_at: DateTime<Utc>) -> Result<Vec<IntensityPoint>, Invalid> {
+    /// The points, stamped with when and by which key they arrived.
+    pub fn parse(
+        self,
+        received_at: DateTime<Utc>,
+        written_by: &Id,
+    ) -> Result<Vec<IntensityPoint>, Invalid> {
         let mut checks = Checks::default();
         let zone = checks.parse("zone", ZoneCode::parse(&self.zone));
         let source_ok = !self.source.trim().is_empty() && self.source.len() <= 64;
@@ -132,6 +139,7 @@ impl IntensityPush {
                         source: self.source.trim().to_owned(),
                         source_detail: None,
                         received_at,
+                        written_by: Some(written_by.to_string()),
                     })
                     .collect(),
             )
@@ -227,6 +235,7 @@ mod tests {
             source: "test".into(),
             source_detail: None,
             received_at: received.parse().unwrap(),
+            written_by: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! API keys: who may call, in which role, and for which customer or sites.
-use super::Id;
+use super::{Id, ZoneCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -9,8 +9,10 @@ use utoipa::ToSchema;
 pub enum Role {
     /// Everything.
     Admin,
-    /// Posts readings and intensity, optionally for listed sites only.
+    /// Posts readings, optionally for listed sites only.
     Ingest,
+    /// Pushes grid intensity (the operator's own pushers), optionally for listed zones only.
+    Intensity,
     /// Reads one customer's footprint, and grid intensity (public data).
     Customer,
 }
@@ -23,6 +25,10 @@ pub enum Grant {
     Ingest {
         sites: Option<Vec<Id>>,
     },
+    /// `None`: every zone.
+    Intensity {
+        zones: Option<Vec<ZoneCode>>,
+    },
     Customer {
         customer: Id,
     },
@@ -33,6 +39,7 @@ impl Grant {
         match self {
             Grant::Admin => Role::Admin,
             Grant::Ingest { .. } => Role::Ingest,
+            Grant::Intensity { .. } => Role::Intensity,
             Grant::Customer { .. } => Role::Customer,
         }
     }
@@ -42,7 +49,7 @@ impl Grant {
         match self {
             Grant::Admin => true,
             Grant::Customer { customer: own } => own == customer,
-            Grant::Ingest { .. } => false,
+            Grant::Ingest { .. } | Grant::Intensity { .. } => false,
         }
     }
 
@@ -51,7 +58,17 @@ impl Grant {
         match self {
             Grant::Admin | Grant::Ingest { sites: None } => true,
             Grant::Ingest { sites: Some(sites) } => sites.contains(site),
-            Grant::Customer { .. } => false,
+            Grant::Intensity { .. } | Grant::Customer { .. } => false,
+        }
+    }
+
+    /// Whether this key may write grid intensity for the given zone: what every customer in that
+    /// zone is charged rests on it, so a site's agent may not.
+    pub fn may_write_zone(&self, zone: &ZoneCode) -> bool {
+        match self {
+            Grant::Admin | Grant::Intensity { zones: None } => true,
+            Grant::Intensity { zones: Some(zones) } => zones.contains(zone),
+            Grant::Ingest { .. } | Grant::Customer { .. } => false,
         }
     }
 }
@@ -93,20 +110,26 @@ pub struct GrantFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub sites: Option<Vec<Id>>,
+    /// The zones an `intensity` key may write; every zone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["DE", "FR"]))]
+    pub zones: Option<Vec<ZoneCode>>,
 }
 
 impl From<Grant> for GrantFields {
     fn from(grant: Grant) -> Self {
         let role = grant.role();
-        let (customer, sites) = match grant {
-            Grant::Admin => (None, None),
-            Grant::Ingest { sites } => (None, sites),
-            Grant::Customer { customer } => (Some(customer), None),
+        let (customer, sites, zones) = match grant {
+            Grant::Admin => (None, None, None),
+            Grant::Ingest { sites } => (None, sites, None),
+            Grant::Intensity { zones } => (None, None, zones),
+            Grant::Customer { customer } => (Some(customer), None, None),
         };
         Self {
             role,
             customer,
             sites,
+            zones,
         }
     }
 }
@@ -116,19 +139,24 @@ impl TryFrom<GrantFields> for Grant {
 
     fn try_from(fields: GrantFields) -> Result<Self, Self::Error> {
         use super::FieldError;
-        match (fields.role, fields.customer, fields.sites) {
-            (Role::Admin, None, None) => Ok(Grant::Admin),
-            (Role::Ingest, None, sites) => Ok(Grant::Ingest { sites }),
-            (Role::Customer, Some(customer), None) => Ok(Grant::Customer { customer }),
-            (Role::Customer, None, _) => Err(FieldError::new(
+        match (fields.role, fields.customer, fields.sites, fields.zones) {
+            (Role::Admin, None, None, None) => Ok(Grant::Admin),
+            (Role::Ingest, None, sites, None) => Ok(Grant::Ingest { sites }),
+            (Role::Intensity, None, None, zones) => Ok(Grant::Intensity { zones }),
+            (Role::Customer, Some(customer), None, None) => Ok(Grant::Customer { customer }),
+            (Role::Customer, None, _, _) => Err(FieldError::new(
                 "customer",
                 "a customer key needs its customer",
             )),
-            (_, Some(_), _) => Err(FieldError::new(
+            (_, Some(_), _, _) => Err(FieldError::new(
                 "customer",
                 "only a customer key names a customer",
             )),
-            (_, _, Some(_)) => Err(FieldError::new("sites", "only an ingest key lists sites")),
+            (_, _, Some(_), _) => Err(FieldError::new("sites", "only an ingest key lists sites")),
+            (_, _, _, Some(_)) => Err(FieldError::new(
+                "zones",
+                "only an intensity key lists zones",
+            )),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! valid values in columnar buffers (no vector of row structs).
 use super::Id;
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Longest reading interval accepted, in seconds.
 pub const MAX_DURATION_S: f64 = 3600.0;
@@ -40,6 +40,10 @@ pub struct ReadingRules {
     pub max_power_w: f64,
     pub known_sites: HashSet<String>,
     pub known_customers: HashSet<String>,
+    /// Retired sites and customers, with the instant (UTC microseconds) from which they take no
+    /// readings; late readings of the time before still arrive.
+    pub retired_sites: HashMap<String, i64>,
+    pub retired_customers: HashMap<String, i64>,
 }
 
 /// Why a row was refused; `Unknown*` carry their own error codes in the API.
@@ -48,6 +52,7 @@ pub enum RowErrorKind {
     Invalid,
     UnknownSite,
     UnknownCustomer,
+    Retired,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +112,14 @@ impl IdColumn {
             .map(|&code| self.values[code as usize].as_str())
     }
 
+    /// The distinct values as ids (values that are not ids were refused before they got here).
+    pub fn ids(&self) -> Vec<Id> {
+        self.values
+            .iter()
+            .filter_map(|value| Id::parse(value).ok())
+            .collect()
+    }
+
     /// The distinct values.
     pub fn distinct(&self) -> &[String] {
         &self.values
@@ -137,11 +150,6 @@ impl ReadingBatch {
 
     pub fn is_empty(&self) -> bool {
         self.start_us.is_empty()
-    }
-
-    /// The distinct sites the batch names (for per-site key checks).
-    pub fn sites(&self) -> HashSet<&str> {
-        self.site.distinct().iter().map(String::as_str).collect()
     }
 }
 
@@ -269,6 +277,27 @@ impl<'r> ReadingBatchBuilder<'r> {
                 Some(us)
             }
         };
+        if let Some(us) = start {
+            let retired = [
+                ("site", raw.site, &self.rules.retired_sites),
+                ("customer", raw.customer, &self.rules.retired_customers),
+            ];
+            for (field, value, retired) in retired {
+                if let Some((value, &since)) = value.and_then(|v| Some(v).zip(retired.get(v))) {
+                    if us >= since {
+                        let at = DateTime::from_timestamp_micros(since).unwrap_or_default();
+                        fail(
+                            field,
+                            format!(
+                                "{field} {value} was retired at {}; it takes no readings from then on",
+                                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ),
+                            RowErrorKind::Retired,
+                        );
+                    }
+                }
+            }
+        }
         let duration = raw
             .duration_s
             .filter(|d| d.is_finite() && d.fract() == 0.0 && (1.0..=MAX_DURATION_S).contains(d));
@@ -366,6 +395,8 @@ mod tests {
             max_power_w: 1_000_000.0,
             known_sites: ["fra1".to_owned()].into(),
             known_customers: ["acme".to_owned()].into(),
+            retired_sites: Default::default(),
+            retired_customers: Default::default(),
         }
     }
 
@@ -404,6 +435,41 @@ mod tests {
         assert_eq!(batch.start_us, vec![1_772_358_900_000_000]);
         assert_eq!(batch.duration_s, vec![600]);
         assert_eq!(batch.energy_j, vec![Some(540_000.0)]);
+    }
+
+    #[test]
+    fn a_retired_site_or_customer_takes_readings_only_from_before_its_retirement() {
+        let mut rules = rules();
+        // fra1 retired at 09:55: a late reading starting at 09:50 arrives, one at 09:55 does not.
+        rules
+            .retired_sites
+            .insert("fra1".into(), 1_772_358_900_000_000);
+        rules
+            .retired_customers
+            .insert("acme".into(), 1_772_358_900_000_000);
+        let mut builder = ReadingBatchBuilder::new(&rules);
+        builder.push(RawReading {
+            start: Some(RawStart::Text("2026-03-01T09:50:00Z")),
+            ..good()
+        });
+        builder.push(good());
+        let invalid = builder.finish().unwrap_err();
+        assert_eq!(invalid.invalid_rows, 1);
+        let refused: Vec<_> = invalid
+            .errors
+            .iter()
+            .map(|e| (e.row, e.field, e.kind))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (1, "site", RowErrorKind::Retired),
+                (1, "customer", RowErrorKind::Retired)
+            ]
+        );
+        assert!(invalid.errors[0]
+            .reason
+            .contains("site fra1 was retired at 2026-03-01T09:55:00Z"));
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct SiteSpec {
     /// PUE changes over time; the latest `from` at or before an instant applies.
     #[serde(default)]
     pub pue_schedule: Vec<PueEntry>,
+    /// Retires the site from this instant: it takes no readings from then on, and its history
+    /// stays in every report. A site with readings cannot be deleted, only retired.
+    #[serde(default)]
+    #[schema(example = "2026-06-30T00:00:00Z")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 /// A data center or room.
@@ -76,6 +81,9 @@ pub struct Site {
     pub pue: f64,
     /// Ordered by `from`, at most one entry per instant.
     pub pue_schedule: Vec<PueEntry>,
+    /// From when the site takes no readings; absent while it is in service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 impl SiteSpec {
@@ -102,6 +110,7 @@ impl SiteSpec {
                 zone: zone?,
                 pue: self.pue,
                 pue_schedule: schedule,
+                retired_at: self.retired_at,
             })
         })
     }
@@ -113,6 +122,11 @@ impl SiteSpec {
 #[schema(example = json!({"name": "Acme Corp"}))]
 pub struct CustomerSpec {
     pub name: String,
+    /// Retires the customer from this instant: no readings from then on, history kept. A
+    /// customer with readings cannot be deleted, only retired.
+    #[serde(default)]
+    #[schema(example = "2026-06-30T00:00:00Z")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 /// A customer whose workloads run in the operator's sites.
@@ -121,6 +135,9 @@ pub struct CustomerSpec {
 pub struct Customer {
     pub id: Id,
     pub name: String,
+    /// From when the customer takes no readings; absent while it is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 impl CustomerSpec {
@@ -131,6 +148,7 @@ impl CustomerSpec {
             Some(Customer {
                 id,
                 name: self.name.trim().to_owned(),
+                retired_at: self.retired_at,
             })
         })
     }
@@ -279,6 +297,7 @@ mod tests {
             zone: "DE".into(),
             pue,
             pue_schedule: schedule,
+            retired_at: None,
         }
     }
 

@@ -95,6 +95,7 @@ impl ElectricityMaps {
                             .unwrap_or_else(|| "lifecycle".to_owned()),
                     ),
                     received_at,
+                    written_by: None,
                 })
             })
             .collect()

@@ -145,6 +145,7 @@ fn points(
             source: Provider::UkCarbonIntensity.as_str().to_owned(),
             source_detail: Some("co2_generation".to_owned()),
             received_at,
+            written_by: None,
         });
     }
     Ok(points)

@@ -144,6 +144,7 @@ impl WattTime {
                 source: Provider::Watttime.as_str().to_owned(),
                 source_detail: model.clone(),
                 received_at,
+                written_by: None,
             })
             .collect())
     }

@@ -20,7 +20,7 @@ impl Caller {
     /// does not exist, so existence does not leak.
     pub fn require_customer(&self, customer: &Id) -> Result<(), ApiError> {
         match &self.grant {
-            Grant::Ingest { .. } => Err(ApiError::new(
+            Grant::Ingest { .. } | Grant::Intensity { .. } => Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "reading footprints needs an admin or customer key",
             )),

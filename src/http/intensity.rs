@@ -23,7 +23,9 @@ pub fn configure(config: &mut ServiceConfig) {
 ///
 /// Points of one zone from one source and signal. Every point is kept (superseded ones for audit);
 /// reads and reports use the one in force: the best kind (actual > estimated > forecast), then
-/// average over marginal, then the latest received. Needs an admin or ingest key.
+/// average over marginal, then the latest received. Every customer in the zone is charged by these
+/// points, so only an admin key or an `intensity` key (limited to listed zones, if it lists any)
+/// may push them; each stored point keeps the id of the key that wrote it (`written_by`).
 #[utoipa::path(tag = "intensity", security(("bearer" = [])), request_body = IntensityPush,
     responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
 #[post("/intensity")]
@@ -32,13 +34,22 @@ async fn post_intensity(
     state: web::Data<AppState>,
     body: web::Json<IntensityPush>,
 ) -> Result<HttpResponse, ApiError> {
-    if !matches!(caller.grant, Grant::Admin | Grant::Ingest { .. }) {
+    let push = body.into_inner();
+    let allowed = ZoneCode::parse(&push.zone).map_or(
+        matches!(caller.grant, Grant::Admin | Grant::Intensity { .. }),
+        |zone| caller.grant.may_write_zone(&zone),
+    );
+    if !allowed {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            "pushing intensity needs an admin or ingest key",
+            format!(
+                "this key may not push intensity for zone {}: that needs an admin key or an \
+                 intensity key for the zone",
+                push.zone
+            ),
         ));
     }
-    let points = body.into_inner().parse(state.clock.now())?;
+    let points = push.parse(state.clock.now(), &caller.key_id)?;
     let accepted = intensity::append(&state.intensity, points)
         .await
         .map_err(|e| ApiError::internal(&e))?;

@@ -2,7 +2,7 @@
 use super::auth::Admin;
 use super::problem::{ApiError, BodyErrors, CommonErrors};
 use super::AppState;
-use crate::domain::{ApiKey, Grant, GrantFields, Id, Invalid, Role};
+use crate::domain::{ApiKey, Grant, GrantFields, Id, Invalid, Role, ZoneCode};
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,6 +30,9 @@ pub struct KeyView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub sites: Option<Vec<Id>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub zones: Option<Vec<ZoneCode>>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -40,12 +43,14 @@ impl From<ApiKey> for KeyView {
             role,
             customer,
             sites,
+            zones,
         } = key.grant.into();
         Self {
             id: key.id,
             role,
             customer,
             sites,
+            zones,
             created_at: key.created_at,
             revoked_at: key.revoked_at,
         }
@@ -66,8 +71,9 @@ pub struct CreatedKey {
 
 /// Create an API key
 ///
-/// `admin` keys may do everything; `ingest` keys post readings and intensity (only for `sites` when
-/// listed); `customer` keys read one customer's footprint and grid intensity.
+/// `admin` keys may do everything; `ingest` keys post readings (only for `sites` when listed);
+/// `intensity` keys push grid intensity (only for `zones` when listed); `customer` keys read one
+/// customer's footprint and grid intensity.
 #[utoipa::path(tag = "keys", security(("bearer" = [])), request_body = GrantFields,
     responses((status = 201, description = "Created; the token is in this answer only", body = CreatedKey),
         CommonErrors, BodyErrors))]

@@ -174,7 +174,7 @@ impl Application {
         let mut background = vec![readings.spawn_flusher(flush_interval)];
         let warming = readings.clone();
         background.push(tokio::spawn(async move {
-            match warming.warm_cache(crate::storage::readings::empty).await {
+            match warming.warm_cache().await {
                 Ok(dates) => tracing::info!(dates, "read cache warmed"),
                 Err(error) => tracing::warn!(error = %error, "warming the read cache failed"),
             }
@@ -257,6 +257,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The readings and intensity tables behind the server, for callers that move acknowledged
+    /// rows from the log into the table on their own schedule (tests that interleave flushes).
+    pub fn tables(&self) -> [Arc<LoggedTable>; 2] {
+        [self.readings.clone(), self.intensity.clone()]
     }
 
     /// The admin token made on a first start without `CARBON_LEDGER_ADMIN_TOKEN`: show it once.

@@ -28,6 +28,7 @@ pub enum ErrorCode {
     ValidationFailed,
     UnknownSite,
     UnknownCustomer,
+    Retired,
     NotFound,
     InUse,
     UnsupportedMediaType,
@@ -89,6 +90,11 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_customer",
                 "Unknown customer",
+            ),
+            Retired => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "retired",
+                "Retired site or customer",
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             InUse => (StatusCode::CONFLICT, "in_use", "Still referenced"),
@@ -321,6 +327,8 @@ impl From<IngestError> for ApiError {
                     ErrorCode::UnknownSite
                 } else if kinds(RowErrorKind::UnknownCustomer) {
                     ErrorCode::UnknownCustomer
+                } else if kinds(RowErrorKind::Retired) {
+                    ErrorCode::Retired
                 } else {
                     ErrorCode::InvalidReadings
                 };

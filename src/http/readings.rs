@@ -3,7 +3,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::AppState;
 use crate::domain::reading::ReadingRules;
-use crate::domain::{Customer, Grant, Site};
+use crate::domain::{Customer, Grant, Id, Site};
 use crate::ingest::{self, Format};
 use crate::storage::logged::LoggedTable;
 use crate::storage::readings;
@@ -48,21 +48,21 @@ pub struct ReadingInput {
 }
 
 fn rules(state: &AppState) -> ReadingRules {
+    let sites = state.registry.list::<Site>();
+    let customers = state.registry.list::<Customer>();
+    let retired = |records: Vec<(&Id, Option<chrono::DateTime<chrono::Utc>>)>| {
+        records
+            .into_iter()
+            .filter_map(|(id, at)| Some((id.to_string(), at?.timestamp_micros())))
+            .collect()
+    };
     ReadingRules {
         now: state.clock.now(),
         max_power_w: state.ingest.max_power_w,
-        known_sites: state
-            .registry
-            .keys::<Site>()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        known_customers: state
-            .registry
-            .keys::<Customer>()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        known_sites: sites.iter().map(|s| s.id.to_string()).collect(),
+        known_customers: customers.iter().map(|c| c.id.to_string()).collect(),
+        retired_sites: retired(sites.iter().map(|s| (&s.id, s.retired_at)).collect()),
+        retired_customers: retired(customers.iter().map(|c| (&c.id, c.retired_at)).collect()),
     }
 }
 
@@ -114,24 +114,26 @@ async fn post_readings(
     let rules = rules(&state);
     let max_rows = state.ingest.max_rows_per_batch;
     let grant = caller.grant;
-    let prepared =
-        web::block(move || {
-            let batch = ingest::parse(format, &body, &rules, max_rows)?;
-            if let Some(site) = batch.sites().into_iter().find(|site| {
-                crate::domain::Id::parse(site).is_ok_and(|id| !grant.may_write_site(&id))
-            }) {
-                return Err(ApiError::new(
-                    ErrorCode::Forbidden,
-                    format!("this key may not post readings for site {site}"),
-                ));
-            }
-            readings::frame(batch)
-                .map_err(crate::storage::logged::LoggedTableError::from)
-                .and_then(LoggedTable::prepare)
-                .map_err(|e| ApiError::internal(&e))
-        })
-        .await
-        .map_err(|e| ApiError::internal(&e))??;
+    let registry = state.registry.clone();
+    let prepared = web::block(move || {
+        let batch = ingest::parse(format, &body, &rules, max_rows)?;
+        let (sites, customers) = (batch.site.ids(), batch.customer.ids());
+        if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this key may not post readings for site {site}"),
+            ));
+        }
+        // Before the acknowledgement: from now on the site and customer cannot be deleted, and
+        // one deleted since the batch was checked refuses it (422) instead of orphaning it.
+        registry.mark_with_readings(&sites, &customers)?;
+        readings::frame(batch)
+            .map_err(crate::storage::logged::LoggedTableError::from)
+            .and_then(LoggedTable::prepare)
+            .map_err(|e| ApiError::internal(&e))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
     let accepted = prepared.rows();
     state
         .readings

@@ -7,8 +7,8 @@ use crate::domain::{
     Customer, CustomerSpec, Id, Instrument, InstrumentSpec, Site, SiteSpec, Zone, ZoneCode,
     ZoneSpec,
 };
-use crate::storage::registry::Upsert;
-use crate::storage::Entity;
+use crate::storage::registry::{Upsert, READINGS};
+use crate::storage::{readings, Entity, RegistryError};
 use actix_web::{delete, get, put, web, HttpResponse};
 use serde::Serialize;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -64,9 +64,25 @@ fn fetch<E: Entity + Serialize>(state: &AppState, key: &E::Key) -> Result<HttpRe
         .ok_or_else(|| ApiError::not_found(format_args!("{} {key}", E::KIND)))
 }
 
+/// Deletes a record nothing refers to. One that readings name (marked at ingest, or found in the
+/// table for readings stored before marks existed) stays: its energy must stay in every report.
 async fn remove<E: Entity>(state: &AppState, key: E::Key) -> Result<HttpResponse, ApiError> {
     let registry = state.registry.clone();
     let shown = key.to_string();
+    if let Some(column) = E::READINGS_COLUMN {
+        if registry.contains::<E>(&key)
+            && readings::mention(&state.readings, column, &shown)
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+        {
+            return Err(RegistryError::InUse {
+                kind: E::KIND,
+                id: shown,
+                by: READINGS.into(),
+            }
+            .into());
+        }
+    }
     let removed = web::block(move || registry.delete::<E>(&key))
         .await
         .map_err(|err| ApiError::internal(&err))??;

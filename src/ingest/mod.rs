@@ -106,6 +106,8 @@ mod fuzz {
             max_power_w: 1e6,
             known_sites: ["fra1".to_owned()].into(),
             known_customers: ["acme".to_owned()].into(),
+            retired_sites: Default::default(),
+            retired_customers: Default::default(),
         }
     }
 

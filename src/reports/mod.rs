@@ -157,7 +157,6 @@ impl ReportSources {
                 query.customer.as_ref().map(|c| c.as_str()),
                 None,
                 None,
-                readings::empty,
             )
             .await?;
         let context = Context {
@@ -180,14 +179,15 @@ impl ReportSources {
                     .into_iter()
                     .map(|s| col(readings::SITE).eq(lit(s)))
                     .reduce(Expr::or);
+                // The latest state, buffer included, exactly as the window's readings: pinned to
+                // the table version, readings still in the log were missing from the shares.
                 self.readings
                     .scan(
                         from.timestamp_micros(),
                         to.timestamp_micros(),
                         None,
                         any_site,
-                        table_version,
-                        readings::empty,
+                        None,
                     )
                     .await?
                     .filter(col(readings::START).lt(instant(to.timestamp_micros())))

@@ -16,6 +16,8 @@ pub const SIGNAL: &str = "signal";
 pub const SOURCE: &str = "source";
 pub const SOURCE_DETAIL: &str = "source_detail";
 pub const RECEIVED_AT: &str = "received_at";
+/// Added after the first release: nullable, null in older files.
+pub const WRITTEN_BY: &str = "written_by";
 
 fn columns() -> Vec<StructField> {
     vec![
@@ -28,12 +30,14 @@ fn columns() -> Vec<StructField> {
         StructField::new(SOURCE, DeltaType::STRING, false),
         StructField::new(SOURCE_DETAIL, DeltaType::STRING, true),
         StructField::new(RECEIVED_AT, DeltaType::TIMESTAMP, false),
+        StructField::new(WRITTEN_BY, DeltaType::STRING, true),
     ]
 }
 
 pub const SPEC: TableSpec = TableSpec {
     name: "intensity",
     columns,
+    empty,
     time_column: START,
     identity: None,
     cache_key: None,
@@ -73,6 +77,13 @@ pub fn frame(points: &[IntensityPoint]) -> PolarsResult<DataFrame> {
                 RECEIVED_AT,
                 points.iter().map(|p| p.received_at.timestamp_micros()),
             )?,
+            Column::new(
+                WRITTEN_BY.into(),
+                points
+                    .iter()
+                    .map(|p| p.written_by.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            ),
         ],
     )
 }
@@ -88,12 +99,13 @@ pub fn points(frame: &DataFrame) -> PolarsResult<Vec<IntensityPoint>> {
     let micros = |name: &str| -> PolarsResult<Int64Chunked> {
         Ok(frame.column(name)?.datetime()?.physical().clone())
     };
-    let (zone, kind, signal, source, detail) = (
+    let (zone, kind, signal, source, detail, written_by) = (
         text(ZONE)?,
         text(KIND)?,
         text(SIGNAL)?,
         text(SOURCE)?,
         text(SOURCE_DETAIL)?,
+        text(WRITTEN_BY)?,
     );
     let (start, end, received) = (micros(START)?, micros(END)?, micros(RECEIVED_AT)?);
     let value = frame.column(GCO2E_PER_KWH)?.f64()?.clone();
@@ -110,6 +122,7 @@ pub fn points(frame: &DataFrame) -> PolarsResult<Vec<IntensityPoint>> {
                 source: source.get(i)?.to_owned(),
                 source_detail: detail.get(i).map(str::to_owned),
                 received_at: instant(received.get(i))?,
+                written_by: written_by.get(i).map(str::to_owned),
             })
         })
         .collect())
@@ -139,7 +152,6 @@ pub async fn load(
             None,
             Some(filter),
             None,
-            empty,
         )
         .await?;
     blocking(move || points(&scan.collect()?)).await

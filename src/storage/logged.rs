@@ -27,6 +27,9 @@ pub struct TableSpec {
     pub name: &'static str,
     /// The Delta schema, without `seq` and the date partition.
     pub columns: fn() -> Vec<StructField>,
+    /// The same columns as a frame with no rows: the schema files and logged batches are read
+    /// with (columns added later, always nullable, read as nulls from older ones).
+    pub empty: fn() -> PolarsResult<DataFrame>,
     /// The UTC instant that files are partitioned and scans filtered by.
     pub time_column: &'static str,
     /// Rows with equal values here replace each other, newest wins; `None` keeps every row.
@@ -427,7 +430,7 @@ fn local_paths(table: &Table, files: &[TableFile]) -> Vec<PathBuf> {
         .collect()
 }
 
-fn scan_files(paths: Vec<PathBuf>) -> PolarsResult<Option<LazyFrame>> {
+fn scan_files(paths: Vec<PathBuf>, spec: &TableSpec) -> PolarsResult<Option<LazyFrame>> {
     let paths: Vec<PlRefPath> = paths
         .iter()
         .map(|path| PlRefPath::new(path.to_string_lossy().as_ref()))
@@ -435,14 +438,29 @@ fn scan_files(paths: Vec<PathBuf>) -> PolarsResult<Option<LazyFrame>> {
     if paths.is_empty() {
         return Ok(None);
     }
+    let mut schema = (spec.empty)()?.schema().as_ref().clone();
+    schema.with_column(SEQ.into(), DataType::Int64);
     let args = ScanArgsParquet {
         hive_options: HiveOptions {
             enabled: Some(false),
             ..Default::default()
         },
+        schema: Some(Arc::new(schema)),
+        allow_missing_columns: true,
         ..Default::default()
     };
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map(Some)
+}
+
+/// A batch logged before the spec gained a column, given that column as nulls.
+fn conform(mut frame: DataFrame, spec: &TableSpec) -> PolarsResult<DataFrame> {
+    for field in (spec.empty)()?.schema().iter_fields() {
+        if frame.column(field.name()).is_err() {
+            let nulls = Column::full_null(field.name().clone(), frame.height(), field.dtype());
+            frame.with_column(nulls)?;
+        }
+    }
+    Ok(frame)
 }
 
 /// Runs polars work on the blocking pool: polars must never run on an async executor thread.
@@ -490,7 +508,8 @@ impl LoggedTable {
         {
             let mut buffer = buffer.lock().unwrap_or_else(|p| p.into_inner());
             for record in &recovered {
-                let frame = with_seq(decode_payload(&record.payload)?, record.lsn)?;
+                let frame = conform(decode_payload(&record.payload)?, &spec)?;
+                let frame = with_seq(frame, record.lsn)?;
                 buffer.rows += frame.height();
                 buffer.batches.push((record.lsn, frame));
             }
@@ -638,7 +657,7 @@ impl LoggedTable {
             let date_for_file = date.clone();
             let spec = self.spec;
             let new = blocking(move || {
-                let Some(scan) = scan_files(paths)? else {
+                let Some(scan) = scan_files(paths, &spec)? else {
                     return Ok(Vec::new());
                 };
                 // In the cache's order: a reader of one key skips other keys' row groups.
@@ -668,8 +687,7 @@ impl LoggedTable {
     }
 
     /// Rows overlapping [from_us, to_us) that match `filter`, newest-wins resolved, at the latest
-    /// state (table and buffer) or at a table version. `empty` gives the schema when nothing is
-    /// stored yet.
+    /// state (table and buffer) or at a table version.
     pub async fn scan(
         &self,
         from_us: i64,
@@ -677,10 +695,16 @@ impl LoggedTable {
         key: Option<&str>,
         filter: Option<Expr>,
         version: Option<u64>,
-        empty: fn() -> PolarsResult<DataFrame>,
     ) -> Result<LazyFrame, LoggedTableError> {
+        let (spec, empty) = (self.spec, self.spec.empty);
         let first_day = day_of(from_us - self.spec.lookback_us);
         let last_day = day_of(to_us - 1);
+        // The buffer before the file list: a flush in between then shows its rows twice (newest-
+        // wins keeps one), never not at all.
+        let buffered = match version {
+            None => self.buffered(),
+            Some(_) => Vec::new(),
+        };
         let files: Vec<TableFile> = self
             .table
             .files(version)
@@ -700,13 +724,11 @@ impl LoggedTable {
         };
         if version.is_some() || !self.caches() {
             let paths = local_paths(&self.table, &files);
-            let mut parts: Vec<LazyFrame> = blocking(move || scan_files(paths))
+            let mut parts: Vec<LazyFrame> = blocking(move || scan_files(paths, &spec))
                 .await?
                 .into_iter()
                 .collect();
-            if version.is_none() {
-                parts.extend(self.buffered().into_iter().map(IntoLazy::lazy));
-            }
+            parts.extend(buffered.into_iter().map(IntoLazy::lazy));
             let frame = match parts.len() {
                 0 => with_seq(empty()?, 0)?.lazy(),
                 _ => concat(parts, UnionArgs::default())?,
@@ -715,7 +737,6 @@ impl LoggedTable {
         }
         // Rows sent again share their time, so only dates that buffered rows fall on need
         // resolving across the table and the buffer; the other dates come resolved from the cache.
-        let buffered = self.buffered();
         let buffered_dates = blocking({
             let buffered = buffered.clone();
             let time = self.spec.time_column;
@@ -728,13 +749,13 @@ impl LoggedTable {
         let since = self.lock_cache().stamp();
         for (date, files) in by_date {
             let partition = match self
-                .partition(&date, &files, empty, key, &mut loaded_rows, since)
+                .partition(&date, &files, key, &mut loaded_rows, since)
                 .await?
             {
                 Some(cached) => cached.lazy(),
                 None => {
                     let paths = local_paths(&self.table, &files);
-                    let Some(scan) = blocking(move || scan_files(paths)).await? else {
+                    let Some(scan) = blocking(move || scan_files(paths, &spec)).await? else {
                         continue;
                     };
                     let rows = selection.apply(scan, true, true);
@@ -780,10 +801,7 @@ impl LoggedTable {
 
     /// Loads the newest dates into the read cache, as much as it holds, so that the first reports
     /// after a start are as fast as later ones. Returns how many dates it cached.
-    pub async fn warm_cache(
-        &self,
-        empty: fn() -> PolarsResult<DataFrame>,
-    ) -> Result<usize, LoggedTableError> {
+    pub async fn warm_cache(&self) -> Result<usize, LoggedTableError> {
         if !self.caches() {
             return Ok(0);
         }
@@ -792,7 +810,7 @@ impl LoggedTable {
         let since = self.lock_cache().stamp();
         for (date, files) in by_date.iter().rev() {
             match self
-                .partition(date, files, empty, None, &mut loaded_rows, since)
+                .partition(date, files, None, &mut loaded_rows, since)
                 .await?
             {
                 Some(_) => cached += 1,
@@ -822,7 +840,6 @@ impl LoggedTable {
         &self,
         date: &str,
         files: &[TableFile],
-        empty: fn() -> PolarsResult<DataFrame>,
         key: Option<&str>,
         loaded_rows: &mut usize,
         since: u64,
@@ -841,10 +858,10 @@ impl LoggedTable {
         let spec = self.spec;
         // A compacted date is resolved already, and in the cache's order: read as it is.
         let compacted = matches!(files, [file] if file.resolved());
-        let (frame, ranges) = blocking(move || match scan_files(paths)? {
+        let (frame, ranges) = blocking(move || match scan_files(paths, &spec)? {
             Some(scan) if compacted => cache_entry(scan.collect()?, &spec),
             Some(scan) => resolve_for_cache(scan, &spec),
-            None => Ok((with_seq(empty()?, 0)?, HashMap::new())),
+            None => Ok((with_seq((spec.empty)()?, 0)?, HashMap::new())),
         })
         .await?;
         let wanted = rows_of(&frame, &ranges, key);
@@ -923,7 +940,6 @@ mod tests {
                 Some("acme"),
                 None,
                 version,
-                readings::empty,
             )
             .await
             .unwrap()
@@ -1005,7 +1021,7 @@ mod tests {
         // Compacted dates are read into the cache as they are: resolved and sorted already.
         for (cache_rows, dates) in [(0, 0), (2, 1), (3, 2)] {
             let store = open_with_cache(dir.path(), cache_rows).await;
-            let warmed = store.warm_cache(readings::empty).await.unwrap();
+            let warmed = store.warm_cache().await.unwrap();
             assert_eq!(warmed, dates, "cache of {cache_rows} rows");
             let expected = [
                 ("api".into(), 10.0),

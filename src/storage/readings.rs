@@ -1,5 +1,5 @@
 //! The readings table: its columns, identity and the frame a validated batch becomes.
-use super::logged::{utc_micros, TableSpec};
+use super::logged::{blocking, utc_micros, LoggedTable, LoggedTableError, TableSpec};
 use crate::domain::reading::{IdColumn, ReadingBatch};
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use polars::prelude::*;
@@ -30,6 +30,7 @@ fn columns() -> Vec<StructField> {
 pub const SPEC: TableSpec = TableSpec {
     name: "readings",
     columns,
+    empty,
     time_column: START,
     identity: Some(&IDENTITY),
     // Reports read one customer at a time.
@@ -69,4 +70,22 @@ pub fn frame(batch: ReadingBatch) -> PolarsResult<DataFrame> {
 /// The table's columns with no rows.
 pub fn empty() -> PolarsResult<DataFrame> {
     frame(ReadingBatch::default())
+}
+
+/// 2100-01-01T00:00:00Z: after every reading (none starts more than minutes ahead).
+const END_OF_READINGS_US: i64 = 4_102_444_800_000_000;
+
+/// Whether any stored reading, in the table or still in the log, has `value` in `column`. A scan
+/// of every date: for registry deletions, which are rare.
+pub async fn mention(
+    table: &LoggedTable,
+    column: &'static str,
+    value: &str,
+) -> Result<bool, LoggedTableError> {
+    let matching = col(column).eq(lit(value.to_owned()));
+    let scan = table
+        .scan(0, END_OF_READINGS_US, None, Some(matching), None)
+        .await?;
+    let found = blocking(move || scan.select([col(column)]).limit(1).collect()).await?;
+    Ok(found.height() > 0)
 }

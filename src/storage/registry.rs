@@ -1,9 +1,12 @@
 //! The registry: sites, customers, zones and instruments, held in memory and persisted as one
 //! durable document on every change. Writes are serialized; reads never wait for the disk.
+//!
+//! It also remembers which sites and customers have readings: such a record is never deleted
+//! (it can be retired), so accounted energy never drops out of reports.
 use super::{DurableDocument, StorageError};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
@@ -14,13 +17,20 @@ pub struct RegistryData {
     customers: BTreeMap<Id, Customer>,
     zones: BTreeMap<ZoneCode, Zone>,
     instruments: BTreeMap<Id, Instrument>,
+    /// Sites and customers that readings were accepted for, marked before those readings were
+    /// acknowledged.
+    sites_with_readings: BTreeSet<Id>,
+    customers_with_readings: BTreeSet<Id>,
 }
+
+/// What `InUse` names when stored readings hold on to a record.
+pub const READINGS: &str = "readings";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{kind} {id} does not exist")]
     UnknownReference { kind: &'static str, id: String },
-    #[error("{kind} {id} is still referenced by {by}")]
+    #[error("{kind} {id} is still referenced by {by}{}", if by == READINGS { "; retire it instead (PUT it with retired_at)" } else { "" })]
     InUse {
         kind: &'static str,
         id: String,
@@ -46,6 +56,8 @@ pub trait Entity: Clone + Send + Sync + 'static {
     fn referenced_by(_key: &Self::Key, _data: &RegistryData) -> Option<String> {
         None
     }
+    /// The readings column that names records of this kind, if readings do.
+    const READINGS_COLUMN: Option<&'static str> = None;
 }
 
 fn instrument_naming(data: &RegistryData, names: impl Fn(&Instrument) -> bool) -> Option<String> {
@@ -58,6 +70,7 @@ fn instrument_naming(data: &RegistryData, names: impl Fn(&Instrument) -> bool) -
 impl Entity for Site {
     type Key = Id;
     const KIND: &'static str = "site";
+    const READINGS_COLUMN: Option<&'static str> = Some(super::readings::SITE);
     fn key(&self) -> &Id {
         &self.id
     }
@@ -68,6 +81,9 @@ impl Entity for Site {
         &mut data.sites
     }
     fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
+        if data.sites_with_readings.contains(key) {
+            return Some(READINGS.into());
+        }
         instrument_naming(data, |instrument| &instrument.site == key)
     }
 }
@@ -75,6 +91,7 @@ impl Entity for Site {
 impl Entity for Customer {
     type Key = Id;
     const KIND: &'static str = "customer";
+    const READINGS_COLUMN: Option<&'static str> = Some(super::readings::CUSTOMER);
     fn key(&self) -> &Id {
         &self.id
     }
@@ -85,6 +102,9 @@ impl Entity for Customer {
         &mut data.customers
     }
     fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
+        if data.customers_with_readings.contains(key) {
+            return Some(READINGS.into());
+        }
         instrument_naming(data, |instrument| instrument.customer.as_ref() == Some(key))
     }
 }
@@ -100,6 +120,13 @@ impl Entity for Zone {
     }
     fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<ZoneCode, Self> {
         &mut data.zones
+    }
+    /// A site's energy is priced with its zone's factors: they stay while a site is in the zone.
+    fn referenced_by(key: &ZoneCode, data: &RegistryData) -> Option<String> {
+        data.sites
+            .values()
+            .find(|site| &site.zone == key)
+            .map(|site| format!("site {}", site.id))
     }
 }
 
@@ -214,6 +241,40 @@ impl Registry {
         })
     }
 
+    /// Records that readings for these sites and customers are about to be acknowledged; refused
+    /// when one no longer exists (deleted since the batch was checked). Marked ids never leave, so
+    /// the usual call reads and returns without a write.
+    pub fn mark_with_readings(&self, sites: &[Id], customers: &[Id]) -> Result<(), RegistryError> {
+        let unmarked = |data: &RegistryData| {
+            sites.iter().any(|s| !data.sites_with_readings.contains(s))
+                || customers
+                    .iter()
+                    .any(|c| !data.customers_with_readings.contains(c))
+        };
+        if !unmarked(&self.read()) {
+            return Ok(());
+        }
+        self.change(|data| {
+            let missing = |kind: &'static str, id: &Id| RegistryError::UnknownReference {
+                kind,
+                id: id.to_string(),
+            };
+            for site in sites {
+                if !data.sites.contains_key(site) {
+                    return Err(missing(Site::KIND, site));
+                }
+                data.sites_with_readings.insert(site.clone());
+            }
+            for customer in customers {
+                if !data.customers.contains_key(customer) {
+                    return Err(missing(Customer::KIND, customer));
+                }
+                data.customers_with_readings.insert(customer.clone());
+            }
+            Ok(())
+        })
+    }
+
     /// Removes a record; `Ok(false)` when there was none.
     pub fn delete<E: Entity>(&self, key: &E::Key) -> Result<bool, RegistryError> {
         if !self.contains::<E>(key) {
@@ -243,6 +304,7 @@ mod tests {
             zone: "GB".into(),
             pue: 1.2,
             pue_schedule: vec![],
+            retired_at: None,
         }
         .parse(Id::parse(id).unwrap())
         .unwrap()
@@ -269,6 +331,7 @@ mod tests {
         assert_eq!(registry.put(site("fra1")).unwrap(), Upsert::Updated);
         let customer = CustomerSpec {
             name: "Acme".into(),
+            retired_at: None,
         }
         .parse(Id::parse("acme").unwrap())
         .unwrap();

@@ -100,6 +100,22 @@ impl Table {
                 .with_save_mode(SaveMode::Ignore)
                 .await
                 .map_err(delta)?;
+        } else {
+            // Columns the spec gained since the table was made (nullable, so older files read
+            // as nulls) join the schema, so that other readers of the table see them too.
+            let schema = table.snapshot().map_err(delta)?.schema();
+            let missing: Vec<StructField> = columns
+                .into_iter()
+                .filter(|column| schema.field(column.name()).is_none())
+                .collect();
+            if !missing.is_empty() {
+                tracing::info!(table = %url, columns = missing.len(), "adding new columns");
+                table = table
+                    .add_columns()
+                    .with_fields(missing)
+                    .await
+                    .map_err(delta)?;
+            }
         }
         Ok(Self {
             url,

@@ -13,6 +13,8 @@ enum Access {
     Admin,
     /// Admin and ingest keys.
     Ingest,
+    /// Admin and intensity keys: grid intensity prices every customer in the zone.
+    Intensity,
     /// Any valid key (public data, but metered by key).
     AnyKey,
     /// Admin keys, and customer keys for their own customer (`acme` in the path); another
@@ -28,7 +30,8 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "get_customer" | "put_customer" | "delete_customer" | "list_zones" | "get_zone"
         | "put_zone" | "delete_zone" | "list_instruments" | "get_instrument" | "put_instrument"
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" => Admin,
-        "post_readings" | "post_intensity" => Ingest,
+        "post_readings" => Ingest,
+        "post_intensity" => Intensity,
         "zone_intensity" => AnyKey,
         "customer_footprint" => OwnCustomer,
         "all_footprints" | "list_feeds" => Admin,
@@ -93,6 +96,7 @@ async fn every_operation_enforces_its_roles() {
     app.put("/v1/customers/globex", json!({"name": "Globex"}))
         .await;
     let (_, ingest) = app.create_key(json!({"role": "ingest"})).await;
+    let (_, intensity) = app.create_key(json!({"role": "intensity"})).await;
     let (_, acme) = app
         .create_key(json!({"role": "customer", "customer": "acme"}))
         .await;
@@ -138,7 +142,9 @@ async fn every_operation_enforces_its_roles() {
             Access::OwnCustomer => {
                 assert_eq!(call(None).await.status(), 401, "{name}");
                 assert_eq!(call(Some(revoked.clone())).await.status(), 401, "{name}");
-                assert_problem(call(Some(ingest.clone())).await, 403, "forbidden").await;
+                for token in [&ingest, &intensity] {
+                    assert_problem(call(Some(token.clone())).await, 403, "forbidden").await;
+                }
                 let other =
                     assert_problem(call(Some(globex.clone())).await, 404, "not_found").await;
                 assert_eq!(other["detail"], "customer acme does not exist", "{name}");
@@ -146,7 +152,7 @@ async fn every_operation_enforces_its_roles() {
                     assert_eq!(call(Some(token)).await.status(), 200, "{name}");
                 }
             }
-            Access::Admin | Access::Ingest | Access::AnyKey => {
+            Access::Admin | Access::Ingest | Access::Intensity | Access::AnyKey => {
                 for token in [None, Some("cl_not_a_key".to_owned()), Some(revoked.clone())] {
                     let response = call(token.clone()).await;
                     assert_eq!(response.status(), 401, "{name} with {token:?}");
@@ -157,10 +163,23 @@ async fn every_operation_enforces_its_roles() {
                 }
                 let admin = ADMIN_TOKEN.to_owned();
                 let (allowed, refused) = match access {
-                    Access::Admin => (vec![admin], vec![&ingest, &acme, &globex]),
-                    Access::Ingest => (vec![admin, ingest.clone()], vec![&acme, &globex]),
+                    Access::Admin => (vec![admin], vec![&ingest, &intensity, &acme, &globex]),
+                    Access::Ingest => (
+                        vec![admin, ingest.clone()],
+                        vec![&intensity, &acme, &globex],
+                    ),
+                    Access::Intensity => (
+                        vec![admin, intensity.clone()],
+                        vec![&ingest, &acme, &globex],
+                    ),
                     _ => (
-                        vec![admin, ingest.clone(), acme.clone(), globex.clone()],
+                        vec![
+                            admin,
+                            ingest.clone(),
+                            intensity.clone(),
+                            acme.clone(),
+                            globex.clone(),
+                        ],
                         vec![],
                     ),
                 };

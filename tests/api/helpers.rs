@@ -2,6 +2,7 @@
 use carbon_ledger::clock::FixedClock;
 use carbon_ledger::config::Settings;
 use carbon_ledger::http::Application;
+use carbon_ledger::storage::logged::LoggedTable;
 use reqwest::{Method, Response};
 use serde_json::Value;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: TempDir,
     handle: actix_web::dev::ServerHandle,
+    tables: [Arc<LoggedTable>; 2],
 }
 
 pub fn settings_for(dir: &TempDir) -> Settings {
@@ -37,12 +39,14 @@ pub async fn spawn_app_with(settings: Settings, data_dir: TempDir) -> TestApp {
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let tables = app.tables();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
         data_dir,
         handle,
+        tables,
     }
 }
 
@@ -56,6 +60,19 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         let dir = self.stop().await;
         spawn_app_with(settings_for(&dir), dir).await
+    }
+
+    /// Moves every acknowledged reading and intensity point from the log into its table now, as
+    /// the background flusher would.
+    pub async fn flush(&self) {
+        for table in &self.tables {
+            table.flush().await.expect("flush");
+        }
+    }
+
+    /// The readings table behind the server.
+    pub fn readings(&self) -> &LoggedTable {
+        &self.tables[0]
     }
 
     pub fn url(&self, path: &str) -> String {

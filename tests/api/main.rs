@@ -1,10 +1,12 @@
 //! All API tests in one binary (one link of the large dependency tree).
 mod auth;
+mod consistency;
 mod crash;
 mod errors;
 mod feeds;
 mod footprint;
 mod helpers;
+mod integrity;
 mod intensity;
 mod operations;
 mod readings;

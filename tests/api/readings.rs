@@ -24,7 +24,7 @@ pub async fn stored(dir: &Path) -> DataFrame {
         .await
         .unwrap();
     let scan = store
-        .scan(0, 4_000_000_000_000_000, None, None, None, table::empty)
+        .scan(0, 4_000_000_000_000_000, None, None, None)
         .await
         .unwrap()
         .sort([WORKLOAD, "start"], SortMultipleOptions::default());
