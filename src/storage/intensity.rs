@@ -169,3 +169,74 @@ pub async fn append(
     table.append(prepared).await?;
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::logged::LoggedTableOptions;
+
+    /// The table as the first release wrote it: no `written_by`.
+    fn first_release_columns() -> Vec<StructField> {
+        let mut all = columns();
+        all.pop();
+        all
+    }
+
+    fn first_release_empty() -> PolarsResult<DataFrame> {
+        empty()?.drop(WRITTEN_BY)
+    }
+
+    fn point(hour: u32) -> IntensityPoint {
+        let at = |h: u32| format!("2026-03-01T{h:02}:00:00Z").parse().unwrap();
+        IntensityPoint {
+            zone: ZoneCode::parse("DE").unwrap(),
+            start: at(hour),
+            end: at(hour + 1),
+            gco2e_per_kwh: 300.0,
+            kind: PointKind::Actual,
+            signal: Signal::Average,
+            source: "manual".into(),
+            source_detail: None,
+            received_at: at(12),
+            written_by: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_and_log_of_the_first_release_read_with_written_by_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = TableSpec {
+            columns: first_release_columns,
+            empty: first_release_empty,
+            ..SPEC
+        };
+        {
+            let table = LoggedTable::open(dir.path(), old, LoggedTableOptions::default())
+                .await
+                .unwrap();
+            let frame = |p| frame(&[p]).unwrap().drop(WRITTEN_BY).unwrap();
+            table
+                .append(LoggedTable::prepare(frame(point(9))).unwrap())
+                .await
+                .unwrap();
+            table.flush().await.unwrap();
+            // Acknowledged but never flushed: replayed from the log at the next open.
+            table
+                .append(LoggedTable::prepare(frame(point(10))).unwrap())
+                .await
+                .unwrap();
+        }
+        let table = LoggedTable::open(dir.path(), SPEC, LoggedTableOptions::default())
+            .await
+            .unwrap();
+        let mut pushed = point(11);
+        pushed.written_by = Some("key_1".into());
+        append(&table, vec![pushed.clone()]).await.unwrap();
+        table.flush().await.unwrap();
+        let from = "2026-03-01T00:00:00Z".parse().unwrap();
+        let to = "2026-03-02T00:00:00Z".parse().unwrap();
+        let mut points = load(&table, None, from, to).await.unwrap();
+        points.sort_by_key(|p| p.start);
+        assert_eq!(points, vec![point(9), point(10), pushed]);
+    }
+}
