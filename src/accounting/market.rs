@@ -83,6 +83,8 @@ pub fn coverage_shares(instruments: &[Instrument], energy: &[PeriodEnergy]) -> H
 pub struct MarketFactor {
     pub gco2e_per_kwh: f64,
     pub location_fallback_share: f64,
+    /// The share covered by contractual instruments (the customer's own, then the site's).
+    pub instrument_share: f64,
 }
 
 /// Weighted factor of the instruments in force; shares over 1 in total are scaled down to 1.
@@ -143,6 +145,7 @@ impl Market<'_> {
                 + (1.0 - customer_covered) * site_emissions
                 + rest * fallback,
             location_fallback_share,
+            instrument_share: 1.0 - rest,
         }
     }
 

@@ -29,6 +29,7 @@ pub const MARKET_G: &str = "market_emissions_gco2e";
 pub const LOCATION_INTENSITY: &str = "location_intensity_gco2e_per_kwh";
 pub const READINGS: &str = "readings";
 pub const MARKET_FALLBACK_SHARE: &str = "market_location_fallback_share";
+pub const MARKET_INSTRUMENT_SHARE: &str = "market_instrument_share";
 /// Quality share columns, in `Quality::ALL` order.
 pub const QUALITY_COLUMNS: [&str; 6] = [
     "quality_actual",
@@ -50,6 +51,8 @@ const MARKET_FACTOR: &str = "market_factor";
 const FALLBACK: &str = "market_fallback";
 const READING_ID: &str = "reading_id";
 const FALLBACK_KWH: &str = "fallback_kwh";
+const COVERED: &str = "market_covered";
+const COVERED_KWH: &str = "covered_kwh";
 const SHARE: &str = "share";
 const WHOLE_READINGS: &str = "whole_readings";
 const SPLIT_READINGS: &str = "split_readings";
@@ -190,6 +193,13 @@ impl Timeline {
                         .map(|f| f.location_fallback_share)
                         .collect::<Vec<_>>(),
                 ),
+                Column::new(
+                    COVERED.into(),
+                    defaults
+                        .iter()
+                        .map(|f| f.instrument_share)
+                        .collect::<Vec<_>>(),
+                ),
             ],
         )?;
         let site_ids: Vec<&str> = inputs.sites.iter().map(|s| s.id.as_str()).collect();
@@ -199,7 +209,8 @@ impl Timeline {
             segments.iter().map(|s| us(s.start)).collect(),
             segments.iter().map(|s| us(s.end)).collect(),
         );
-        let (mut ids, mut customers, mut factors, mut fallbacks) = (vec![], vec![], vec![], vec![]);
+        let (mut ids, mut customers, mut factors, mut fallbacks, mut covered) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for (site, customer) in market.customers_with_instruments() {
             for (id, segment) in segments.iter().enumerate().filter(|(_, s)| s.site == site) {
                 let factor = market.factor(segment, Some(&customer));
@@ -207,6 +218,7 @@ impl Timeline {
                 customers.push(customer.clone());
                 factors.push(factor.gco2e_per_kwh);
                 fallbacks.push(factor.location_fallback_share);
+                covered.push(factor.instrument_share);
             }
         }
         let market_overrides = DataFrame::new(
@@ -216,6 +228,7 @@ impl Timeline {
                 Column::new(CUSTOMER.into(), customers),
                 Column::new("override_factor".into(), factors),
                 Column::new("override_fallback".into(), fallbacks),
+                Column::new("override_covered".into(), covered),
             ],
         )?;
         Ok(Self {
@@ -256,6 +269,8 @@ impl Timeline {
                     .alias(MARKET_G),
                 (col(FACILITY_KWH) * coalesce(&[col("override_fallback"), col(FALLBACK)]))
                     .alias(FALLBACK_KWH),
+                (col(FACILITY_KWH) * coalesce(&[col("override_covered"), col(COVERED)]))
+                    .alias(COVERED_KWH),
                 when(col(INTENSITY).is_not_null())
                     .then(col(FACILITY_KWH))
                     .otherwise(lit(0.0))
@@ -383,6 +398,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         col(LOCATION_G).sum().alias(LOCATION_G),
         col(MARKET_G).sum().alias(MARKET_G),
         col(FALLBACK_KWH).sum().alias(FALLBACK_KWH),
+        col(COVERED_KWH).sum().alias(COVERED_KWH),
         col(INTENSITY_KWH).sum().alias(INTENSITY_KWH),
         col(READINGS).sum().alias(WHOLE_READINGS),
         col(READING_ID)
@@ -419,6 +435,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         (col(WHOLE_READINGS) + col(SPLIT_READINGS)).alias(READINGS),
         ratio(col(LOCATION_G), col(INTENSITY_KWH)).alias(LOCATION_INTENSITY),
         ratio(col(FALLBACK_KWH), col(FACILITY_KWH)).alias(MARKET_FALLBACK_SHARE),
+        ratio(col(COVERED_KWH), col(FACILITY_KWH)).alias(MARKET_INSTRUMENT_SHARE),
     ];
     derived.extend(
         QUALITY_COLUMNS
@@ -431,6 +448,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
     columns.push(col(READINGS));
     columns.extend(QUALITY_COLUMNS.map(col));
     columns.push(col(MARKET_FALLBACK_SHARE));
+    columns.push(col(MARKET_INSTRUMENT_SHARE));
     grouped.with_columns(derived).select(columns)
 }
 

@@ -332,6 +332,7 @@ fn a_site_instrument_covers_its_share_and_the_residual_mix_the_rest() {
     close(value(&report.totals, LOCATION_G, 0), 300.0); // 3 kWh x 100
     close(value(&report.totals, MARKET_G, 0), 1250.0); // 3 x (1/6 x 0 + 5/6 x 500)
     close(value(&report.totals, MARKET_FALLBACK_SHARE, 0), 0.0);
+    close(value(&report.totals, MARKET_INSTRUMENT_SHARE, 0), 1.0 / 6.0);
 }
 
 #[test]
@@ -357,6 +358,11 @@ fn a_customer_instrument_applies_first_and_the_site_instrument_covers_what_is_le
     // globex: 1.5 x (0.4 x 50 + 0.6 x 500) = 1.5 x 320 = 480
     close(value(rows, MARKET_G, 1), 480.0);
     close(value(&report.totals, MARKET_G, 0), 720.0);
+    // Covered: acme 0.5 + 0.5 x 0.4 = 0.7 of 1.5 kWh, globex 0.4 of 1.5 kWh; in all
+    // (1.05 + 0.6) / 3 = 0.55, the same whether summed over the rows or not.
+    close(value(rows, MARKET_INSTRUMENT_SHARE, 0), 0.7);
+    close(value(rows, MARKET_INSTRUMENT_SHARE, 1), 0.4);
+    close(value(&report.totals, MARKET_INSTRUMENT_SHARE, 0), 0.55);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use super::auth::{Admin, Caller};
 use super::problem::{ApiError, CommonErrors, ErrorCode};
 use super::AppState;
 use crate::domain::Id;
-use crate::reports::{Figures, Footprint, FootprintQuery, FootprintRow, ReportError};
+use crate::reports::{Figures, Footprint, FootprintQuery, FootprintRow, RawQuery, ReportError};
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -43,6 +43,12 @@ pub struct ReportParams {
     /// `json`, `ndjson`, `csv` or `parquet`; wins over `Accept`.
     #[param(example = "json")]
     pub format: Option<String>,
+    /// Only these workloads (comma list); all when absent.
+    #[param(example = "api,batch")]
+    pub workload: Option<String>,
+    /// Only these sites (comma list); all when absent.
+    #[param(example = "fra1")]
+    pub site: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -62,6 +68,9 @@ pub struct FootprintResponse {
     pub granularity: String,
     pub group_by: Vec<String>,
     pub tz: String,
+    /// The workload and site filters (empty: all).
+    pub workloads: Vec<String>,
+    pub sites: Vec<String>,
     /// The readings table version the report read; the same version gives the same numbers.
     pub table_version: Option<u64>,
     /// Ordered by bucket_start, then the group keys.
@@ -160,11 +169,15 @@ async fn answer(
     let format = format(request, params.format.as_deref())?;
     let query = FootprintQuery::parse(
         customer,
-        params.from,
-        params.to,
-        params.granularity.as_deref(),
-        params.group_by.as_deref(),
-        params.tz.as_deref(),
+        RawQuery {
+            from: params.from,
+            to: params.to,
+            granularity: params.granularity.as_deref(),
+            group_by: params.group_by.as_deref(),
+            tz: params.tz.as_deref(),
+            workload: params.workload.as_deref(),
+            site: params.site.as_deref(),
+        },
     )?;
     let footprint = state.reports.footprint(query).await?;
     if format == Format::Json && footprint.report.rows.height() > MAX_JSON_ROWS {
@@ -197,6 +210,8 @@ fn render(footprint: &Footprint, format: Format) -> Result<Rendered, ApiError> {
                     .map(|k| k.column().to_owned())
                     .collect(),
                 tz: query.window.tz.name().to_owned(),
+                workloads: query.workloads.iter().map(ToString::to_string).collect(),
+                sites: query.sites.iter().map(ToString::to_string).collect(),
                 table_version: footprint.table_version,
                 rows: footprint.rows().map_err(polars_error)?,
                 totals: footprint.totals().map_err(polars_error)?,

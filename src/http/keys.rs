@@ -1,6 +1,6 @@
 //! API key administration. A token is shown once, in the answer that creates it.
-use super::auth::Admin;
-use super::problem::{ApiError, BodyErrors, CommonErrors};
+use super::auth::{Admin, Caller};
+use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::AppState;
 use crate::domain::{ApiKey, Grant, GrantFields, Id, Invalid, Role, ZoneCode};
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -13,7 +13,8 @@ pub fn configure(config: &mut ServiceConfig) {
     config
         .service(create_key)
         .service(list_keys)
-        .service(revoke_key);
+        .service(revoke_key)
+        .service(whoami);
 }
 
 /// A key as listed: everything but the token.
@@ -105,6 +106,23 @@ async fn create_key(
 async fn list_keys(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     let keys: Vec<KeyView> = state.keys.list().into_iter().map(KeyView::from).collect();
     HttpResponse::Ok().json(keys)
+}
+
+/// The calling key
+///
+/// The key this request was made with: its id, role and limits (never its token). Any valid key;
+/// a dashboard asks it to know which views to offer.
+#[utoipa::path(tag = "keys", security(("bearer" = [])),
+    responses((status = 200, description = "The calling key", body = KeyView), CommonErrors))]
+#[get("/whoami")]
+async fn whoami(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .keys
+        .list()
+        .into_iter()
+        .find(|key| key.id == caller.key_id)
+        .map(|key| HttpResponse::Ok().json(KeyView::from(key)))
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown or revoked API key"))
 }
 
 /// Revoke an API key

@@ -21,6 +21,35 @@ pub struct FootprintQuery {
     pub customer: Option<Id>,
     pub window: Window,
     pub group_by: Vec<GroupKey>,
+    /// Only these workloads and sites (empty: all). Instruments' shares still rest on all the
+    /// energy of their periods, so a filtered view's figures are exactly its rows of the whole.
+    pub workloads: Vec<Id>,
+    pub sites: Vec<Id>,
+}
+
+/// The report parameters as a client sends them.
+#[derive(Debug, Clone, Copy)]
+pub struct RawQuery<'a> {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub granularity: Option<&'a str>,
+    pub group_by: Option<&'a str>,
+    pub tz: Option<&'a str>,
+    pub workload: Option<&'a str>,
+    pub site: Option<&'a str>,
+}
+
+/// A comma list of ids (`workload=api,batch`); `None` or blank: no filter.
+fn id_list(name: &str, raw: Option<&str>) -> Result<Vec<Id>, ReportError> {
+    raw.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            Id::parse(v)
+                .map_err(|reason| ReportError::BadParameter(format!("{name} {v:?}: {reason}")))
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +75,16 @@ fn max_range(granularity: Granularity) -> Duration {
 
 impl FootprintQuery {
     /// Checks raw parameters (DESIGN §4): range order and length, granularity, groups, time zone.
-    pub fn parse(
-        customer: Option<Id>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        granularity: Option<&str>,
-        group_by: Option<&str>,
-        tz: Option<&str>,
-    ) -> Result<Self, ReportError> {
+    pub fn parse(customer: Option<Id>, raw: RawQuery<'_>) -> Result<Self, ReportError> {
+        let RawQuery {
+            from,
+            to,
+            granularity,
+            group_by,
+            tz,
+            workload,
+            site,
+        } = raw;
         if from >= to {
             return Err(ReportError::BadParameter("from must be before to".into()));
         }
@@ -104,6 +135,8 @@ impl FootprintQuery {
                 tz,
             },
             group_by: groups,
+            workloads: id_list("workload", workload)?,
+            sites: id_list("site", site)?,
         })
     }
 }
@@ -149,13 +182,25 @@ impl ReportSources {
             intensity::load(&self.intensity, Some(&zone_codes), points_from, window.to).await?;
 
         let table_version = self.readings.table_version().await;
+        let any_of = |column: &'static str, ids: &[Id]| {
+            ids.iter()
+                .map(|id| col(column).eq(lit(id.to_string())))
+                .reduce(Expr::or)
+        };
+        let filter = [
+            any_of(readings::WORKLOAD, &query.workloads),
+            any_of(readings::SITE, &query.sites),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(Expr::and);
         let window_readings = self
             .readings
             .scan(
                 window.from.timestamp_micros(),
                 window.to.timestamp_micros(),
                 query.customer.as_ref().map(|c| c.as_str()),
-                None,
+                filter,
                 None,
             )
             .await?;

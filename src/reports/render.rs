@@ -3,7 +3,7 @@
 use super::Footprint;
 use crate::accounting::{
     GroupKey, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G, LOCATION_INTENSITY, MARKET_FALLBACK_SHARE,
-    MARKET_G, QUALITY_COLUMNS, READINGS,
+    MARKET_G, MARKET_INSTRUMENT_SHARE, QUALITY_COLUMNS, READINGS,
 };
 use chrono::{DateTime, SecondsFormat};
 use chrono_tz::Tz;
@@ -38,6 +38,9 @@ pub struct Figures {
     /// Share of facility energy whose market-based emissions use the location-based intensity
     /// because no instrument covered it and the zone has no residual mix for that year.
     pub market_location_fallback_share: f64,
+    /// Share of facility energy covered by contractual instruments (PPAs, RECs, GOs, green
+    /// tariffs) at their own factors; the rest is priced at the residual mix or the fallback.
+    pub market_instrument_share: f64,
 }
 
 /// One bucket of one group.
@@ -46,7 +49,8 @@ pub struct Figures {
     "it_energy_kwh": 0.075, "facility_energy_kwh": 0.1125, "location_emissions_gco2e": 37.125,
     "market_emissions_gco2e": 28.0, "location_intensity_gco2e_per_kwh": 330.0, "readings": 1,
     "quality": {"actual": 1.0, "estimated": 0.0, "forecast": 0.0, "carried_forward": 0.0,
-                "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0}))]
+                "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0,
+    "market_instrument_share": 0.25}))]
 pub struct FootprintRow {
     /// Start of the bucket, RFC 3339 with the offset of the report's time zone.
     pub bucket_start: String,
@@ -73,13 +77,14 @@ fn floats(frame: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
 }
 
 fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
-    let (it, facility, location, market, intensity, fallback) = (
+    let (it, facility, location, market, intensity, fallback, covered) = (
         floats(frame, IT_KWH)?,
         floats(frame, FACILITY_KWH)?,
         floats(frame, LOCATION_G)?,
         floats(frame, MARKET_G)?,
         floats(frame, LOCATION_INTENSITY)?,
         floats(frame, MARKET_FALLBACK_SHARE)?,
+        floats(frame, MARKET_INSTRUMENT_SHARE)?,
     );
     let readings = frame.column(READINGS)?.i64()?.clone();
     let quality: Vec<Float64Chunked> = QUALITY_COLUMNS
@@ -104,6 +109,7 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
                 missing: get(&quality[5], i),
             },
             market_location_fallback_share: get(&fallback, i),
+            market_instrument_share: get(&covered, i),
         })
         .collect())
 }
@@ -169,7 +175,7 @@ impl Footprint {
             READINGS,
         ]);
         header.extend(QUALITY_COLUMNS);
-        header.push(MARKET_FALLBACK_SHARE);
+        header.extend([MARKET_FALLBACK_SHARE, MARKET_INSTRUMENT_SHARE]);
         header
     }
 
@@ -206,6 +212,7 @@ impl Footprint {
                     Value::from(q.default_factor),
                     Value::from(q.missing),
                     Value::from(f.market_location_fallback_share),
+                    Value::from(f.market_instrument_share),
                 ]);
                 record
             })
@@ -230,6 +237,7 @@ impl Footprint {
             MARKET_G,
             LOCATION_INTENSITY,
             MARKET_FALLBACK_SHARE,
+            MARKET_INSTRUMENT_SHARE,
         ];
         for name in figures.into_iter().chain(QUALITY_COLUMNS) {
             let rounded = Column::from(floats(&frame, name)?.into_series());

@@ -32,7 +32,7 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" => Admin,
         "post_readings" => Ingest,
         "post_intensity" => Intensity,
-        "zone_intensity" => AnyKey,
+        "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,
         "all_footprints" | "list_feeds" => Admin,
         _ => return None,
@@ -219,6 +219,27 @@ async fn a_token_is_shown_once_and_never_listed() {
     assert_eq!(key["role"], "ingest");
     assert_eq!(key["sites"], json!(["fra1"]));
     assert!(key.get("token").is_none() && key.get("token_sha256").is_none());
+}
+
+#[tokio::test]
+async fn whoami_tells_a_key_its_role_and_limits_and_never_its_token() {
+    let app = spawn_app().await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    let (id, token) = app
+        .create_key(json!({"role": "customer", "customer": "acme"}))
+        .await;
+    let me: Value = app
+        .call(Method::GET, "/v1/whoami", Some(&token), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], id.as_str());
+    assert_eq!(me["role"], "customer");
+    assert_eq!(me["customer"], "acme");
+    assert!(me.get("token").is_none());
+    let admin: Value = app.get("/v1/whoami").await.json().await.unwrap();
+    assert_eq!(admin["role"], "admin");
 }
 
 #[tokio::test]

@@ -385,3 +385,53 @@ async fn a_customer_key_never_reads_another_customer_in_any_format() {
         .collect();
     assert_eq!(customers, ["acme", "globex"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_and_site_filters_keep_exactly_their_rows_of_the_whole() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    let day = "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z";
+    let whole: Value = app
+        .get(&format!(
+            "/v1/customers/acme/footprint?{day}&group_by=workload"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let api: Value = app
+        .get(&format!("/v1/customers/acme/footprint?{day}&workload=api"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["workloads"], json!(["api"]));
+    // api alone: 0.15 kWh IT, 37.125 x 2 = 74.25 g, as its row of the whole.
+    close(&api["totals"]["it_energy_kwh"], 0.15);
+    close(&api["totals"]["location_emissions_gco2e"], 74.25);
+    assert_eq!(
+        whole["rows"][0]["location_emissions_gco2e"],
+        api["totals"]["location_emissions_gco2e"]
+    );
+    let csv = app
+        .get(&format!(
+            "/v1/footprint?{day}&granularity=hour&workload=api,batch&site=fra1&format=csv"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    // Two hours; 09:00 holds acme's api half (0.075 kWh) and batch (0.0708333 kWh), without
+    // globex's db (another workload).
+    assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
+    let nine: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let it_kwh: f64 = nine[1].parse().unwrap();
+    assert!((it_kwh - (0.075 + 255000.0 / 3.6e6)).abs() < 1e-9, "{csv}");
+    let bad = app
+        .get(&format!(
+            "/v1/customers/acme/footprint?{day}&site=no%20such"
+        ))
+        .await;
+    let problem = assert_problem(bad, 400, "invalid_query").await;
+    assert!(problem["detail"].as_str().unwrap().contains("site"));
+}
