@@ -9,6 +9,7 @@
 pub mod accounting;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod domain;
 pub mod feeds;

@@ -237,6 +237,7 @@ impl Application {
                 .configure(routes)
                 .split_for_parts();
             app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", contract))
+                .configure(crate::dashboard::configure)
                 .default_service(web::to(unknown_route))
                 .wrap(from_fn(problem::ensure_problem_bodies))
                 .wrap(from_fn(metrics::observe))

@@ -349,13 +349,18 @@ impl From<IngestError> for ApiError {
     }
 }
 
-/// Middleware: any 4xx/5xx that did not come from an `ApiError` (actix's own payload limits, a
-/// wrong method) is rewritten as problem+json, so no error ever leaves as plain text.
+/// Middleware: any 4xx/5xx of the API that did not come from an `ApiError` (actix's own payload
+/// limits, a wrong method) is rewritten as problem+json, so no error ever leaves as plain text.
+/// The dashboard's pages answer for themselves (its 404 is a page).
 pub async fn ensure_problem_bodies(
     request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let page = crate::dashboard::serves(request.path());
     let response = next.call(request).await?;
+    if page {
+        return Ok(response.map_into_boxed_body());
+    }
     let status = response.status();
     let is_problem = response
         .headers()

@@ -2,6 +2,7 @@
 mod auth;
 mod consistency;
 mod crash;
+mod dashboard;
 mod errors;
 mod feeds;
 mod footprint;

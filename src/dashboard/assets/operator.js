@@ -1,0 +1,100 @@
+// The operator's view (admin keys): every customer ranked, the intensity feeds with their
+// staleness and last errors, and what the registry holds.
+import * as api from "./api.js";
+import * as format from "./format.js";
+import * as view from "./view.js";
+import { table } from "./tables.js";
+
+/** A feed is stale once its newest data is older than intensity may be carried forward (2 h). */
+const STALE_AFTER_S = 7200;
+
+const $ = (id) => document.getElementById(id);
+
+function section(title, ...content) {
+  const card = document.createElement("section");
+  card.className = "card";
+  const heading = document.createElement("h2");
+  heading.textContent = title;
+  card.append(heading, ...content);
+  return card;
+}
+
+const holder = () => {
+  const div = document.createElement("div");
+  div.className = "table-wrap";
+  return div;
+};
+
+export async function showOperator(state, stillCurrent) {
+  const status = $("operator-status");
+  status.className = "status";
+  status.textContent = "Loading the overview…";
+  const range = view.reportRange(state);
+  try {
+    const [ranking, feeds, sites, customers, zones, instruments, keys] = await Promise.all([
+      api.json(api.footprintPath("", { ...range, granularity: "total", group_by: "customer" })),
+      api.json("/v1/feeds"),
+      api.json("/v1/sites"),
+      api.json("/v1/customers"),
+      api.json("/v1/zones"),
+      api.json("/v1/instruments"),
+      api.json("/v1/api-keys"),
+    ]);
+    if (!stillCurrent()) return;
+    const total = ranking.totals.location_emissions_gco2e;
+    const names = new Map(customers.map((c) => [c.id, c.name]));
+    const ranked = holder();
+    table(ranked, "Customers ranked by location-based emissions", [
+      { key: "customer", label: "Customer", show: (v) => `${names.get(v) ?? v} (${v})` },
+      { key: "location", label: "Location-based", show: (v) => format.text(format.emissions(v)) },
+      { key: "market", label: "Market-based", show: (v) => format.text(format.emissions(v)) },
+      { key: "facility", label: "Facility energy", show: (v) => format.text(format.energy(v)) },
+      { key: "share", label: "Share", show: (v) => format.share(v) },
+    ], ranking.rows.map((r) => ({
+      customer: r.customer,
+      location: r.location_emissions_gco2e,
+      market: r.market_emissions_gco2e,
+      facility: r.facility_energy_kwh,
+      share: total > 0 ? r.location_emissions_gco2e / total : 0,
+    })), { sortBy: "location" });
+
+    const stale = feeds.filter((f) => f.staleness_s == null || f.staleness_s > STALE_AFTER_S || f.last_error);
+    const feedTable = holder();
+    table(feedTable, "Intensity feeds", [
+      { key: "provider", label: "Provider", show: (v) => v },
+      { key: "zones", label: "Zones", show: (v) => v.join(", ") },
+      { key: "last_success", label: "Last success", show: (v) => v ?? "never" },
+      { key: "staleness_s", label: "Data age", show: (v) => format.duration(v) },
+      { key: "last_error", label: "Last error", show: (v) => v ?? "none" },
+      { key: "next_run", label: "Next run", show: (v) => v ?? "" },
+    ], feeds);
+    const feedNote = document.createElement("p");
+    if (!feeds.length) {
+      feedNote.textContent = "No feeds are configured: intensity arrives only by push ([[feeds]] in the config pulls it).";
+    } else if (stale.length) {
+      feedNote.className = "stale";
+      feedNote.textContent = `${stale.length} of ${feeds.length} feeds are stale or failing: ${stale.map((f) => f.provider).join(", ")}. Check the last error and the provider's credentials.`;
+    } else {
+      feedNote.textContent = "Every feed is current.";
+    }
+
+    const counts = document.createElement("ul");
+    counts.className = "counts";
+    for (const [name, list] of [["sites", sites], ["customers", customers], ["zones with factors", zones], ["instruments", instruments], ["active API keys", keys.filter((k) => !k.revoked_at)]]) {
+      const item = document.createElement("li");
+      item.dataset.count = name;
+      item.textContent = `${list.length} ${name}`;
+      counts.append(item);
+    }
+    $("operator-body").replaceChildren(
+      section("Customers", ranked),
+      section("Intensity feeds", feedNote, feedTable),
+      section("Registry", counts),
+    );
+    status.textContent = `Figures from ${format.bucket(range.from, "hour")} to ${format.bucket(range.to, "hour")} UTC.`;
+  } catch (problem) {
+    if (!stillCurrent()) return;
+    status.className = "status problem";
+    status.textContent = `The overview could not be loaded: ${problem.message}`;
+  }
+}
