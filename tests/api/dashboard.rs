@@ -65,3 +65,35 @@ async fn an_unknown_dashboard_path_is_the_pages_own_404_and_the_api_keeps_proble
     assert_problem(app.get("/v1/no-such-thing").await, 404, "not_found").await;
     assert_problem(app.get("/dashboards").await, 404, "not_found").await;
 }
+
+#[test]
+fn the_grafana_dashboard_asks_only_for_operations_of_the_contract() {
+    let contract = serde_json::to_value(carbon_ledger::http::openapi_document()).unwrap();
+    let paths = contract["paths"].as_object().unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../contrib/grafana/carbon-ledger.json")).unwrap();
+    let mut urls = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let url = target["url"].as_str().unwrap();
+            // Grafana's `${name}` variables stand where the contract has `{name}` parameters.
+            let path = url.replace("${", "{");
+            let operation = &paths
+                .get(&path)
+                .unwrap_or_else(|| panic!("{url} is not a path of the contract"))["get"];
+            let known: Vec<&str> = operation["parameters"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            for param in target["url_options"]["params"].as_array().unwrap() {
+                let name = param["key"].as_str().unwrap();
+                assert!(known.contains(&name), "{url} takes no parameter {name}");
+            }
+            urls.push(url.to_owned());
+        }
+    }
+    assert!(urls.len() >= 5, "{urls:?}");
+}

@@ -88,7 +88,7 @@ export async function showOperator(state, stillCurrent) {
     }
     $("operator-body").replaceChildren(
       section("Customers", ranked),
-      section("Intensity feeds", feedNote, feedTable),
+      section("Intensity feeds", ...(feeds.length ? [feedNote, feedTable] : [feedNote])),
       section("Registry", counts),
     );
     status.textContent = `Figures from ${format.bucket(range.from, "hour")} to ${format.bucket(range.to, "hour")} UTC.`;

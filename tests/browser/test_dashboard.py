@@ -1,0 +1,297 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), against a real
+server with the demo data set. Run by .ci/run: CARBON_LEDGER_BIN names the built binary, AXE_JS
+axe-core's axe.min.js, SCREENSHOT_DIR where the screenshots go."""
+
+import json
+import math
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+ADMIN = "browser-test-admin-token"
+FROM, TO = "2024-03-04T00:00:00Z", "2024-03-11T00:00:00Z"
+WEEK = f"/dashboard/?range=7d&to={TO}"
+WIDTHS = {"desktop": (1366, 768), "phone": (390, 844)}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", "target/dashboard-screenshots"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, path, token=ADMIN, body=None, accept="application/json"):
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Accept": accept, "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request) as answer:
+        data = answer.read()
+    return json.loads(data) if accept == "application/json" else data
+
+
+@pytest.fixture(scope="module")
+def server():
+    data = tempfile.mkdtemp()
+    port = free_port()
+    env = {**os.environ, "CARBON_LEDGER_ADMIN_TOKEN": ADMIN, "RUST_LOG": "warn"}
+    process = subprocess.Popen(
+        [os.environ["CARBON_LEDGER_BIN"], "serve", "--demo", "--data-dir", data, "--bind", f"127.0.0.1:{port}"],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz")
+            break
+        except OSError:
+            time.sleep(0.1)
+    keys = {
+        customer: call(base, "/v1/api-keys", body={"role": "customer", "customer": customer})["token"]
+        for customer in ("acme", "globex")
+    }
+    # Warm the server's read cache, as after any first report (the time-to-chart figure is warm).
+    call(base, f"/v1/footprint?from={FROM}&to={TO}&granularity=hour")
+    yield base, keys
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A tab that records every request it makes and every CSP violation it sees."""
+
+    def __init__(self, browser, base, width="desktop", **context):
+        w, h = WIDTHS[width]
+        self.context = browser.new_context(viewport={"width": w, "height": h}, accept_downloads=True, **context)
+        self.page = self.context.new_page()
+        self.base = base
+        self.requests = []
+        self.errors = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+
+    def open(self, path):
+        self.page.goto(self.base + path)
+
+    def sign_in(self, key):
+        self.page.fill("#key", key)
+        self.page.click("#sign-in-form button")
+
+    def wait_for_figures(self):
+        expect(self.page.locator("#status")).to_contain_text("readings", timeout=20_000)
+
+    def kpi(self, name):
+        return float(self.page.get_attribute(f"#kpi-{name}", "data-value"))
+
+    def outside_origin(self):
+        return [u for u in self.requests if not (u.startswith(self.base + "/") or u.startswith("blob:" + self.base) or u.startswith("data:"))]
+
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def close(self):
+        assert not self.errors, self.errors
+        assert not self.outside_origin(), self.outside_origin()
+        self.context.close()
+
+
+def close_to(actual, expected):
+    assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9), (actual, expected)
+
+
+def totals(base, path, token=ADMIN):
+    return call(base, path, token)["totals"]
+
+
+def query_of(page):
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.page.url).query))
+
+
+def test_a_customer_sees_its_own_figures_exactly_as_the_api_gives_them(server, browser):
+    base, keys = server
+    tab = Page(browser, base)
+    tab.open(WEEK)
+    started = time.monotonic()
+    tab.sign_in(keys["acme"])
+    tab.wait_for_figures()
+    expect(tab.page.locator("#chart-over-time canvas")).to_be_visible()
+    api = totals(base, f"/v1/customers/acme/footprint?from={FROM}&to={TO}&granularity=hour", keys["acme"])
+    for name, field in [("location", "location_emissions_gco2e"), ("market", "market_emissions_gco2e"),
+                        ("it", "it_energy_kwh"), ("facility", "facility_energy_kwh"),
+                        ("intensity", "location_intensity_gco2e_per_kwh")]:
+        close_to(tab.kpi(name), api[field])
+    close_to(float(tab.page.get_attribute("#instrument-share", "data-value")), api["market_instrument_share"])
+    # The page's own timing: from sign-in to the first chart drawn (printed, not asserted).
+    to_chart = tab.page.evaluate(
+        "() => performance.measure('to-chart', 'carbon-ledger:signed-in', 'carbon-ledger:first-chart').duration")
+    print(f"\ntime from sign-in to the first chart (7 days hourly, warm server): {to_chart:.0f} ms "
+          f"(wall {1000 * (time.monotonic() - started):.0f} ms including sign-in)")
+    assert tab.page.input_value("#f-customer") == "acme"
+    assert tab.page.is_disabled("#f-customer")
+    for width in WIDTHS:
+        tab.page.set_viewport_size(dict(zip(("width", "height"), WIDTHS[width])))
+        tab.page.wait_for_timeout(300)
+        tab.shot(f"customer-week-{width}")
+    tab.close()
+
+
+def test_filters_change_the_figures_as_the_api_says_and_the_address_restores_the_view(server, browser):
+    base, keys = server
+    tab = Page(browser, base)
+    tab.open(WEEK)
+    tab.sign_in(keys["acme"])
+    tab.wait_for_figures()
+    hourly_rows = tab.page.locator("#table-over-time tbody tr").count()
+    assert hourly_rows == 7 * 24
+
+    tab.page.select_option("#f-granularity", "day")
+    expect(tab.page.locator("#table-over-time tbody tr")).to_have_count(7)
+    tab.page.select_option("#f-workload", "batch")
+    tab.wait_for_figures()
+    expect(tab.page.locator("#table-workload tbody tr")).to_have_count(1)
+    q = query_of(tab)
+    assert q["granularity"] == "day" and q["workload"] == "batch"
+    api = totals(base, f"/v1/customers/acme/footprint?from={FROM}&to={TO}&granularity=day&workload=batch", keys["acme"])
+    close_to(tab.kpi("location"), api["location_emissions_gco2e"])
+    close_to(tab.kpi("it"), api["it_energy_kwh"])
+    whole = totals(base, f"/v1/customers/acme/footprint?from={FROM}&to={TO}", keys["acme"])
+    assert api["it_energy_kwh"] < whole["it_energy_kwh"]
+
+    # The address alone restores the view (the key stays in the tab's session storage).
+    address = tab.page.url
+    tab.page.goto("about:blank")
+    tab.page.goto(address)
+    tab.wait_for_figures()
+    assert tab.page.input_value("#f-granularity") == "day"
+    assert tab.page.input_value("#f-workload") == "batch"
+    close_to(tab.kpi("location"), api["location_emissions_gco2e"])
+
+    # A custom range: the first three days.
+    tab.open(f"/dashboard/?range=custom&from={FROM}&to=2024-03-07T00:00:00Z&granularity=hour")
+    tab.wait_for_figures()
+    api = totals(base, f"/v1/customers/acme/footprint?from={FROM}&to=2024-03-07T00:00:00Z", keys["acme"])
+    close_to(tab.kpi("facility"), api["facility_energy_kwh"])
+    expect(tab.page.locator("#table-over-time tbody tr")).to_have_count(3 * 24)
+    tab.close()
+
+
+def test_the_csv_export_is_the_apis_csv_of_the_view(server, browser):
+    base, keys = server
+    tab = Page(browser, base)
+    tab.open(WEEK + "&granularity=day&site=fra1")
+    tab.sign_in(keys["acme"])
+    tab.wait_for_figures()
+    with tab.page.expect_download() as download:
+        tab.page.click("[data-export=csv]")
+    exported = pathlib.Path(download.value.path()).read_bytes()
+    expected = call(base, f"/v1/customers/acme/footprint?from={FROM}&to={TO}&granularity=day&group_by=workload%2Csite&site=fra1&format=csv",
+                    keys["acme"], accept="text/csv")
+    assert exported == expected
+    assert exported.count(b"\n") == 1 + 7  # header, and acme's one fra1 workload per day
+    tab.close()
+
+
+def test_a_customer_key_never_sees_another_customer(server, browser):
+    base, keys = server
+    tab = Page(browser, base)
+    tab.open(f"/dashboard/?customer=globex&range=7d&to={TO}")
+    tab.sign_in(keys["acme"])
+    tab.wait_for_figures()
+    assert query_of(tab)["customer"] == "acme"
+    acme = totals(base, f"/v1/customers/acme/footprint?from={FROM}&to={TO}", keys["acme"])
+    close_to(tab.kpi("location"), acme["location_emissions_gco2e"])
+    assert not [u for u in tab.requests if "/v1/" in u and "globex" in u], "no API request names another customer"
+    # The operator view is an admin's: a customer key is shown its own footprint instead.
+    tab.open(f"/dashboard/?view=operator&range=7d&to={TO}")
+    tab.wait_for_figures()
+    assert tab.page.is_hidden("#operator")
+    assert not [u for u in tab.requests if "/v1/feeds" in u or "/v1/customers?" in u or u.endswith("/v1/customers")]
+    tab.close()
+
+
+def test_a_wrong_key_shows_the_sign_in_error(server, browser):
+    base, _ = server
+    tab = Page(browser, base)
+    tab.open(WEEK)
+    tab.sign_in("cl_not_a_key")
+    expect(tab.page.locator("#sign-in-error")).to_contain_text("refused")
+    assert tab.page.is_hidden("#footprint")
+    tab.shot("sign-in-error-desktop")
+    # The browser logs the 401 itself as a console error: expected here.
+    tab.errors = [e for e in tab.errors if "401" not in e]
+    tab.close()
+
+
+def test_an_admin_sees_every_customer_and_the_operator_view(server, browser):
+    base, keys = server
+    for width in WIDTHS:
+        tab = Page(browser, base, width)
+        tab.open(WEEK)
+        tab.sign_in(ADMIN)
+        tab.wait_for_figures()
+        api = totals(base, f"/v1/footprint?from={FROM}&to={TO}&granularity=hour")
+        close_to(tab.kpi("location"), api["location_emissions_gco2e"])
+        tab.shot(f"admin-all-{width}")
+        tab.page.select_option("#f-customer", "globex")
+        tab.wait_for_figures()
+        globex = totals(base, f"/v1/customers/globex/footprint?from={FROM}&to={TO}")
+        close_to(tab.kpi("market"), globex["market_emissions_gco2e"])
+        tab.page.click("#nav-operator")
+        expect(tab.page.locator("#operator-status")).to_contain_text("Figures from", timeout=20_000)
+        ranked = tab.page.locator("#operator-body table").first.locator("tbody tr")
+        expect(ranked).to_have_count(2)
+        expect(tab.page.locator("[data-count=sites]")).to_have_text("3 sites")
+        tab.shot(f"operator-{width}")
+        tab.close()
+
+
+def test_no_serious_accessibility_violations(server, browser):
+    base, keys = server
+    axe = pathlib.Path(os.environ["AXE_JS"]).read_text()
+    # axe is injected by the test, so this context alone lets a script past the page's CSP.
+    for key, path in [(keys["acme"], WEEK), (ADMIN, WEEK + "&view=operator"), (None, WEEK)]:
+        tab = Page(browser, base, bypass_csp=True)
+        tab.open(path)
+        if key:
+            tab.sign_in(key)
+            if "operator" in path:
+                expect(tab.page.locator("#operator-status")).to_contain_text("Figures from", timeout=20_000)
+            else:
+                tab.wait_for_figures()
+        tab.page.add_script_tag(content=axe)
+        result = tab.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        print(f"\naxe on {path} ({'signed in' if key else 'sign-in page'}): "
+              f"{len(result['violations'])} violations, {len(serious)} serious or critical")
+        assert not serious, serious
+        tab.close()
