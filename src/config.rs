@@ -28,6 +28,8 @@ pub struct Settings {
     pub read_cache_rows: usize,
     /// Grid-intensity providers to pull.
     pub feeds: Vec<crate::feeds::FeedSettings>,
+    /// How telemetry series become readings (`[telemetry]`).
+    pub telemetry: crate::sources::TelemetrySettings,
     /// Load the demo data set into an empty data directory (`serve --demo`).
     #[serde(skip)]
     pub demo: bool,
@@ -50,6 +52,7 @@ impl Default for Settings {
             flush_interval_s: 5,
             read_cache_rows: 20_000_000,
             feeds: Vec::new(),
+            telemetry: crate::sources::TelemetrySettings::default(),
             demo: false,
             admin_token: None,
         }

@@ -16,6 +16,7 @@ pub mod feeds;
 pub mod http;
 pub mod ingest;
 pub mod reports;
+pub mod sources;
 pub mod storage;
 pub mod telemetry;
 

@@ -3,6 +3,7 @@ pub mod default_factors;
 mod ids;
 pub mod intensity;
 mod keys;
+pub mod mapping;
 pub mod reading;
 mod registry;
 

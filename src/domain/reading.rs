@@ -10,7 +10,7 @@ pub const MAX_DURATION_S: f64 = 3600.0;
 /// How far in the future a reading may start (clock skew of agents).
 pub const MAX_FUTURE_START: Duration = Duration::minutes(5);
 /// No telemetry predates this (1990-01-01T00:00:00Z); earlier starts are corrupt clocks.
-const EARLIEST_START_US: i64 = 631_152_000_000_000;
+pub const EARLIEST_START_US: i64 = 631_152_000_000_000;
 /// At most this many row errors are reported; the count of bad rows is always exact.
 pub const MAX_REPORTED_ERRORS: usize = 100;
 

@@ -10,6 +10,7 @@ mod ops;
 pub mod problem;
 mod readings;
 mod registry;
+mod telemetry;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub intensity: Arc<LoggedTable>,
     pub reports: crate::reports::ReportSources,
     pub feeds: crate::feeds::FeedsStatus,
+    pub telemetry: Arc<crate::sources::Telemetry>,
     pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
@@ -67,7 +69,8 @@ errors are RFC 9457 problem details with a stable `code`.",
         (name = "ingest", description = "Power telemetry from agents (admin or ingest keys)"),
         (name = "intensity", description = "Grid carbon intensity per zone"),
         (name = "reports", description = "Energy and emissions footprints"),
-        (name = "keys", description = "API keys (admin)")
+        (name = "keys", description = "API keys (admin)"),
+        (name = "telemetry", description = "Telemetry from Prometheus and exporters: mappings, receivers, visibility")
     )
 )]
 struct ApiDoc;
@@ -90,15 +93,19 @@ impl utoipa::Modify for BearerScheme {
 }
 
 fn routes(config: &mut ServiceConfig) {
-    config.configure(ops::configure).service(
-        scope::scope("/v1")
-            .configure(registry::configure)
-            .configure(readings::configure)
-            .configure(intensity::configure)
-            .configure(footprint::configure)
-            .configure(feeds::configure)
-            .configure(keys::configure),
-    );
+    config
+        .configure(ops::configure)
+        .service(
+            scope::scope("/v1")
+                .configure(registry::configure)
+                .configure(readings::configure)
+                .configure(intensity::configure)
+                .configure(footprint::configure)
+                .configure(feeds::configure)
+                .configure(keys::configure)
+                .configure(telemetry::configure),
+        )
+        .service(scope::scope("/api/v1").configure(telemetry::configure_receivers));
 }
 
 /// The contract, generated from the same registration the server uses.
@@ -190,6 +197,10 @@ impl Application {
             );
         }
         let feeds = crate::feeds::spawn_feeds(&settings.feeds, intensity.clone(), clock.clone());
+        let telemetry = Arc::new(crate::sources::Telemetry::open(
+            &settings.data_dir,
+            settings.telemetry.clone(),
+        )?);
         let state = web::Data::new(AppState {
             registry: registry.clone(),
             readings: readings.clone(),
@@ -202,6 +213,7 @@ impl Application {
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
             },
             feeds,
+            telemetry,
             ingest: IngestLimits {
                 max_rows_per_batch: settings
                     .max_rows_per_batch

@@ -284,6 +284,17 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<crate::sources::TelemetryError> for ApiError {
+    fn from(error: crate::sources::TelemetryError) -> Self {
+        use crate::sources::TelemetryError;
+        match error {
+            TelemetryError::Registry(registry) => registry.into(),
+            // Storage trouble is what a sender's retry can fix: 5xx.
+            other => Self::internal(&other),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         Self::internal(&error)

@@ -33,7 +33,7 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(delete_instrument);
 }
 
-fn id_param(name: &str, raw: &str) -> Result<Id, ApiError> {
+pub(super) fn id_param(name: &str, raw: &str) -> Result<Id, ApiError> {
     Id::parse(raw).map_err(|reason| ApiError::invalid_path(name, reason))
 }
 
@@ -41,7 +41,7 @@ fn zone_param(raw: &str) -> Result<ZoneCode, ApiError> {
     ZoneCode::parse(raw).map_err(|reason| ApiError::invalid_path("zone", reason))
 }
 
-async fn upsert<E: Entity + Serialize>(
+pub(super) async fn upsert<E: Entity + Serialize>(
     state: &AppState,
     record: E,
 ) -> Result<HttpResponse, ApiError> {
@@ -56,7 +56,10 @@ async fn upsert<E: Entity + Serialize>(
     })
 }
 
-fn fetch<E: Entity + Serialize>(state: &AppState, key: &E::Key) -> Result<HttpResponse, ApiError> {
+pub(super) fn fetch<E: Entity + Serialize>(
+    state: &AppState,
+    key: &E::Key,
+) -> Result<HttpResponse, ApiError> {
     state
         .registry
         .get::<E>(key)
@@ -66,7 +69,10 @@ fn fetch<E: Entity + Serialize>(state: &AppState, key: &E::Key) -> Result<HttpRe
 
 /// Deletes a record nothing refers to. One that readings name (marked at ingest, or found in the
 /// table for readings stored before marks existed) stays: its energy must stay in every report.
-async fn remove<E: Entity>(state: &AppState, key: E::Key) -> Result<HttpResponse, ApiError> {
+pub(super) async fn remove<E: Entity>(
+    state: &AppState,
+    key: E::Key,
+) -> Result<HttpResponse, ApiError> {
     let registry = state.registry.clone();
     let shown = key.to_string();
     if let Some(column) = E::READINGS_COLUMN {
@@ -93,7 +99,7 @@ async fn remove<E: Entity>(state: &AppState, key: E::Key) -> Result<HttpResponse
     }
 }
 
-fn list<E: Entity + Serialize>(state: &AppState) -> HttpResponse {
+pub(super) fn list<E: Entity + Serialize>(state: &AppState) -> HttpResponse {
     HttpResponse::Ok().json(state.registry.list::<E>())
 }
 

@@ -4,6 +4,7 @@
 //! It also remembers which sites and customers have readings: such a record is never deleted
 //! (it can be retired), so accounted energy never drops out of reports.
 use super::{DurableDocument, StorageError};
+use crate::domain::mapping::{literal, Mapping};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,7 @@ pub struct RegistryData {
     customers: BTreeMap<Id, Customer>,
     zones: BTreeMap<ZoneCode, Zone>,
     instruments: BTreeMap<Id, Instrument>,
+    mappings: BTreeMap<Id, Mapping>,
     /// Sites and customers that readings were accepted for, marked before those readings were
     /// acknowledged.
     sites_with_readings: BTreeSet<Id>,
@@ -67,6 +69,18 @@ fn instrument_naming(data: &RegistryData, names: impl Fn(&Instrument) -> bool) -
         .map(|instrument| format!("instrument {}", instrument.id))
 }
 
+/// A mapping whose fixed (literal) site or customer is `key`.
+fn mapping_naming(
+    data: &RegistryData,
+    template: impl Fn(&Mapping) -> &str,
+    key: &Id,
+) -> Option<String> {
+    data.mappings
+        .values()
+        .find(|mapping| literal(template(mapping)) == Some(key.as_str()))
+        .map(|mapping| format!("telemetry mapping {}", mapping.id))
+}
+
 impl Entity for Site {
     type Key = Id;
     const KIND: &'static str = "site";
@@ -85,6 +99,7 @@ impl Entity for Site {
             return Some(READINGS.into());
         }
         instrument_naming(data, |instrument| &instrument.site == key)
+            .or_else(|| mapping_naming(data, |m| &m.site, key))
     }
 }
 
@@ -106,6 +121,7 @@ impl Entity for Customer {
             return Some(READINGS.into());
         }
         instrument_naming(data, |instrument| instrument.customer.as_ref() == Some(key))
+            .or_else(|| mapping_naming(data, |m| &m.customer, key))
     }
 }
 
@@ -158,6 +174,38 @@ impl Entity for Instrument {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl Entity for Mapping {
+    type Key = Id;
+    const KIND: &'static str = "telemetry mapping";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.mappings
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.mappings
+    }
+    /// A fixed site or customer must exist (a template's values are checked per series).
+    fn check_references(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        let missing = |kind: &'static str, id: &str| RegistryError::UnknownReference {
+            kind,
+            id: id.to_owned(),
+        };
+        if let Some(site) = literal(&self.site) {
+            if !data.sites.keys().any(|s| s.as_str() == site) {
+                return Err(missing(Site::KIND, site));
+            }
+        }
+        if let Some(customer) = literal(&self.customer) {
+            if !data.customers.keys().any(|c| c.as_str() == customer) {
+                return Err(missing(Customer::KIND, customer));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -29,8 +29,10 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         "list_sites" | "get_site" | "put_site" | "delete_site" | "list_customers"
         | "get_customer" | "put_customer" | "delete_customer" | "list_zones" | "get_zone"
         | "put_zone" | "delete_zone" | "list_instruments" | "get_instrument" | "put_instrument"
-        | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" => Admin,
-        "post_readings" => Ingest,
+        | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" | "list_mappings"
+        | "get_mapping" | "put_mapping" | "delete_mapping" | "telemetry_sources"
+        | "telemetry_unmapped" => Admin,
+        "post_readings" | "remote_write_receiver" => Ingest,
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,
@@ -65,6 +67,7 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{customer}", "acme")
                 .replace("{zone}", "DE")
                 .replace("{instrument}", "ppa-2026-q1")
+                .replace("{mapping}", "kepler-fra1")
                 .replace("{id}", "key_unknown")
                 + if (path.ends_with("/intensity") || path.ends_with("/footprint"))
                     && method == "get"

@@ -12,3 +12,4 @@ mod intensity;
 mod operations;
 mod readings;
 mod registry;
+mod telemetry;

@@ -1,0 +1,150 @@
+//! Telemetry over HTTP: the mappings (admin, registry records), the Prometheus remote-write
+//! receiver (ingest or admin keys, as Prometheus' `remote_write.authorization`), and what each
+//! source has delivered.
+use super::auth::{Admin, Caller};
+use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
+use super::registry::{fetch, id_param, list, remove, upsert};
+use super::AppState;
+use crate::domain::mapping::{Mapping, MappingSpec};
+use crate::domain::Grant;
+use crate::sources::{remote_write, IngestContext, SourceStatus, UnmappedSeries};
+use actix_web::{delete, get, post, put, web, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub fn configure(config: &mut ServiceConfig) {
+    config
+        .service(list_mappings)
+        .service(get_mapping)
+        .service(put_mapping)
+        .service(delete_mapping)
+        .service(telemetry_sources)
+        .service(telemetry_unmapped);
+}
+
+/// The receivers, under the paths their senders use by convention.
+pub fn configure_receivers(config: &mut ServiceConfig) {
+    config.service(remote_write_receiver);
+}
+
+/// List telemetry mappings
+///
+/// Ordered by id; they are tried by `priority` (lowest first), then id.
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    responses((status = 200, description = "The mappings", body = Vec<Mapping>), CommonErrors))]
+#[get("/telemetry/mappings")]
+async fn list_mappings(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    list::<Mapping>(&state)
+}
+
+/// Get a telemetry mapping
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    params(("mapping" = String, Path, description = "Mapping id", example = "kepler-fra1")),
+    responses((status = 200, description = "The mapping", body = Mapping), CommonErrors))]
+#[get("/telemetry/mappings/{mapping}")]
+async fn get_mapping(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    fetch::<Mapping>(&state, &id_param("mapping", &path)?)
+}
+
+/// Create or replace a telemetry mapping
+///
+/// Which metric's series become whose readings: label matchers (anchored regexes), the unit, and
+/// templates for site, customer and workload built from labels (`{pod_name}`), with optional
+/// lookup maps. `preset` (`kepler`, `scaphandre`) fills metric, unit, matchers and workload. A
+/// fixed site or customer must exist (422 `unknown_site` / `unknown_customer`).
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])), request_body = MappingSpec,
+    params(("mapping" = String, Path, description = "Mapping id", example = "kepler-fra1")),
+    responses((status = 200, description = "Replaced", body = Mapping),
+        (status = 201, description = "Created", body = Mapping), CommonErrors, BodyErrors))]
+#[put("/telemetry/mappings/{mapping}")]
+async fn put_mapping(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<MappingSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let mapping = body.into_inner().parse(id_param("mapping", &path)?)?;
+    upsert(&state, mapping).await
+}
+
+/// Delete a telemetry mapping
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    params(("mapping" = String, Path, description = "Mapping id", example = "kepler-fra1")),
+    responses((status = 204, description = "Deleted"), CommonErrors))]
+#[delete("/telemetry/mappings/{mapping}")]
+async fn delete_mapping(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    remove::<Mapping>(&state, id_param("mapping", &path)?).await
+}
+
+/// Prometheus remote-write 1.0
+///
+/// A snappy-compressed (block format) protobuf `WriteRequest`, as Prometheus sends it
+/// (`Content-Encoding: snappy`, `Content-Type: application/x-protobuf`). Series are matched to the
+/// mappings; counters' increases and gauges' power become readings in aligned windows
+/// (`telemetry.window_s`), summed per site, customer and workload, so a retried batch replaces its
+/// windows and never counts twice. 204 once durable; 400 for a body that can never be read; 5xx
+/// only for what a retry can fix. Unmapped and ignored samples are counted in
+/// `GET /v1/telemetry/sources`. Needs an ingest or admin key.
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    request_body(description = "Snappy-compressed protobuf WriteRequest",
+        content((Vec<u8> = "application/x-protobuf"))),
+    responses((status = 204, description = "Durable"), CommonErrors, BodyErrors))]
+#[post("/write")]
+async fn remote_write_receiver(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    if !matches!(caller.grant, Grant::Admin | Grant::Ingest { .. }) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "remote-write needs an ingest or admin key",
+        ));
+    }
+    let series = web::block(move || remote_write::decode(&body))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::new(ErrorCode::MalformedBody, e.to_string()))?;
+    let context = IngestContext {
+        registry: &state.registry,
+        readings: &state.readings,
+        grant: &caller.grant,
+        now: state.clock.now(),
+        max_power_w: state.ingest.max_power_w,
+    };
+    state
+        .telemetry
+        .ingest("remote_write", series, context)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Telemetry sources
+///
+/// Per source: the newest sample, samples accepted, unmapped and ignored (by reason), gaps, counter
+/// resets, readings written, active and unmapped series, and the last error. Counts start at the
+/// server's start; the series state itself survives restarts. Admin keys only.
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    responses((status = 200, description = "The sources", body = Vec<SourceStatus>), CommonErrors))]
+#[get("/telemetry/sources")]
+async fn telemetry_sources(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.telemetry.sources())
+}
+
+/// Series without a mapping
+///
+/// Metric names and label sets seen without a mapping (at most 1,000), so an operator can write
+/// the mapping. Admin keys only.
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    responses((status = 200, description = "Unmapped series", body = Vec<UnmappedSeries>), CommonErrors))]
+#[get("/telemetry/unmapped")]
+async fn telemetry_unmapped(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.telemetry.unmapped())
+}

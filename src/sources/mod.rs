@@ -1,0 +1,435 @@
+//! Telemetry from what data centers already run (Prometheus remote-write, so any Prometheus
+//! scraping Kepler, Scaphandre or a PDU exporter): decoded into series, matched to the registry's
+//! mappings, turned into readings (see `series`), and counted per source so that nothing is
+//! dropped unseen.
+pub mod protobuf;
+pub mod remote_write;
+pub mod series;
+
+use crate::domain::mapping::{anchored, render, Mapping};
+use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
+use crate::domain::{Customer, Grant, Id, Site};
+use crate::storage::logged::{LoggedTable, LoggedTableError};
+use crate::storage::{readings, DurableDocument, Registry, RegistryError, StorageError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use series::{Counts, Resolution, State, Target, Windows};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use utoipa::ToSchema;
+
+/// One sample of a series: a value at an instant (milliseconds since the epoch, UTC).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// A series: its labels (sorted, `__name__` among them) and samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<Sample>,
+}
+
+impl Series {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `[telemetry]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Readings are aligned windows of this many seconds.
+    pub window_s: u32,
+    /// Longer gaps between two samples of a series are not bridged.
+    pub max_gap_s: u32,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            window_s: 60,
+            max_gap_s: 600,
+        }
+    }
+}
+
+impl TelemetrySettings {
+    fn windows(&self) -> Windows {
+        Windows {
+            window_ms: i64::from(self.window_s.clamp(1, 3600)) * 1000,
+            max_gap_ms: i64::from(self.max_gap_s) * 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("storing readings: {0}")]
+    Store(#[from] LoggedTableError),
+    #[error("storing the series state: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// What a source has delivered, as `GET /v1/telemetry/sources` shows it.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(example = json!({"source": "remote_write", "last_sample_at": "2026-03-01T10:00:00Z",
+    "samples_accepted": 120, "samples_unmapped": 40, "samples_ignored": {"stale_marker": 2},
+    "gaps": 0, "resets": 1, "readings_written": 8, "series_active": 4, "series_unmapped": 10,
+    "last_error": null}))]
+pub struct SourceStatus {
+    /// `remote_write`.
+    pub source: String,
+    pub last_sample_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Series with state, over every source.
+    pub series_active: usize,
+    /// Distinct series seen without a mapping (bounded, see `/v1/telemetry/unmapped`).
+    pub series_unmapped: usize,
+    pub last_error: Option<String>,
+}
+
+/// A series seen without a mapping: what an operator writes a mapping for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"metric": "kepler_node_cpu_joules_total",
+    "labels": {"node_name": "worker-01", "zone": "package"}, "samples": 12,
+    "last_seen": "2026-03-01T10:00:00Z"}))]
+pub struct UnmappedSeries {
+    pub metric: String,
+    pub labels: BTreeMap<String, String>,
+    pub samples: u64,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Unmapped series listed at most; further ones are still counted.
+const MAX_UNMAPPED_LISTED: usize = 1000;
+
+/// What a request may write, and against what.
+pub struct IngestContext<'a> {
+    pub registry: &'a Registry,
+    pub readings: &'a LoggedTable,
+    pub grant: &'a Grant,
+    pub now: DateTime<Utc>,
+    pub max_power_w: f64,
+}
+
+pub struct Telemetry {
+    settings: TelemetrySettings,
+    document: DurableDocument,
+    /// One request at a time: each sees the state the previous one left.
+    state: tokio::sync::Mutex<State>,
+    sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
+    unmapped: std::sync::Mutex<HashMap<String, UnmappedSeries>>,
+}
+
+/// Mappings in the order they are tried, with their matchers compiled.
+struct Mappings(Vec<(Mapping, Vec<(String, regex::Regex)>)>);
+
+impl Mappings {
+    fn load(registry: &Registry) -> Self {
+        let mut all: Vec<Mapping> = registry.list::<Mapping>();
+        all.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        Self(
+            all.into_iter()
+                .map(|m| {
+                    // Stored mappings passed validation, so every matcher compiles.
+                    let matchers = m
+                        .matchers
+                        .iter()
+                        .filter_map(|(l, r)| {
+                            Some((l.clone(), regex::Regex::new(&anchored(r)).ok()?))
+                        })
+                        .collect();
+                    (m, matchers)
+                })
+                .collect(),
+        )
+    }
+
+    fn first_match(&self, series: &Series) -> Option<&Mapping> {
+        let name = series.label("__name__")?;
+        self.0
+            .iter()
+            .find(|(m, matchers)| {
+                m.metric == name
+                    && matchers
+                        .iter()
+                        .all(|(label, regex)| regex.is_match(series.label(label).unwrap_or("")))
+            })
+            .map(|(m, _)| m)
+    }
+}
+
+fn lookup(
+    mapping: &Mapping,
+    field: &str,
+    template: &str,
+    series: &Series,
+) -> Result<Id, &'static str> {
+    let rendered = render(template, &series.labels).map_err(|_| "missing_label")?;
+    let value = mapping
+        .maps
+        .get(field)
+        .and_then(|map| map.get(&rendered))
+        .cloned()
+        .unwrap_or(rendered);
+    Id::parse(&value).map_err(|_| "invalid_id")
+}
+
+impl Telemetry {
+    pub fn open(data_dir: &Path, settings: TelemetrySettings) -> Result<Self, StorageError> {
+        let document = DurableDocument::new(data_dir.join("telemetry").join("series.json"));
+        let state = document.load()?.unwrap_or_default();
+        Ok(Self {
+            settings,
+            document,
+            state: tokio::sync::Mutex::new(state),
+            sources: Default::default(),
+            unmapped: Default::default(),
+        })
+    }
+
+    fn resolve(
+        mapping: &Mapping,
+        series: &Series,
+        ctx: &IngestContext<'_>,
+        sites: &HashMap<Id, Site>,
+        customers: &HashMap<Id, Customer>,
+    ) -> Resolution {
+        let ids = (
+            lookup(mapping, "site", &mapping.site, series),
+            lookup(mapping, "customer", &mapping.customer, series),
+            lookup(mapping, "workload", &mapping.workload, series),
+        );
+        let (site, customer, workload) = match ids {
+            (Ok(s), Ok(c), Ok(w)) => (s, c, w),
+            (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => {
+                return Resolution::Refused(reason)
+            }
+        };
+        let Some(site_record) = sites.get(&site) else {
+            return Resolution::Refused("unknown_site");
+        };
+        let Some(customer_record) = customers.get(&customer) else {
+            return Resolution::Refused("unknown_customer");
+        };
+        if !ctx.grant.may_write_site(&site) {
+            return Resolution::Refused("site_not_allowed_for_key");
+        }
+        let until_ms = [site_record.retired_at, customer_record.retired_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.timestamp_millis());
+        Resolution::Mapped {
+            target: Target {
+                site: site.to_string(),
+                customer: customer.to_string(),
+                workload: workload.to_string(),
+            },
+            unit: mapping.unit,
+            until_ms,
+        }
+    }
+
+    fn note_unmapped(&self, series: &Series, now: DateTime<Utc>) {
+        let mut unmapped = self.unmapped.lock().unwrap_or_else(|p| p.into_inner());
+        let key = series::series_key(series);
+        if let Some(seen) = unmapped.get_mut(&key) {
+            seen.samples += series.samples.len() as u64;
+            seen.last_seen = now;
+        } else if unmapped.len() < MAX_UNMAPPED_LISTED {
+            unmapped.insert(
+                key,
+                UnmappedSeries {
+                    metric: series.label("__name__").unwrap_or_default().to_owned(),
+                    labels: series
+                        .labels
+                        .iter()
+                        .filter(|(n, _)| n != "__name__")
+                        .cloned()
+                        .collect(),
+                    samples: series.samples.len() as u64,
+                    last_seen: now,
+                },
+            );
+        }
+    }
+
+    /// Takes a request's series in. When this returns Ok, the readings they make are durable and
+    /// so is the series state that produced them (in that order: a crash between the two leaves
+    /// the old state, and the sender's retry recomputes the same windows, which replace
+    /// themselves).
+    pub async fn ingest(
+        &self,
+        source: &str,
+        mut series: Vec<Series>,
+        ctx: IngestContext<'_>,
+    ) -> Result<Counts, TelemetryError> {
+        let mappings = Mappings::load(ctx.registry);
+        let sites: HashMap<Id, Site> = ctx
+            .registry
+            .list::<Site>()
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        let customers: HashMap<Id, Customer> = ctx
+            .registry
+            .list::<Customer>()
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let mut counts = Counts::default();
+        let latest_ms = (ctx.now + MAX_FUTURE_START).timestamp_millis();
+        let mut newest: Option<i64> = None;
+        for one in &mut series {
+            let before = one.samples.len();
+            one.samples.retain(|s| {
+                s.timestamp_ms <= latest_ms && s.timestamp_ms * 1000 >= EARLIEST_START_US
+            });
+            let outside = (before - one.samples.len()) as u64;
+            if outside > 0 {
+                *counts
+                    .samples_ignored
+                    .entry("timestamp_out_of_range".into())
+                    .or_default() += outside;
+            }
+            newest = newest.max(one.samples.iter().map(|s| s.timestamp_ms).max());
+        }
+        let resolutions: Vec<Resolution> = series
+            .iter()
+            .map(|one| match mappings.first_match(one) {
+                Some(mapping) => Self::resolve(mapping, one, &ctx, &sites, &customers),
+                None => {
+                    self.note_unmapped(one, ctx.now);
+                    Resolution::Unmapped
+                }
+            })
+            .collect();
+        let mut state = self.state.lock().await;
+        let mut next = state.clone();
+        let changed = next.convert(
+            &series,
+            |i, _| resolutions[i].clone(),
+            self.settings.windows(),
+            &mut counts,
+        );
+        let window_s = self.settings.windows().window_ms / 1000;
+        let mut batch = ReadingBatch::default();
+        for (key, joules) in &changed {
+            if joules / window_s as f64 > ctx.max_power_w {
+                *counts
+                    .samples_ignored
+                    .entry("over_max_power".into())
+                    .or_default() += 1;
+                continue;
+            }
+            batch.site.push(&key.target.site);
+            batch.customer.push(&key.target.customer);
+            batch.workload.push(&key.target.workload);
+            batch.start_us.push(key.start_ms * 1000);
+            batch.duration_s.push(window_s as i32);
+            batch.energy_j.push(Some(*joules));
+            batch.power_w.push(None);
+        }
+        match self.commit(&mut next, batch, &ctx).await {
+            Ok(()) => {
+                self.record(source, Ok((&counts, newest, next.series())));
+                *state = next;
+                Ok(counts)
+            }
+            Err(error) => {
+                self.record(source, Err(&error));
+                Err(error)
+            }
+        }
+    }
+
+    async fn commit(
+        &self,
+        next: &mut State,
+        batch: ReadingBatch,
+        ctx: &IngestContext<'_>,
+    ) -> Result<(), TelemetryError> {
+        if !batch.is_empty() {
+            ctx.registry
+                .mark_with_readings(&batch.site.ids(), &batch.customer.ids())?;
+            let prepared = crate::storage::logged::blocking(move || readings::frame(batch))
+                .await
+                .and_then(LoggedTable::prepare)?;
+            ctx.readings.append(prepared).await?;
+        }
+        let document = self.document.clone();
+        let snapshot = std::mem::take(next);
+        let stored =
+            tokio::task::spawn_blocking(move || document.store(&snapshot).map(|()| snapshot))
+                .await
+                .map_err(|e| TelemetryError::Task(e.to_string()))??;
+        *next = stored;
+        Ok(())
+    }
+
+    /// Adds a committed request's counts to its source, or notes why a request failed (its
+    /// samples are not counted: the sender retries them).
+    fn record(
+        &self,
+        source: &str,
+        outcome: Result<(&Counts, Option<i64>, usize), &TelemetryError>,
+    ) {
+        let unmapped = self
+            .unmapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let status = sources
+            .entry(source.to_owned())
+            .or_insert_with(|| SourceStatus {
+                source: source.to_owned(),
+                ..SourceStatus::default()
+            });
+        status.series_unmapped = unmapped;
+        match outcome {
+            Ok((counts, newest_ms, series_active)) => {
+                status.counts.add(counts);
+                if let Some(newest) = newest_ms.and_then(DateTime::from_timestamp_millis) {
+                    status.last_sample_at = status.last_sample_at.max(Some(newest));
+                }
+                status.series_active = series_active;
+            }
+            Err(error) => status.last_error = Some(error.to_string()),
+        }
+    }
+
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn unmapped(&self) -> Vec<UnmappedSeries> {
+        let mut listed: Vec<UnmappedSeries> = self
+            .unmapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        listed.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
+        listed
+    }
+}

@@ -1,0 +1,549 @@
+//! From series of samples to readings. A counter's increase between two samples of a series is the
+//! energy over that interval (a drop is a reset: the new value counts, as Prometheus' `increase`
+//! does); a gauge's sample is the average power since the series' previous sample. Energy is
+//! spread pro rata over aligned windows, series that map to the same site, customer and workload
+//! are summed in them, and each window is one reading whose identity is the window: sending its
+//! complete sum again replaces it, so a retried batch never counts twice.
+use super::{Sample, Series};
+use crate::domain::mapping::Unit;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Prometheus' stale marker, a NaN with this exact bit pattern.
+pub const STALE_MARKER_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub window_ms: i64,
+    /// Longer intervals between two samples of a series are gaps: nothing is invented for them.
+    pub max_gap_ms: i64,
+}
+
+/// Where a series' energy goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub site: String,
+    pub customer: String,
+    pub workload: String,
+}
+
+/// One window of one target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WindowKey {
+    pub target: Target,
+    pub start_ms: i64,
+}
+
+/// What to do with a series' samples.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Into `target`'s windows; samples at or after `until_ms` (a retirement) are refused.
+    Mapped {
+        target: Target,
+        unit: Unit,
+        until_ms: Option<i64>,
+    },
+    /// No mapping matched: counted, listed, not converted.
+    Unmapped,
+    /// A mapping matched but its samples can never become readings (the reason is counted).
+    Refused(&'static str),
+}
+
+/// One mapped series on its way into the windows.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    key: &'a str,
+    target: &'a Target,
+    unit: Unit,
+    until_ms: Option<i64>,
+}
+
+/// What happened to the samples of one request (or, summed, of a source).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Counts {
+    /// Samples of mapped series taken into the series' state (first samples included).
+    pub samples_accepted: u64,
+    pub samples_unmapped: u64,
+    /// Samples that added nothing, by reason (`stale_marker`, `not_finite`, `duplicate`,
+    /// `out_of_order`, `retired`, `unknown_site`, ...).
+    pub samples_ignored: BTreeMap<String, u64>,
+    /// Intervals longer than `max_gap_s`, not bridged.
+    pub gaps: u64,
+    /// Counter drops taken as resets.
+    pub resets: u64,
+    /// Readings (windows) written or rewritten.
+    pub readings_written: u64,
+}
+
+impl Counts {
+    fn ignore(&mut self, reason: &str, n: u64) {
+        *self.samples_ignored.entry(reason.to_owned()).or_default() += n;
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.samples_accepted += other.samples_accepted;
+        self.samples_unmapped += other.samples_unmapped;
+        for (reason, n) in &other.samples_ignored {
+            self.ignore(reason, *n);
+        }
+        self.gaps += other.gaps;
+        self.resets += other.resets;
+        self.readings_written += other.readings_written;
+    }
+}
+
+/// Every series' last sample and the windows still open: what must survive a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Series key (its sorted labels) -> last (timestamp ms, value in the series' unit).
+    last: HashMap<String, (i64, f64)>,
+    /// Joules so far per open window; JSON keeps them as a list.
+    #[serde(with = "window_list")]
+    windows: BTreeMap<WindowKey, f64>,
+    newest_ms: i64,
+}
+
+mod window_list {
+    use super::WindowKey;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<WindowKey, f64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<WindowKey, f64>, D::Error> {
+        Ok(Vec::<(WindowKey, f64)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// The key a series' state is kept under: its labels, sorted, joined.
+pub fn series_key(series: &Series) -> String {
+    let mut key = String::new();
+    for (name, value) in &series.labels {
+        key.push_str(name);
+        key.push('\u{1f}');
+        key.push_str(value);
+        key.push('\u{1e}');
+    }
+    key
+}
+
+impl State {
+    pub fn series(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Adds `joules` over (from_ms, to_ms] to the windows it overlaps, pro rata by time.
+    fn spread(
+        &mut self,
+        target: &Target,
+        from_ms: i64,
+        to_ms: i64,
+        joules: f64,
+        windows: Windows,
+        touched: &mut BTreeSet<WindowKey>,
+    ) {
+        let span = (to_ms - from_ms) as f64;
+        let mut start = from_ms.div_euclid(windows.window_ms) * windows.window_ms;
+        while start < to_ms {
+            let end = start + windows.window_ms;
+            let overlap = (end.min(to_ms) - start.max(from_ms)) as f64;
+            let key = WindowKey {
+                target: target.clone(),
+                start_ms: start,
+            };
+            *self.windows.entry(key.clone()).or_default() += joules * overlap / span;
+            touched.insert(key);
+            start = end;
+        }
+    }
+
+    fn apply(
+        &mut self,
+        route: &Route<'_>,
+        samples: &[Sample],
+        windows: Windows,
+        counts: &mut Counts,
+        touched: &mut BTreeSet<WindowKey>,
+    ) {
+        let Route {
+            key,
+            target,
+            unit,
+            until_ms,
+        } = *route;
+        for sample in samples {
+            let (t, v) = (sample.timestamp_ms, sample.value);
+            if v.to_bits() == STALE_MARKER_BITS {
+                counts.ignore("stale_marker", 1);
+                continue;
+            }
+            if !v.is_finite() {
+                counts.ignore("not_finite", 1);
+                continue;
+            }
+            if !unit.is_counter() && v < 0.0 {
+                counts.ignore("negative_power", 1);
+                continue;
+            }
+            if until_ms.is_some_and(|until| t >= until) {
+                counts.ignore("retired", 1);
+                continue;
+            }
+            let previous = self.last.get(key).copied();
+            match previous {
+                Some((last_t, _)) if t == last_t => {
+                    counts.ignore("duplicate", 1);
+                    continue;
+                }
+                Some((last_t, _)) if t < last_t => {
+                    counts.ignore("out_of_order", 1);
+                    continue;
+                }
+                _ => {}
+            }
+            counts.samples_accepted += 1;
+            self.last.insert(key.to_owned(), (t, v));
+            self.newest_ms = self.newest_ms.max(t);
+            let Some((last_t, last_v)) = previous else {
+                continue; // the first sample of a series only sets its state
+            };
+            if t - last_t > windows.max_gap_ms {
+                counts.gaps += 1;
+                continue;
+            }
+            let joules = if unit.is_counter() {
+                let increase = v - last_v;
+                if increase < 0.0 {
+                    counts.resets += 1;
+                    v * unit.scale()
+                } else {
+                    increase * unit.scale()
+                }
+            } else {
+                v * unit.scale() * (t - last_t) as f64 / 1000.0
+            };
+            self.spread(target, last_t, t, joules, windows, touched);
+        }
+    }
+
+    /// Forgets series silent for longer than a gap (their next sample starts afresh) and windows
+    /// no live series can reach any more.
+    fn prune(&mut self, windows: Windows) {
+        let series_horizon = self.newest_ms - windows.max_gap_ms;
+        self.last.retain(|_, (t, _)| *t >= series_horizon);
+        let window_horizon = series_horizon - windows.window_ms;
+        self.windows
+            .retain(|key, _| key.start_ms + windows.window_ms > window_horizon);
+    }
+
+    /// Takes a request's series in; returns each window it changed with its whole sum, in joules.
+    /// `resolve` is given each series with its index.
+    pub fn convert(
+        &mut self,
+        series: &[Series],
+        resolve: impl Fn(usize, &Series) -> Resolution,
+        windows: Windows,
+        counts: &mut Counts,
+    ) -> Vec<(WindowKey, f64)> {
+        let mut touched = BTreeSet::new();
+        for (i, one) in series.iter().enumerate() {
+            let n = one.samples.len() as u64;
+            match resolve(i, one) {
+                Resolution::Unmapped => counts.samples_unmapped += n,
+                Resolution::Refused(reason) => counts.ignore(reason, n),
+                Resolution::Mapped {
+                    target,
+                    unit,
+                    until_ms,
+                } => {
+                    let mut samples = one.samples.clone();
+                    samples.sort_by_key(|s| s.timestamp_ms);
+                    let key = series_key(one);
+                    let route = Route {
+                        key: &key,
+                        target: &target,
+                        unit,
+                        until_ms,
+                    };
+                    self.apply(&route, &samples, windows, counts, &mut touched);
+                }
+            }
+        }
+        let changed: Vec<(WindowKey, f64)> = touched
+            .into_iter()
+            .map(|key| {
+                let joules = self.windows[&key];
+                (key, joules)
+            })
+            .collect();
+        counts.readings_written += changed.len() as u64;
+        self.prune(windows);
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const W: Windows = Windows {
+        window_ms: 60_000,
+        max_gap_ms: 600_000,
+    };
+
+    fn target(workload: &str) -> Target {
+        Target {
+            site: "fra1".into(),
+            customer: "acme".into(),
+            workload: workload.into(),
+        }
+    }
+
+    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        labels.sort();
+        Series {
+            labels,
+            samples: samples
+                .iter()
+                .map(|&(timestamp_ms, value)| Sample {
+                    timestamp_ms,
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    fn by_workload(unit: Unit) -> impl Fn(usize, &Series) -> Resolution {
+        move |_, s: &Series| match s.labels.iter().find(|(n, _)| n == "container_name") {
+            Some((_, workload)) => Resolution::Mapped {
+                target: target(workload),
+                unit,
+                until_ms: None,
+            },
+            None => Resolution::Unmapped,
+        }
+    }
+
+    fn sums(changed: &[(WindowKey, f64)]) -> Vec<(String, i64, f64)> {
+        changed
+            .iter()
+            .map(|(k, j)| {
+                (
+                    k.target.workload.clone(),
+                    k.start_ms,
+                    (j * 1e6).round() / 1e6,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_counters_increase_is_spread_over_the_windows_it_spans() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        // 30 s -> 90 s, 1,200 J: half of the interval, so half of the energy, in each window.
+        let changed = state.convert(
+            &[series(
+                &[("container_name", "api")],
+                &[(30_000, 100.0), (90_000, 1_300.0)],
+            )],
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
+        assert_eq!(
+            sums(&changed),
+            [("api".into(), 0, 600.0), ("api".into(), 60_000, 600.0)]
+        );
+        assert_eq!(counts.samples_accepted, 2);
+        assert_eq!(counts.readings_written, 2);
+    }
+
+    #[test]
+    fn a_reset_counts_the_new_value_and_a_gap_is_not_bridged() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        let samples = [
+            (0, 500.0),
+            (60_000, 800.0),
+            (120_000, 50.0),
+            (900_000, 70.0),
+            (960_000, 100.0),
+        ];
+        let changed = state.convert(
+            &[series(&[("container_name", "api")], &samples)],
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
+        // 300 J in [0,60); after the reset 50 J in [60,120); 120 s -> 900 s is a gap; then 30 J.
+        assert_eq!(
+            sums(&changed),
+            [
+                ("api".into(), 0, 300.0),
+                ("api".into(), 60_000, 50.0),
+                ("api".into(), 900_000, 30.0)
+            ]
+        );
+        assert_eq!((counts.resets, counts.gaps), (1, 1));
+    }
+
+    #[test]
+    fn gauges_are_average_power_since_the_previous_sample_in_their_unit() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        // 2,000,000 µW = 2 W for 30 s = 60 J.
+        let changed = state.convert(
+            &[series(
+                &[("container_name", "api")],
+                &[(0, 5.0), (30_000, 2_000_000.0)],
+            )],
+            by_workload(Unit::Microwatts),
+            W,
+            &mut counts,
+        );
+        assert_eq!(sums(&changed), [("api".into(), 0, 60.0)]);
+    }
+
+    #[test]
+    fn two_rapl_zones_of_one_workload_are_summed_and_a_resent_batch_adds_nothing() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        let batch = [
+            series(
+                &[("container_name", "api"), ("zone", "package")],
+                &[(0, 0.0), (60_000, 100.0)],
+            ),
+            series(
+                &[("container_name", "api"), ("zone", "dram")],
+                &[(0, 0.0), (60_000, 20.0)],
+            ),
+            series(&[("job", "other")], &[(0, 1.0)]),
+        ];
+        let changed = state.convert(&batch, by_workload(Unit::JoulesTotal), W, &mut counts);
+        assert_eq!(sums(&changed), [("api".into(), 0, 120.0)]);
+        assert_eq!(counts.samples_unmapped, 1);
+        let again = state.convert(&batch, by_workload(Unit::JoulesTotal), W, &mut counts);
+        assert!(again.is_empty());
+        // The newest sample of each series is a duplicate; the ones before it are older than
+        // the series' state (a retry cannot be told from a late sample): out of order.
+        assert_eq!(counts.samples_ignored["duplicate"], 2);
+        assert_eq!(counts.samples_ignored["out_of_order"], 2);
+    }
+
+    #[test]
+    fn stale_markers_nan_and_out_of_order_samples_are_ignored_and_counted() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        let stale = f64::from_bits(STALE_MARKER_BITS);
+        let mut s = series(
+            &[("container_name", "api")],
+            &[(0, 0.0), (60_000, 60.0), (30_000, 1.0)],
+        );
+        s.samples.push(Sample {
+            timestamp_ms: 70_000,
+            value: stale,
+        });
+        s.samples.push(Sample {
+            timestamp_ms: 80_000,
+            value: f64::NAN,
+        });
+        let changed = state.convert(&[s], by_workload(Unit::JoulesTotal), W, &mut counts);
+        // Sorted by time, 30 s comes between: 0 -> 30 s adds 1 J, 60 s then adds 59 J.
+        assert_eq!(sums(&changed), [("api".into(), 0, 60.0)]);
+        assert_eq!(counts.samples_ignored["stale_marker"], 1);
+        assert_eq!(counts.samples_ignored["not_finite"], 1);
+        let late = series(&[("container_name", "api")], &[(45_000, 50.0)]);
+        state.convert(&[late], by_workload(Unit::JoulesTotal), W, &mut counts);
+        assert_eq!(counts.samples_ignored["out_of_order"], 1);
+    }
+
+    #[test]
+    fn state_survives_a_round_trip_through_json() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        state.convert(
+            &[series(
+                &[("container_name", "api")],
+                &[(0, 0.0), (30_000, 30.0)],
+            )],
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
+        let mut restored: State =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let changed = restored.convert(
+            &[series(&[("container_name", "api")], &[(60_000, 60.0)])],
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
+        // The window's whole sum, not only the new part: the reading replaces the earlier one.
+        assert_eq!(sums(&changed), [("api".into(), 0, 60.0)]);
+    }
+
+    proptest! {
+        /// However a counter's samples are split into batches, repeated or resent, the windows end
+        /// with the same joules, and their sum is the counter's increase (energy conserved).
+        #[test]
+        fn batching_and_retries_never_change_the_energy(
+            steps in proptest::collection::vec((1i64..90_000, 0.0f64..500.0), 2..40),
+            cuts in proptest::collection::vec(any::<bool>(), 40),
+            resend in any::<bool>(),
+        ) {
+            let mut t = 0;
+            let mut value = 0.0;
+            let mut samples = vec![(0i64, 0.0f64)];
+            for (dt, dv) in &steps {
+                t += dt;
+                value += dv;
+                samples.push((t, value));
+            }
+            let whole = {
+                let mut state = State::default();
+                let mut counts = Counts::default();
+                let changed = state.convert(&[series(&[("container_name", "a")], &samples)], by_workload(Unit::JoulesTotal), W, &mut counts);
+                changed.into_iter().collect::<BTreeMap<_, _>>()
+            };
+            let mut state = State::default();
+            let mut counts = Counts::default();
+            let mut windows = BTreeMap::new();
+            let mut batch = Vec::new();
+            for (i, sample) in samples.iter().enumerate() {
+                batch.push(*sample);
+                if cuts[i % cuts.len()] || i == samples.len() - 1 {
+                    for _ in 0..(1 + usize::from(resend)) {
+                        let changed = state.convert(&[series(&[("container_name", "a")], &batch)], by_workload(Unit::JoulesTotal), W, &mut counts);
+                        windows.extend(changed);
+                    }
+                    batch.clear();
+                }
+            }
+            prop_assert_eq!(windows.len(), whole.len());
+            for (key, joules) in &whole {
+                prop_assert!((windows[key] - joules).abs() < 1e-6);
+            }
+            let gapless: f64 = samples.windows(2)
+                .filter(|w| w[1].0 - w[0].0 <= W.max_gap_ms)
+                .map(|w| w[1].1 - w[0].1)
+                .sum();
+            let total: f64 = windows.values().sum();
+            prop_assert!((total - gapless).abs() < 1e-6 * gapless.max(1.0));
+        }
+    }
+}

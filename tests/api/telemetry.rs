@@ -1,0 +1,260 @@
+//! Telemetry over HTTP: mappings, and Prometheus remote-write bodies as Prometheus sends them
+//! (snappy block-compressed protobuf), turned into exactly the expected energy.
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+use serde_json::{json, Value};
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+    varint(out, number << 3 | 2);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A series as labels and (timestamp ms, value) samples.
+type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+/// A remote-write body of these series.
+fn write_request(series: &[SeriesSpec<'_>]) -> Vec<u8> {
+    let mut request = Vec::new();
+    for (labels, samples) in series {
+        let mut message = Vec::new();
+        for (name, value) in labels.iter() {
+            let mut label = Vec::new();
+            field(&mut label, 1, name.as_bytes());
+            field(&mut label, 2, value.as_bytes());
+            field(&mut message, 1, &label);
+        }
+        for (timestamp, value) in samples.iter() {
+            let mut sample = vec![1 << 3 | 1];
+            sample.extend_from_slice(&value.to_bits().to_le_bytes());
+            varint(&mut sample, 2 << 3);
+            varint(&mut sample, *timestamp as u64);
+            field(&mut message, 2, &sample);
+        }
+        field(&mut request, 1, &message);
+    }
+    snap::raw::Encoder::new().compress_vec(&request).unwrap()
+}
+
+async fn remote_write(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/write"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("content-encoding", "snappy")
+        .header("content-type", "application/x-protobuf")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+const T0: i64 = 1_772_355_600_000; // 2026-03-01T09:00:00Z, in ms
+const NAME: (&str, &str) = ("__name__", "kepler_container_cpu_joules_total");
+
+async fn registered(app: &TestApp) {
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "F", "zone": "DE", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    let mapping = app
+        .put(
+            "/v1/telemetry/mappings/kepler-fra1",
+            json!({"preset": "kepler", "site": "fra1", "customer": "acme",
+                   "match": {"zone": "package", "node_name": "fra1-.*"}}),
+        )
+        .await;
+    assert_eq!(mapping.status(), 201);
+}
+
+async fn it_kwh(app: &TestApp, group: &str) -> Value {
+    app.get(&format!(
+        "/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&group_by={group}"
+    ))
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
+fn kwh(body: &Value) -> f64 {
+    body["totals"]["it_energy_kwh"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kepler_counters_become_exactly_their_energy_across_retries_and_restarts() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    let package: &[(&str, &str)] = &[
+        NAME,
+        ("container_name", "api"),
+        ("node_name", "fra1-n1"),
+        ("zone", "package"),
+    ];
+    let dram: &[(&str, &str)] = &[
+        NAME,
+        ("container_name", "api"),
+        ("node_name", "fra1-n1"),
+        ("zone", "dram"),
+    ];
+    let other_node: &[(&str, &str)] = &[
+        NAME,
+        ("container_name", "api"),
+        ("node_name", "ams-n1"),
+        ("zone", "package"),
+    ];
+    // 0 s, 30 s, 60 s: +3,600 J then +7,200 J on package; dram and another node stay unmapped.
+    let first = write_request(&[
+        (package, &[(T0, 1_000.0), (T0 + 30_000, 4_600.0)]),
+        (dram, &[(T0, 10.0), (T0 + 30_000, 20.0)]),
+        (other_node, &[(T0, 5.0)]),
+    ]);
+    assert_eq!(remote_write(&app, first.clone()).await.status(), 204);
+    assert_eq!(
+        remote_write(&app, first).await.status(),
+        204,
+        "a retried batch"
+    );
+    let app = app.restart().await;
+    let second = write_request(&[(package, &[(T0 + 60_000, 11_800.0)])]);
+    assert_eq!(remote_write(&app, second).await.status(), 204);
+    // 3,600 + 7,200 J = 10,800 J = 0.003 kWh, once, whatever was retried or restarted.
+    let report = it_kwh(&app, "workload").await;
+    assert!((kwh(&report) - 10_800.0 / 3.6e6).abs() < 1e-12, "{report}");
+    assert_eq!(report["rows"][0]["workload"], "api");
+
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    let source = &sources[0];
+    assert_eq!(source["source"], "remote_write");
+    // Since the restart: one sample accepted, one window written.
+    assert_eq!(source["samples_accepted"], 1);
+    assert_eq!(source["readings_written"], 1);
+    assert_eq!(source["last_sample_at"], "2026-03-01T09:01:00Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmapped_and_ignored_samples_are_counted_and_listed() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    let package: &[(&str, &str)] = &[
+        NAME,
+        ("container_name", "db"),
+        ("node_name", "fra1-n2"),
+        ("zone", "package"),
+    ];
+    let node: &[(&str, &str)] = &[
+        ("__name__", "kepler_node_cpu_joules_total"),
+        ("node_name", "fra1-n2"),
+        ("zone", "package"),
+    ];
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let body = write_request(&[
+        (
+            package,
+            &[
+                (T0, 0.0),
+                (T0 + 10_000, stale),
+                (T0 + 20_000, f64::NAN),
+                (T0 + 30_000, 100.0),
+            ],
+        ),
+        (node, &[(T0, 1.0), (T0 + 30_000, 2.0)]),
+    ]);
+    assert_eq!(remote_write(&app, body).await.status(), 204);
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    let source = &sources[0];
+    assert_eq!(source["samples_accepted"], 2);
+    assert_eq!(source["samples_unmapped"], 2);
+    assert_eq!(
+        source["samples_ignored"],
+        json!({"stale_marker": 1, "not_finite": 1})
+    );
+    assert_eq!(source["series_unmapped"], 1);
+    let unmapped: Value = app
+        .get("/v1/telemetry/unmapped")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unmapped[0]["metric"], "kepler_node_cpu_joules_total");
+    assert_eq!(
+        unmapped[0]["labels"],
+        json!({"node_name": "fra1-n2", "zone": "package"})
+    );
+    assert_eq!(unmapped[0]["samples"], 2);
+    let report = it_kwh(&app, "workload").await;
+    // Answers carry 9 decimals.
+    assert!((kwh(&report) - 100.0 / 3.6e6).abs() < 1e-9, "{report}");
+}
+
+#[tokio::test]
+async fn mappings_are_validated_and_hold_on_to_their_fixed_site() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    let bad = app
+        .put(
+            "/v1/telemetry/mappings/bad",
+            json!({"metric": "m", "unit": "watts", "site": "{}", "customer": "acme",
+                   "workload": "w", "match": {"zone": "("}}),
+        )
+        .await;
+    let body = assert_problem(bad, 422, "validation_failed").await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["match/zone", "site"]);
+    let unknown = app
+        .put(
+            "/v1/telemetry/mappings/nowhere",
+            json!({"preset": "scaphandre", "site": "ams9", "customer": "acme"}),
+        )
+        .await;
+    assert_problem(unknown, 422, "unknown_site").await;
+    let stored: Value = app
+        .get("/v1/telemetry/mappings/kepler-fra1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["metric"], "kepler_container_cpu_joules_total");
+    assert_eq!(stored["unit"], "joules_total");
+    let in_use = assert_problem(app.delete("/v1/sites/fra1").await, 409, "in_use").await;
+    assert!(in_use["detail"]
+        .as_str()
+        .unwrap()
+        .contains("telemetry mapping kepler-fra1"));
+    assert_eq!(
+        app.delete("/v1/telemetry/mappings/kepler-fra1")
+            .await
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_remote_write_is_a_400_problem() {
+    let app = spawn_app().await;
+    let body = assert_problem(
+        remote_write(&app, b"hello".to_vec()).await,
+        400,
+        "malformed_body",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("snappy"));
+}
