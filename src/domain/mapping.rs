@@ -52,6 +52,10 @@ pub enum Preset {
     Kepler,
     /// Scaphandre's per-process power attribution in microwatts.
     Scaphandre,
+    /// OpenTelemetry's semantic convention `hw.energy` (a counter in joules), per `hw.id`.
+    HwEnergy,
+    /// OpenTelemetry's semantic convention `hw.power` (a gauge in watts), per `hw.id`.
+    HwPower,
 }
 
 impl Preset {
@@ -59,20 +63,23 @@ impl Preset {
         match self {
             Preset::Kepler => "kepler_container_cpu_joules_total",
             Preset::Scaphandre => "scaph_process_power_consumption_microwatts",
+            Preset::HwEnergy => "hw.energy",
+            Preset::HwPower => "hw.power",
         }
     }
 
     fn unit(self) -> Unit {
         match self {
-            Preset::Kepler => Unit::JoulesTotal,
+            Preset::Kepler | Preset::HwEnergy => Unit::JoulesTotal,
             Preset::Scaphandre => Unit::Microwatts,
+            Preset::HwPower => Unit::Watts,
         }
     }
 
     fn matchers(self) -> BTreeMap<String, String> {
         match self {
             Preset::Kepler => BTreeMap::from([("zone".to_owned(), "package".to_owned())]),
-            Preset::Scaphandre => BTreeMap::new(),
+            Preset::Scaphandre | Preset::HwEnergy | Preset::HwPower => BTreeMap::new(),
         }
     }
 
@@ -80,6 +87,7 @@ impl Preset {
         match self {
             Preset::Kepler => "{container_name}",
             Preset::Scaphandre => "{exe}",
+            Preset::HwEnergy | Preset::HwPower => "{hw.id}",
         }
     }
 }
@@ -163,12 +171,15 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
                     .find('}')
                     .ok_or_else(|| "a '{' is never closed".to_owned())?;
                 let label = &rest[at + 1..at + close];
+                // Prometheus label names, and OpenTelemetry attribute keys (`hw.id`).
                 let valid = !label.is_empty()
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !label.starts_with(|c: char| c.is_ascii_digit());
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    && !label.starts_with(|c: char| c.is_ascii_digit() || c == '.');
                 if !valid {
                     return Err(format!(
-                        "{{{label}}} names no label (labels are [a-zA-Z_][a-zA-Z0-9_]*)"
+                        "{{{label}}} names no label (labels are [a-zA-Z_][a-zA-Z0-9_.]*)"
                     ));
                 }
                 out.push(Piece::Label(label));

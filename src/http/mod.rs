@@ -105,7 +105,8 @@ fn routes(config: &mut ServiceConfig) {
                 .configure(keys::configure)
                 .configure(telemetry::configure),
         )
-        .service(scope::scope("/api/v1").configure(telemetry::configure_receivers));
+        .service(scope::scope("/api/v1").configure(telemetry::configure_receivers))
+        .service(scope::scope("/otlp/v1").configure(telemetry::configure_otlp));
 }
 
 /// The contract, generated from the same registration the server uses.

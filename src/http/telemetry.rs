@@ -7,7 +7,10 @@ use super::registry::{fetch, id_param, list, remove, upsert};
 use super::AppState;
 use crate::domain::mapping::{Mapping, MappingSpec};
 use crate::domain::Grant;
-use crate::sources::{remote_write, IngestContext, SourceStatus, UnmappedSeries};
+use crate::sources::series::Counts;
+use crate::sources::{otlp, remote_write, IngestContext, SourceStatus, UnmappedSeries};
+use actix_web::http::header;
+use actix_web::HttpRequest;
 use actix_web::{delete, get, post, put, web, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -24,6 +27,31 @@ pub fn configure(config: &mut ServiceConfig) {
 /// The receivers, under the paths their senders use by convention.
 pub fn configure_receivers(config: &mut ServiceConfig) {
     config.service(remote_write_receiver);
+}
+
+/// OTLP/HTTP, so that `OTEL_EXPORTER_OTLP_ENDPOINT=http://host:8080/otlp` works.
+pub fn configure_otlp(config: &mut ServiceConfig) {
+    config.service(otlp_metrics);
+}
+
+fn require_ingest(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    match caller.grant {
+        Grant::Admin | Grant::Ingest { .. } => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{what} needs an ingest or admin key"),
+        )),
+    }
+}
+
+fn ingest_context<'a>(state: &'a AppState, caller: &'a Caller) -> IngestContext<'a> {
+    IngestContext {
+        registry: &state.registry,
+        readings: &state.readings,
+        grant: &caller.grant,
+        now: state.clock.now(),
+        max_power_w: state.ingest.max_power_w,
+    }
 }
 
 /// List telemetry mappings
@@ -102,28 +130,95 @@ async fn remote_write_receiver(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !matches!(caller.grant, Grant::Admin | Grant::Ingest { .. }) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "remote-write needs an ingest or admin key",
-        ));
-    }
+    require_ingest(&caller, "remote-write")?;
     let series = web::block(move || remote_write::decode(&body))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::new(ErrorCode::MalformedBody, e.to_string()))?;
-    let context = IngestContext {
-        registry: &state.registry,
-        readings: &state.readings,
-        grant: &caller.grant,
-        now: state.clock.now(),
-        max_power_w: state.ingest.max_power_w,
-    };
+    let context = ingest_context(&state, &caller);
     state
         .telemetry
-        .ingest("remote_write", series, context)
+        .ingest("remote_write", series, Counts::default(), context)
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// OTLP/HTTP metrics
+///
+/// An `ExportMetricsServiceRequest` as protobuf (`application/x-protobuf`) or JSON
+/// (`application/json`), gzip or not. Sums (delta or cumulative) and gauges become series whose
+/// labels are the resource's and the point's attributes and whose name is the metric's; the
+/// mappings turn them into readings as for remote-write (presets `hw_energy`, `hw_power` for the
+/// semantic conventions). The answer is an `ExportMetricsServiceResponse` in the request's
+/// encoding; points that could not be taken are counted in `partial_success`. Needs an ingest or
+/// admin key.
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    request_body(description = "ExportMetricsServiceRequest", content(
+        (Vec<u8> = "application/x-protobuf"),
+        (serde_json::Value = "application/json", example = json!({"resourceMetrics": [{"resource": {"attributes": [
+            {"key": "host.name", "value": {"stringValue": "fra1-n1"}}]}, "scopeMetrics": [{"metrics": [
+            {"name": "hw.energy", "unit": "J", "sum": {"aggregationTemporality": 2, "isMonotonic": true,
+             "dataPoints": [{"timeUnixNano": "1772355600000000000", "asDouble": 3600.0,
+               "attributes": [{"key": "hw.id", "value": {"stringValue": "psu-1"}}]}]}}]}]}]})))),
+    responses((status = 200, description = "Durable; rejected points in partial_success",
+        content((Vec<u8> = "application/x-protobuf"), (serde_json::Value = "application/json"))),
+        CommonErrors, BodyErrors))]
+#[post("/metrics")]
+async fn otlp_metrics(
+    caller: Caller,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    require_ingest(&caller, "OTLP")?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let protobuf = if content_type.starts_with(PROTOBUF) {
+        true
+    } else if content_type.starts_with(JSON) {
+        false
+    } else {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("Content-Type {content_type:?} is not {PROTOBUF} or {JSON}"),
+        ));
+    };
+    let decoded = web::block(move || match protobuf {
+        true => otlp::decode_protobuf(&body),
+        false => otlp::decode_json(&body),
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| ApiError::new(ErrorCode::MalformedBody, e.to_string()))?;
+    let mut counts = Counts::default();
+    if decoded.unsupported_points > 0 {
+        counts.ignore("unsupported_metric_type", decoded.unsupported_points);
+    }
+    let context = ingest_context(&state, &caller);
+    let counts = state
+        .telemetry
+        .ingest("otlp", decoded.series, counts, context)
+        .await?;
+    let rejected: u64 = counts.samples_ignored.values().sum();
+    let reasons = counts
+        .samples_ignored
+        .iter()
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(if protobuf {
+        HttpResponse::Ok()
+            .content_type(PROTOBUF)
+            .body(otlp::response_protobuf(rejected, &reasons))
+    } else {
+        HttpResponse::Ok().json(otlp::response_json(rejected, &reasons))
+    })
 }
 
 /// Telemetry sources

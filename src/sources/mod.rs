@@ -2,6 +2,7 @@
 //! scraping Kepler, Scaphandre or a PDU exporter): decoded into series, matched to the registry's
 //! mappings, turned into readings (see `series`), and counted per source so that nothing is
 //! dropped unseen.
+pub mod otlp;
 pub mod protobuf;
 pub mod remote_write;
 pub mod series;
@@ -23,6 +24,8 @@ use utoipa::ToSchema;
 pub struct Sample {
     pub timestamp_ms: i64,
     pub value: f64,
+    /// A delta point's start: its value is the increase over (start, timestamp].
+    pub start_ms: Option<i64>,
 }
 
 /// A series: its labels (sorted, `__name__` among them) and samples.
@@ -30,6 +33,8 @@ pub struct Sample {
 pub struct Series {
     pub labels: Vec<(String, String)>,
     pub samples: Vec<Sample>,
+    /// Each sample is an increase over its own interval (OTLP delta sums), not a running total.
+    pub delta: bool,
 }
 
 impl Series {
@@ -271,10 +276,12 @@ impl Telemetry {
     /// so is the series state that produced them (in that order: a crash between the two leaves
     /// the old state, and the sender's retry recomputes the same windows, which replace
     /// themselves).
+    /// `counts` holds what the decoder already set aside (points of unsupported types).
     pub async fn ingest(
         &self,
         source: &str,
         mut series: Vec<Series>,
+        mut counts: Counts,
         ctx: IngestContext<'_>,
     ) -> Result<Counts, TelemetryError> {
         let mappings = Mappings::load(ctx.registry);
@@ -290,7 +297,6 @@ impl Telemetry {
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
-        let mut counts = Counts::default();
         let latest_ms = (ctx.now + MAX_FUTURE_START).timestamp_millis();
         let mut newest: Option<i64> = None;
         for one in &mut series {

@@ -87,6 +87,7 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
                 samples.push(Sample {
                     timestamp_ms,
                     value,
+                    start_ms: None,
                 });
             }
             (1 | 2, _) => return Err(fields.wrong_type("labels and samples are messages").into()),
@@ -99,7 +100,11 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
         ));
     }
     labels.sort();
-    Ok(Series { labels, samples })
+    Ok(Series {
+        labels,
+        samples,
+        delta: false,
+    })
 }
 
 #[cfg(test)]

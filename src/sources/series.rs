@@ -56,6 +56,7 @@ struct Route<'a> {
     target: &'a Target,
     unit: Unit,
     until_ms: Option<i64>,
+    delta: bool,
 }
 
 /// What happened to the samples of one request (or, summed, of a source).
@@ -76,7 +77,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn ignore(&mut self, reason: &str, n: u64) {
+    pub fn ignore(&mut self, reason: &str, n: u64) {
         *self.samples_ignored.entry(reason.to_owned()).or_default() += n;
     }
 
@@ -179,6 +180,7 @@ impl State {
             target,
             unit,
             until_ms,
+            delta,
         } = *route;
         for sample in samples {
             let (t, v) = (sample.timestamp_ms, sample.value);
@@ -213,6 +215,19 @@ impl State {
             counts.samples_accepted += 1;
             self.last.insert(key.to_owned(), (t, v));
             self.newest_ms = self.newest_ms.max(t);
+            if delta && unit.is_counter() {
+                // The point is its own increase, over its own interval (or since the last one).
+                let from = sample
+                    .start_ms
+                    .or(previous.map(|(last_t, _)| last_t))
+                    .filter(|&from| from < t);
+                match from {
+                    Some(from) if t - from > windows.max_gap_ms => counts.gaps += 1,
+                    Some(from) => self.spread(target, from, t, v * unit.scale(), windows, touched),
+                    None => counts.ignore("delta_without_interval", 1),
+                }
+                continue;
+            }
             let Some((last_t, last_v)) = previous else {
                 continue; // the first sample of a series only sets its state
             };
@@ -273,6 +288,7 @@ impl State {
                         target: &target,
                         unit,
                         until_ms,
+                        delta: one.delta,
                     };
                     self.apply(&route, &samples, windows, counts, &mut touched);
                 }
@@ -322,8 +338,10 @@ mod tests {
                 .map(|&(timestamp_ms, value)| Sample {
                     timestamp_ms,
                     value,
+                    start_ms: None,
                 })
                 .collect(),
+            delta: false,
         }
     }
 
@@ -457,10 +475,12 @@ mod tests {
         s.samples.push(Sample {
             timestamp_ms: 70_000,
             value: stale,
+            start_ms: None,
         });
         s.samples.push(Sample {
             timestamp_ms: 80_000,
             value: f64::NAN,
+            start_ms: None,
         });
         let changed = state.convert(&[s], by_workload(Unit::JoulesTotal), W, &mut counts);
         // Sorted by time, 30 s comes between: 0 -> 30 s adds 1 J, 60 s then adds 59 J.
@@ -470,6 +490,30 @@ mod tests {
         let late = series(&[("container_name", "api")], &[(45_000, 50.0)]);
         state.convert(&[late], by_workload(Unit::JoulesTotal), W, &mut counts);
         assert_eq!(counts.samples_ignored["out_of_order"], 1);
+    }
+
+    #[test]
+    fn delta_points_are_their_own_increase_over_their_own_interval() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        let mut s = series(
+            &[("container_name", "api")],
+            &[(60_000, 120.0), (90_000, 30.0)],
+        );
+        s.delta = true;
+        s.samples[0].start_ms = Some(0);
+        // 0 -> 60 s: 120 J in [0, 60); then 60 -> 90 s (no start: since the previous point): 30 J.
+        let changed = state.convert(&[s.clone()], by_workload(Unit::JoulesTotal), W, &mut counts);
+        assert_eq!(
+            sums(&changed),
+            [("api".into(), 0, 120.0), ("api".into(), 60_000, 30.0)]
+        );
+        assert!(
+            state
+                .convert(&[s], by_workload(Unit::JoulesTotal), W, &mut counts)
+                .is_empty(),
+            "a resent export adds nothing"
+        );
     }
 
     #[test]

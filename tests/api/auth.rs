@@ -32,7 +32,7 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" | "list_mappings"
         | "get_mapping" | "put_mapping" | "delete_mapping" | "telemetry_sources"
         | "telemetry_unmapped" => Admin,
-        "post_readings" | "remote_write_receiver" => Ingest,
+        "post_readings" | "remote_write_receiver" | "otlp_metrics" => Ingest,
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,

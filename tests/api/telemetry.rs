@@ -258,3 +258,80 @@ async fn a_body_that_is_not_a_remote_write_is_a_400_problem() {
     .await;
     assert!(body["detail"].as_str().unwrap().contains("snappy"));
 }
+
+/// Sets every `hw.energy` point of an OTLP JSON request to this time and value.
+fn set_energy_points(body: &mut Value, time_unix_nano: &str, joules: f64) {
+    for metric in body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if metric["name"] == "hw.energy" {
+            for point in metric["sum"]["dataPoints"].as_array_mut().unwrap() {
+                point["timeUnixNano"] = json!(time_unix_nano);
+                point["asDouble"] = json!(joules);
+            }
+        }
+    }
+}
+
+async fn otlp_json(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/otlp/v1/metrics"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_json_as_recorded_becomes_readings_and_refusals_are_a_partial_success() {
+    let app = spawn_app().await;
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "F", "zone": "DE", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    app.put(
+        "/v1/telemetry/mappings/cpu",
+        json!({"preset": "hw_energy", "site": "fra1", "customer": "acme",
+               "match": {"host.name": "worker-01"}}),
+    )
+    .await;
+    let mut recorded: Value = serde_json::from_str(include_str!(
+        "../../fixtures/telemetry/otlp_power_metrics.json"
+    ))
+    .unwrap();
+    // The recording's timestamps (2024-06-18) sit in the past of the test clock; keep its shape
+    // and move its points to 2026-03-01T09:00:00Z, then 60 s and 3,600 J later.
+    for (at, value) in [
+        ("1772355600000000000", 209617.54),
+        ("1772355660000000000", 213217.54),
+    ] {
+        set_energy_points(&mut recorded, at, value);
+        let answer = otlp_json(&app, &recorded).await;
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.unwrap();
+        assert!(body.get("partialSuccess").is_none(), "{body}");
+    }
+    let report = it_kwh(&app, "workload").await;
+    // The recording has one hw.energy series (cpu-package-0): 3,600 J = 0.001 kWh.
+    assert!((kwh(&report) - 0.001).abs() < 1e-9, "{report}");
+    assert_eq!(report["rows"][0]["workload"], "cpu-package-0");
+
+    // A mapping to a site that does not exist: its points come back rejected, by reason.
+    app.put(
+        "/v1/telemetry/mappings/cpu",
+        json!({"preset": "hw_energy", "site": "{host.name}", "customer": "acme"}),
+    )
+    .await;
+    let answer = otlp_json(&app, &recorded).await;
+    let body: Value = answer.json().await.unwrap();
+    let partial = &body["partialSuccess"];
+    assert_eq!(partial["rejectedDataPoints"], "1", "{body}");
+    assert!(partial["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("unknown_site"));
+}

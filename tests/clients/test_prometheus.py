@@ -5,41 +5,21 @@ energy of the samples served (Prometheus' `increase` semantics), once. Run by .c
 CARBON_LEDGER_BIN names the built binary."""
 
 import http.server
-import json
 import math
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 
 import pytest
+from ledger import Ledger, free_port
 
 ADMIN = "prometheus-test-admin-token"
 PACKAGE_W = 40.0  # the package zone's power, in watts
 DRAM_W = 5.0  # another RAPL zone: the mapping takes package only (zones overlap)
 LABELS = 'container_id="c0ffee",container_name="api",node_name="fra1-n1",pod_id="p1",runtime="containerd",state="running"'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(base, path, body=None, method=None):
-    request = urllib.request.Request(
-        base + path,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
-        method=method or ("GET" if body is None else "PUT"),
-    )
-    with urllib.request.urlopen(request) as answer:
-        return json.loads(answer.read() or b"null")
 
 
 class Exposition:
@@ -90,46 +70,16 @@ class Exposition:
         return total
 
 
-class Ledger:
-    def __init__(self, data, port, config):
-        self.data, self.port, self.config = data, port, config
-        self.base = f"http://127.0.0.1:{port}"
-        self.start()
-
-    def start(self):
-        env = {**os.environ, "CARBON_LEDGER_ADMIN_TOKEN": ADMIN, "RUST_LOG": "warn"}
-        self.process = subprocess.Popen(
-            [os.environ["CARBON_LEDGER_BIN"], "serve", "--config", self.config, "--data-dir", self.data,
-             "--bind", f"127.0.0.1:{self.port}"],
-            env=env,
-        )
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(self.base + "/healthz")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("carbon-ledger did not start")
-
-    def kill(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def stack():
     work = tempfile.mkdtemp()
     config = os.path.join(work, "carbon-ledger.toml")
     with open(config, "w") as f:
         f.write("[telemetry]\nwindow_s = 5\nmax_gap_s = 600\n")
-    ledger = Ledger(os.path.join(work, "data"), free_port(), config)
-    call(ledger.base, "/v1/sites/fra1", {"name": "Frankfurt 1", "zone": "DE", "pue": 1.5})
-    call(ledger.base, "/v1/customers/acme", {"name": "Acme"})
-    call(ledger.base, "/v1/telemetry/mappings/kepler-fra1", {"preset": "kepler", "site": "fra1", "customer": "acme"})
+    ledger = Ledger(os.path.join(work, "data"), ADMIN, ["--config", config])
+    ledger.call("/v1/sites/fra1", {"name": "Frankfurt 1", "zone": "DE", "pue": 1.5}, "PUT")
+    ledger.call("/v1/customers/acme", {"name": "Acme"}, "PUT")
+    ledger.call("/v1/telemetry/mappings/kepler-fra1", {"preset": "kepler", "site": "fra1", "customer": "acme"}, "PUT")
     exposition = Exposition()
     prometheus_port = free_port()
     with open(os.path.join(work, "prometheus.yml"), "w") as f:
@@ -164,7 +114,7 @@ remote_write:
 
 
 def footprint_joules(ledger):
-    report = call(ledger.base, "/v1/customers/acme/footprint?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&granularity=month")
+    report = ledger.call("/v1/customers/acme/footprint?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&granularity=month")
     return report["totals"]["it_energy_kwh"] * 3.6e6
 
 
@@ -199,10 +149,10 @@ def test_prometheus_remote_writes_kepler_counters_into_exactly_their_energy(stac
     time.sleep(3)
     assert footprint_joules(ledger) == got, "failed scrapes added nothing"
 
-    sources = {s["source"]: s for s in call(ledger.base, "/v1/telemetry/sources")}
+    sources = {s["source"]: s for s in ledger.call("/v1/telemetry/sources")}
     remote = sources["remote_write"]
     assert remote["samples_unmapped"] > 0, "the dram zone and Prometheus' own series are counted"
     assert remote["readings_written"] > 0 and remote["last_error"] is None, remote
-    unmapped = {(u["metric"], u["labels"].get("zone")) for u in call(ledger.base, "/v1/telemetry/unmapped")}
+    unmapped = {(u["metric"], u["labels"].get("zone")) for u in ledger.call("/v1/telemetry/unmapped")}
     assert ("kepler_container_cpu_joules_total", "dram") in unmapped
     assert ("up", None) in unmapped

@@ -2,18 +2,15 @@
 server with the demo data set. Run by .ci/run: CARBON_LEDGER_BIN names the built binary, AXE_JS
 axe-core's axe.min.js, SCREENSHOT_DIR where the screenshots go."""
 
-import json
 import math
 import os
 import pathlib
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
+from ledger import Ledger, call
 from playwright.sync_api import expect, sync_playwright
 
 ADMIN = "browser-test-admin-token"
@@ -31,49 +28,17 @@ CHROMIUM_FLAGS = [
 SHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", "target/dashboard-screenshots"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(base, path, token=ADMIN, body=None, accept="application/json"):
-    request = urllib.request.Request(
-        base + path,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Accept": accept, "Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
-    with urllib.request.urlopen(request) as answer:
-        data = answer.read()
-    return json.loads(data) if accept == "application/json" else data
-
-
 @pytest.fixture(scope="module")
 def server():
-    data = tempfile.mkdtemp()
-    port = free_port()
-    env = {**os.environ, "CARBON_LEDGER_ADMIN_TOKEN": ADMIN, "RUST_LOG": "warn"}
-    process = subprocess.Popen(
-        [os.environ["CARBON_LEDGER_BIN"], "serve", "--demo", "--data-dir", data, "--bind", f"127.0.0.1:{port}"],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(base + "/healthz")
-            break
-        except OSError:
-            time.sleep(0.1)
+    ledger = Ledger(tempfile.mkdtemp(), ADMIN, ["--demo"])
     keys = {
-        customer: call(base, "/v1/api-keys", body={"role": "customer", "customer": customer})["token"]
+        customer: ledger.call("/v1/api-keys", {"role": "customer", "customer": customer})["token"]
         for customer in ("acme", "globex")
     }
     # Warm the server's read cache, as after any first report (the time-to-chart figure is warm).
-    call(base, f"/v1/footprint?from={FROM}&to={TO}&granularity=hour")
-    yield base, keys
-    process.terminate()
-    process.wait(timeout=30)
+    ledger.call(f"/v1/footprint?from={FROM}&to={TO}&granularity=hour")
+    yield ledger.base, keys
+    ledger.stop()
 
 
 @pytest.fixture(scope="module")
