@@ -3,7 +3,7 @@
 //! point's attributes (the point's win) and whose `__name__` is the metric's name. Delta sums keep
 //! each point's start, since each point is the increase over its own interval. Histograms and
 //! summaries carry no energy: their points are counted as unsupported.
-use super::protobuf::{Fields, Value, WireError};
+use super::protobuf::{encode, Fields, Value, WireError};
 use super::{Sample, Series};
 use std::collections::BTreeMap;
 
@@ -289,28 +289,11 @@ pub fn response_protobuf(rejected: u64, message: &str) -> Vec<u8> {
         return Vec::new();
     }
     let mut partial = Vec::new();
-    push_varint(&mut partial, 1 << 3);
-    push_varint(&mut partial, rejected);
-    push_varint(&mut partial, 2 << 3 | 2);
-    push_varint(&mut partial, message.len() as u64);
-    partial.extend_from_slice(message.as_bytes());
+    encode::int(&mut partial, 1, i64::try_from(rejected).unwrap_or(i64::MAX));
+    encode::bytes(&mut partial, 2, message.as_bytes());
     let mut out = Vec::new();
-    push_varint(&mut out, 1 << 3 | 2);
-    push_varint(&mut out, partial.len() as u64);
-    out.extend(partial);
+    encode::bytes(&mut out, 1, &partial);
     out
-}
-
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// The same response as OTLP JSON.
@@ -324,7 +307,6 @@ pub fn response_json(rejected: u64, message: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::protobuf::encode;
     use proptest::prelude::*;
 
     const FIXTURE: &str = include_str!("../../fixtures/telemetry/otlp_power_metrics.json");
@@ -357,10 +339,8 @@ mod tests {
         encode::bytes(&mut attr, 2, &any);
         let mut point = Vec::new();
         encode::bytes(&mut point, 7, &attr);
-        point.push(2 << 3 | 1);
-        point.extend_from_slice(&1_718_707_200_000_000_000u64.to_le_bytes());
-        point.push(3 << 3 | 1);
-        point.extend_from_slice(&1_718_707_260_000_000_000u64.to_le_bytes());
+        encode::fixed64(&mut point, 2, 1_718_707_200_000_000_000);
+        encode::fixed64(&mut point, 3, 1_718_707_260_000_000_000);
         encode::double(&mut point, 4, 360.0);
         let mut sum = Vec::new();
         encode::bytes(&mut sum, 1, &point);

@@ -113,9 +113,9 @@ impl<'a> Fields<'a> {
     }
 }
 
-#[cfg(test)]
 pub mod encode {
-    //! A writer for tests: builds messages field by field.
+    //! The other direction, field by field: for the answers we send (OTLP's response) and for
+    //! tests and benchmarks that build requests as senders do.
     pub fn varint(out: &mut Vec<u8>, mut value: u64) {
         loop {
             let byte = (value & 0x7f) as u8;
@@ -142,5 +142,37 @@ pub mod encode {
     pub fn int(out: &mut Vec<u8>, field: u32, value: i64) {
         varint(out, u64::from(field) << 3);
         varint(out, value as u64);
+    }
+
+    pub fn fixed64(out: &mut Vec<u8>, field: u32, value: u64) {
+        varint(out, u64::from(field) << 3 | 1);
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// A Prometheus remote-write `WriteRequest` of (labels, samples as (timestamp ms, value)),
+    /// snappy block-compressed as Prometheus sends it.
+    pub fn write_request<'a>(
+        series: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], &'a [(i64, f64)])>,
+    ) -> Vec<u8> {
+        let mut request = Vec::new();
+        for (labels, samples) in series {
+            let mut message = Vec::new();
+            for (name, value) in labels {
+                let mut label = Vec::new();
+                bytes(&mut label, 1, name.as_bytes());
+                bytes(&mut label, 2, value.as_bytes());
+                bytes(&mut message, 1, &label);
+            }
+            for (timestamp, value) in samples {
+                let mut sample = Vec::new();
+                double(&mut sample, 1, *value);
+                int(&mut sample, 2, *timestamp);
+                bytes(&mut message, 2, &sample);
+            }
+            bytes(&mut request, 1, &message);
+        }
+        snap::raw::Encoder::new()
+            .compress_vec(&request)
+            .unwrap_or_default()
     }
 }

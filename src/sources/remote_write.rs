@@ -113,30 +113,39 @@ mod tests {
     use crate::sources::protobuf::encode;
     use proptest::prelude::*;
 
-    /// The fixture (the decoded form of a real Kepler remote-write) encoded back to the wire.
+    /// The fixture (the decoded form of a real Kepler remote-write) encoded back to the wire,
+    /// uncompressed.
     fn fixture_request() -> (Vec<u8>, serde_json::Value) {
         let json: serde_json::Value = serde_json::from_str(include_str!(
             "../../fixtures/telemetry/prometheus_remote_write_v1_decoded.json"
         ))
         .unwrap();
-        let mut request = Vec::new();
-        for series in json["timeseries"].as_array().unwrap() {
-            let mut message = Vec::new();
-            for label in series["labels"].as_array().unwrap() {
-                let mut l = Vec::new();
-                encode::bytes(&mut l, 1, label["name"].as_str().unwrap().as_bytes());
-                encode::bytes(&mut l, 2, label["value"].as_str().unwrap().as_bytes());
-                encode::bytes(&mut message, 1, &l);
-            }
-            for sample in series["samples"].as_array().unwrap() {
-                let mut s = Vec::new();
-                encode::double(&mut s, 1, sample["value"].as_f64().unwrap());
-                encode::int(&mut s, 2, sample["timestamp"].as_i64().unwrap());
-                encode::bytes(&mut message, 2, &s);
-            }
-            encode::bytes(&mut request, 1, &message);
-        }
-        (request, json)
+        type Recorded<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+        let series: Vec<Recorded> = json["timeseries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let labels = s["labels"].as_array().unwrap().iter();
+                let samples = s["samples"].as_array().unwrap().iter();
+                (
+                    labels
+                        .map(|l| (l["name"].as_str().unwrap(), l["value"].as_str().unwrap()))
+                        .collect(),
+                    samples
+                        .map(|p| {
+                            (
+                                p["timestamp"].as_i64().unwrap(),
+                                p["value"].as_f64().unwrap(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let body = encode::write_request(series.iter().map(|(l, s)| (l.as_slice(), s.as_slice())));
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        (raw, json)
     }
 
     #[test]

@@ -1,50 +1,15 @@
 //! Telemetry over HTTP: mappings, and Prometheus remote-write bodies as Prometheus sends them
 //! (snappy block-compressed protobuf), turned into exactly the expected energy.
 use crate::helpers::{assert_problem, spawn_app, TestApp};
+use carbon_ledger::sources::protobuf::encode;
 use serde_json::{json, Value};
-
-fn varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
-    varint(out, number << 3 | 2);
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
 
 /// A series as labels and (timestamp ms, value) samples.
 type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
 
-/// A remote-write body of these series.
+/// A remote-write body of these series, as Prometheus sends it.
 fn write_request(series: &[SeriesSpec<'_>]) -> Vec<u8> {
-    let mut request = Vec::new();
-    for (labels, samples) in series {
-        let mut message = Vec::new();
-        for (name, value) in labels.iter() {
-            let mut label = Vec::new();
-            field(&mut label, 1, name.as_bytes());
-            field(&mut label, 2, value.as_bytes());
-            field(&mut message, 1, &label);
-        }
-        for (timestamp, value) in samples.iter() {
-            let mut sample = vec![1 << 3 | 1];
-            sample.extend_from_slice(&value.to_bits().to_le_bytes());
-            varint(&mut sample, 2 << 3);
-            varint(&mut sample, *timestamp as u64);
-            field(&mut message, 2, &sample);
-        }
-        field(&mut request, 1, &message);
-    }
-    snap::raw::Encoder::new().compress_vec(&request).unwrap()
+    encode::write_request(series.iter().copied())
 }
 
 async fn remote_write(app: &TestApp, body: Vec<u8>) -> reqwest::Response {

@@ -1,0 +1,194 @@
+//! Prometheus remote-write over loopback HTTP, durable: samples/s for realistic series counts
+//! (10,000 series, 2,000 samples a request, several connections), beside NDJSON readings/s
+//! measured in the same run as the baseline. Run on demand: `cargo bench --bench remote_write`
+//! (`BENCH_SECONDS` sets the length of each run).
+mod support;
+
+use carbon_ledger::sources::protobuf::encode;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::TOKEN;
+
+const SERIES: usize = 10_000;
+const SAMPLES_PER_REQUEST: usize = 2_000;
+const CONNECTIONS: usize = 4;
+const T0_MS: i64 = 1_772_355_600_000; // 2026-03-01T09:00:00Z
+
+fn seconds_per_run() -> u64 {
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Request `n` of a stream that walks over every series, one sample each, 15 s apart per round.
+fn remote_write_body(n: usize) -> Vec<u8> {
+    let first = n * SAMPLES_PER_REQUEST;
+    let names: Vec<String> = (first..first + SAMPLES_PER_REQUEST)
+        .map(|i| format!("c{}", i % SERIES))
+        .collect();
+    let rounds: Vec<i64> = (first..first + SAMPLES_PER_REQUEST)
+        .map(|i| (i / SERIES) as i64)
+        .collect();
+    let labels: Vec<[(&str, &str); 4]> = names
+        .iter()
+        .map(|name| {
+            [
+                ("__name__", "kepler_container_cpu_joules_total"),
+                ("container_name", name.as_str()),
+                ("node_name", "fra1-n1"),
+                ("zone", "package"),
+            ]
+        })
+        .collect();
+    let samples: Vec<[(i64, f64); 1]> = rounds
+        .iter()
+        .map(|&round| [(T0_MS + round * 15_000, round as f64 * 150.0)])
+        .collect();
+    encode::write_request(
+        labels
+            .iter()
+            .zip(&samples)
+            .map(|(l, s)| (l.as_slice(), s.as_slice())),
+    )
+}
+
+fn ndjson_body(n: usize) -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..SAMPLES_PER_REQUEST {
+        let at = chrono::DateTime::from_timestamp_millis(
+            T0_MS + (n * SAMPLES_PER_REQUEST + i) as i64 * 10,
+        )
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        out.push_str(
+            &json!({"site": "fra1", "customer": "acme", "workload": format!("c{}", i % 100),
+                "start": at, "duration_s": 10, "power_w": 120.5})
+            .to_string(),
+        );
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+struct Outcome {
+    per_s: f64,
+    p99_ms: f64,
+}
+
+/// Sends the bodies in order, spread over the connections, each connection in turn; a body
+/// answered with anything but 2xx stops the benchmark.
+async fn run(path: &str, content_type: &'static str, bodies: Vec<Vec<u8>>) -> Outcome {
+    let server = support::start(true).await;
+    let (base, client) = (server.base.clone(), server.client.clone());
+    for (p, body) in [
+        (
+            "/v1/sites/fra1",
+            json!({"name": "F", "zone": "DE", "pue": 1.3}),
+        ),
+        ("/v1/customers/acme", json!({"name": "Acme"})),
+        (
+            "/v1/telemetry/mappings/kepler",
+            json!({"preset": "kepler", "site": "fra1", "customer": "acme"}),
+        ),
+    ] {
+        let answer = client
+            .put(format!("{base}{p}"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds_per_run());
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url, bodies, next) = (
+                client.clone(),
+                format!("{base}{path}"),
+                bodies.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = bodies.get(n) else { break };
+                    let sent = Instant::now();
+                    let answer = client
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .header("content-type", content_type)
+                        .header(
+                            "content-encoding",
+                            if content_type == "application/x-protobuf" {
+                                "snappy"
+                            } else {
+                                "identity"
+                            },
+                        )
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(
+                        answer.status().is_success(),
+                        "{}",
+                        answer.text().await.unwrap_or_default()
+                    );
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    server.stop().await;
+    latencies.sort_by(f64::total_cmp);
+    Outcome {
+        per_s: (latencies.len() * SAMPLES_PER_REQUEST) as f64 / elapsed,
+        p99_ms: latencies[((latencies.len() as f64 * 0.99) as usize).min(latencies.len() - 1)],
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let requests = 400;
+    println!(
+        "remote-write over loopback HTTP, durable: {SERIES} series, {SAMPLES_PER_REQUEST} samples a request, {CONNECTIONS} connections, {} s a run",
+        seconds_per_run()
+    );
+    let remote = run(
+        "/api/v1/write",
+        "application/x-protobuf",
+        (0..requests).map(remote_write_body).collect(),
+    )
+    .await;
+    let ndjson = run(
+        "/v1/readings",
+        "application/x-ndjson",
+        (0..requests).map(ndjson_body).collect(),
+    )
+    .await;
+    println!(
+        "remote-write  {:>12.0} samples/s   p99 {:>7.1} ms",
+        remote.per_s, remote.p99_ms
+    );
+    println!(
+        "ndjson        {:>12.0} readings/s  p99 {:>7.1} ms",
+        ndjson.per_s, ndjson.p99_ms
+    );
+    println!(
+        "remote-write samples/s / ndjson readings/s = {:.2}",
+        remote.per_s / ndjson.per_s
+    );
+}
