@@ -30,6 +30,8 @@ pub struct Settings {
     pub feeds: Vec<crate::feeds::FeedSettings>,
     /// How telemetry series become readings (`[telemetry]`).
     pub telemetry: crate::sources::TelemetrySettings,
+    /// Exporters to scrape (`[[scrape]]`).
+    pub scrape: Vec<crate::sources::scrape::ScrapeSettings>,
     /// Load the demo data set into an empty data directory (`serve --demo`).
     #[serde(skip)]
     pub demo: bool,
@@ -53,6 +55,7 @@ impl Default for Settings {
             read_cache_rows: 20_000_000,
             feeds: Vec::new(),
             telemetry: crate::sources::TelemetrySettings::default(),
+            scrape: Vec::new(),
             demo: false,
             admin_token: None,
         }

@@ -202,6 +202,16 @@ impl Application {
             &settings.data_dir,
             settings.telemetry.clone(),
         )?);
+        background.extend(crate::sources::scrape::spawn_scrapers(
+            &settings.scrape,
+            crate::sources::scrape::Sinks {
+                telemetry: telemetry.clone(),
+                registry: registry.clone(),
+                readings: readings.clone(),
+                clock: clock.clone(),
+                max_power_w: settings.max_power_w,
+            },
+        ));
         let state = web::Data::new(AppState {
             registry: registry.clone(),
             readings: readings.clone(),

@@ -69,5 +69,5 @@ async fn metrics(
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render()))
+        .body(state.metrics.render() + &state.telemetry.render_metrics()))
 }

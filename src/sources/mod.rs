@@ -2,9 +2,11 @@
 //! scraping Kepler, Scaphandre or a PDU exporter): decoded into series, matched to the registry's
 //! mappings, turned into readings (see `series`), and counted per source so that nothing is
 //! dropped unseen.
+pub mod exposition;
 pub mod otlp;
 pub mod protobuf;
 pub mod remote_write;
+pub mod scrape;
 pub mod series;
 
 use crate::domain::mapping::{anchored, render, Mapping};
@@ -356,7 +358,7 @@ impl Telemetry {
                 Ok(counts)
             }
             Err(error) => {
-                self.record(source, Err(&error));
+                self.record(source, Err(error.to_string()));
                 Err(error)
             }
         }
@@ -388,11 +390,7 @@ impl Telemetry {
 
     /// Adds a committed request's counts to its source, or notes why a request failed (its
     /// samples are not counted: the sender retries them).
-    fn record(
-        &self,
-        source: &str,
-        outcome: Result<(&Counts, Option<i64>, usize), &TelemetryError>,
-    ) {
+    fn record(&self, source: &str, outcome: Result<(&Counts, Option<i64>, usize), String>) {
         let unmapped = self
             .unmapped
             .lock()
@@ -414,8 +412,69 @@ impl Telemetry {
                 }
                 status.series_active = series_active;
             }
-            Err(error) => status.last_error = Some(error.to_string()),
+            Err(error) => status.last_error = Some(error),
         }
+    }
+
+    /// A pull that brought nothing (a scrape target down, a body that does not parse).
+    pub fn note_failure(&self, source: &str, reason: &str) {
+        self.record(source, Err(reason.to_owned()));
+    }
+
+    /// The sources' counters in the Prometheus text format, for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let families = [
+            (
+                "telemetry_samples_accepted_total",
+                "Samples of mapped series taken in.",
+            ),
+            (
+                "telemetry_samples_unmapped_total",
+                "Samples of series no mapping matched.",
+            ),
+            (
+                "telemetry_samples_ignored_total",
+                "Samples that added nothing, by reason.",
+            ),
+            (
+                "telemetry_readings_written_total",
+                "Window readings written or rewritten.",
+            ),
+            (
+                "telemetry_gaps_total",
+                "Intervals longer than max_gap_s, not bridged.",
+            ),
+        ];
+        let sources = self.sources();
+        for (name, help) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for s in &sources {
+                let source = &s.source;
+                let c = &s.counts;
+                match name {
+                    "telemetry_samples_ignored_total" => {
+                        for (reason, n) in &c.samples_ignored {
+                            let _ = writeln!(
+                                out,
+                                "{name}{{source=\"{source}\",reason=\"{reason}\"}} {n}"
+                            );
+                        }
+                    }
+                    _ => {
+                        let n = match name {
+                            "telemetry_samples_accepted_total" => c.samples_accepted,
+                            "telemetry_samples_unmapped_total" => c.samples_unmapped,
+                            "telemetry_readings_written_total" => c.readings_written,
+                            _ => c.gaps,
+                        };
+                        let _ = writeln!(out, "{name}{{source=\"{source}\"}} {n}");
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub fn sources(&self) -> Vec<SourceStatus> {

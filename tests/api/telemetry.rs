@@ -148,6 +148,14 @@ async fn unmapped_and_ignored_samples_are_counted_and_listed() {
         json!({"stale_marker": 1, "not_finite": 1})
     );
     assert_eq!(source["series_unmapped"], 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "telemetry_samples_accepted_total{source=\"remote_write\"} 2",
+        "telemetry_samples_unmapped_total{source=\"remote_write\"} 2",
+        "telemetry_samples_ignored_total{source=\"remote_write\",reason=\"stale_marker\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     let unmapped: Value = app
         .get("/v1/telemetry/unmapped")
         .await
@@ -299,4 +307,113 @@ async fn otlp_json_as_recorded_becomes_readings_and_refusals_are_a_partial_succe
         .as_str()
         .unwrap()
         .contains("unknown_site"));
+}
+
+type Counter = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+/// An exporter serving Kepler's format once `open` is set (503 before): call `i` (from 1, held at
+/// 3) shows the package counter at 100 J x i, timestamped 1 s x i after T0.
+fn kepler_exporter(open: std::sync::Arc<std::sync::atomic::AtomicBool>) -> (String, Counter) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let calls = std::sync::Arc::new(AtomicU64::new(0));
+    let served = calls.clone();
+    let server = HttpServer::new(move || {
+        let (calls, open) = (served.clone(), open.clone());
+        App::new().default_service(web::to(move || {
+            if !open.load(Ordering::SeqCst) {
+                return std::future::ready(HttpResponse::ServiceUnavailable().finish());
+            }
+            let i = (calls.fetch_add(1, Ordering::SeqCst) + 1).min(3) as i64;
+            let at = T0 + i * 1000;
+            let body = format!(
+                "# TYPE kepler_container_cpu_joules_total counter\n\
+                 kepler_container_cpu_joules_total{{container_name=\"api\",zone=\"package\"}} {} {at}\n\
+                 kepler_container_cpu_joules_total{{container_name=\"api\",zone=\"dram\"}} 1 {at}\n",
+                100 * i
+            );
+            std::future::ready(
+                HttpResponse::Ok()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(body),
+            )
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}/metrics"), calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scraped_exporter_becomes_readings_and_a_target_that_is_down_says_why() {
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, calls) = kepler_exporter(open.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let target = |name: &str, url: &str| {
+        toml::from_str::<carbon_ledger::sources::scrape::ScrapeSettings>(&format!(
+            "name = \"{name}\"\nurl = \"{url}\"\ninterval_s = 1\nlabels = {{ site = \"fra1\" }}\n"
+        ))
+        .unwrap()
+    };
+    let settings = carbon_ledger::config::Settings {
+        scrape: vec![
+            target("kepler", &url),
+            target("down", "http://127.0.0.1:9/metrics"),
+        ],
+        ..crate::helpers::settings_for(&dir)
+    };
+    let app = crate::helpers::spawn_app_with(settings, dir).await;
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "F", "zone": "DE", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    // The site comes from the target's own label.
+    app.put(
+        "/v1/telemetry/mappings/kepler",
+        json!({"preset": "kepler", "site": "{site}", "customer": "acme"}),
+    )
+    .await;
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    // 100 J -> 300 J, then the counter holds still: exactly 200 J.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut joules = 0.0;
+    while std::time::Instant::now() < deadline {
+        joules = kwh(&it_kwh(&app, "workload").await) * 3.6e6;
+        // Answers carry 9 decimals of kWh: 3.6 mJ.
+        if calls.load(std::sync::atomic::Ordering::SeqCst) > 4 && (joules - 200.0).abs() < 0.004 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    let by_name = |name: &str| {
+        sources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["source"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let kepler = by_name("scrape:kepler");
+    assert!((joules - 200.0).abs() < 0.004, "{joules} J; {kepler}");
+    assert!(
+        kepler["samples_ignored"]["duplicate"].as_u64().unwrap_or(0) >= 1,
+        "{kepler}"
+    );
+    // The dram zone is not the mapping's.
+    assert!(
+        kepler["samples_unmapped"].as_u64().unwrap() >= 3,
+        "{kepler}"
+    );
+    let down = by_name("scrape:down");
+    assert!(down["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot scrape"));
 }
