@@ -32,6 +32,8 @@ pub struct Settings {
     pub telemetry: crate::sources::TelemetrySettings,
     /// Exporters to scrape (`[[scrape]]`).
     pub scrape: Vec<crate::sources::scrape::ScrapeSettings>,
+    /// BMCs to poll over Redfish (`[[redfish]]`).
+    pub redfish: Vec<crate::sources::redfish::RedfishSettings>,
     /// Load the demo data set into an empty data directory (`serve --demo`).
     #[serde(skip)]
     pub demo: bool,
@@ -56,6 +58,7 @@ impl Default for Settings {
             feeds: Vec::new(),
             telemetry: crate::sources::TelemetrySettings::default(),
             scrape: Vec::new(),
+            redfish: Vec::new(),
             demo: false,
             admin_token: None,
         }

@@ -202,15 +202,20 @@ impl Application {
             &settings.data_dir,
             settings.telemetry.clone(),
         )?);
+        let sinks = crate::sources::pull::Sinks {
+            telemetry: telemetry.clone(),
+            registry: registry.clone(),
+            readings: readings.clone(),
+            clock: clock.clone(),
+            max_power_w: settings.max_power_w,
+        };
         background.extend(crate::sources::scrape::spawn_scrapers(
             &settings.scrape,
-            crate::sources::scrape::Sinks {
-                telemetry: telemetry.clone(),
-                registry: registry.clone(),
-                readings: readings.clone(),
-                clock: clock.clone(),
-                max_power_w: settings.max_power_w,
-            },
+            &sinks,
+        ));
+        background.extend(crate::sources::redfish::spawn_pollers(
+            &settings.redfish,
+            &sinks,
         ));
         let state = web::Data::new(AppState {
             registry: registry.clone(),

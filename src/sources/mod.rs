@@ -5,6 +5,8 @@
 pub mod exposition;
 pub mod otlp;
 pub mod protobuf;
+pub mod pull;
+pub mod redfish;
 pub mod remote_write;
 pub mod scrape;
 pub mod series;

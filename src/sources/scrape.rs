@@ -1,16 +1,10 @@
 //! `[[scrape]]` targets: carbon-ledger scrapes an exporter's `/metrics` itself (Kepler,
 //! Scaphandre, a PDU exporter), as Prometheus would, and hands the series to the mappings like a
-//! remote-write. Failures are recorded on the source and retried with exponential backoff.
+//! remote-write.
 use super::exposition::{self, Flavour};
-use super::series::Counts;
-use super::{IngestContext, Telemetry};
-use crate::clock::Clock;
-use crate::domain::Grant;
-use crate::storage::logged::LoggedTable;
-use crate::storage::Registry;
+use super::pull::{env, spawn_puller, Sinks};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `[[scrape]]` in the config file.
@@ -42,23 +36,6 @@ fn default_interval_s() -> u64 {
 }
 fn default_timeout_s() -> u64 {
     5
-}
-
-/// What a scraper writes with.
-#[derive(Clone)]
-pub struct Sinks {
-    pub telemetry: Arc<Telemetry>,
-    pub registry: Arc<Registry>,
-    pub readings: Arc<LoggedTable>,
-    pub clock: Arc<dyn Clock>,
-    pub max_power_w: f64,
-}
-
-/// The longest wait between two tries of a failing target.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-fn env(name: &Option<String>) -> Option<String> {
-    name.as_ref().and_then(|n| std::env::var(n).ok())
 }
 
 /// One scrape: the body's series with the target's labels, or why there are none.
@@ -127,55 +104,18 @@ async fn scrape(
 /// Starts one task per target; the caller owns the handles.
 pub fn spawn_scrapers(
     targets: &[ScrapeSettings],
-    sinks: Sinks,
+    sinks: &Sinks,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     targets
         .iter()
         .cloned()
         .map(|target| {
-            let sinks = sinks.clone();
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                let source = format!("scrape:{}", target.name);
-                let interval = Duration::from_secs(target.interval_s.max(1));
-                let mut failures = 0u32;
-                loop {
-                    let now = sinks.clock.now();
-                    let outcome = match scrape(&client, &target, now.timestamp_millis()).await {
-                        Ok(series) => {
-                            let context = IngestContext {
-                                registry: &sinks.registry,
-                                readings: &sinks.readings,
-                                grant: &Grant::Admin,
-                                now,
-                                max_power_w: sinks.max_power_w,
-                            };
-                            sinks
-                                .telemetry
-                                .ingest(&source, series, Counts::default(), context)
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| e.to_string())
-                        }
-                        Err(reason) => {
-                            sinks.telemetry.note_failure(&source, &reason);
-                            Err(reason)
-                        }
-                    };
-                    let wait = match outcome {
-                        Ok(()) => {
-                            failures = 0;
-                            interval
-                        }
-                        Err(reason) => {
-                            failures = failures.saturating_add(1);
-                            tracing::warn!(%source, %reason, "scrape failed");
-                            (interval * 2u32.saturating_pow(failures.min(8)))
-                                .min(MAX_BACKOFF.max(interval))
-                        }
-                    };
-                    tokio::time::sleep(wait).await;
-                }
+            let client = reqwest::Client::new();
+            let source = format!("scrape:{}", target.name);
+            let interval = Duration::from_secs(target.interval_s.max(1));
+            spawn_puller(source, interval, sinks.clone(), move |now_ms| {
+                let (client, target) = (client.clone(), target.clone());
+                async move { scrape(&client, &target, now_ms).await }
             })
         })
         .collect()

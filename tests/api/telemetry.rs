@@ -417,3 +417,83 @@ async fn a_scraped_exporter_becomes_readings_and_a_target_that_is_down_says_why(
         .unwrap()
         .contains("cannot scrape"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redfish_energy_sensor_becomes_readings_at_its_reading_time_in_utc() {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let calls = std::sync::Arc::new(AtomicU64::new(0));
+    let served = calls.clone();
+    // Call i (held at 3): 1 Wh more each minute; ReadingTime in the BMC's +06:00.
+    let server = HttpServer::new(move || {
+        let calls = served.clone();
+        App::new().default_service(web::to(move |request: HttpRequest| {
+            let found = request.path() == "/redfish/v1/Chassis/1U/Sensors/TotalEnergy";
+            let i = (calls.fetch_add(1, Ordering::SeqCst) + 1).min(3);
+            let body = json!({"@odata.type": "#Sensor.v1_6_0.Sensor", "Id": "TotalEnergy",
+                "ReadingType": "EnergykWh", "ReadingUnits": "kW.h", "Reading": 325675.0 + 0.001 * i as f64,
+                "ReadingTime": format!("2026-03-01T15:0{i}:00+06:00")});
+            std::future::ready(match found {
+                true => HttpResponse::Ok().json(body),
+                false => HttpResponse::NotFound().finish(),
+            })
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    let dir = tempfile::tempdir().unwrap();
+    let bmc: carbon_ledger::sources::redfish::RedfishSettings = toml::from_str(&format!(
+        "name = \"rack7\"\nbase_url = \"http://127.0.0.1:{port}\"\nchassis = \"1U\"\n\
+         sensors = [\"TotalEnergy\"]\ninterval_s = 1\n\
+         labels = {{ site = \"fra1\", customer = \"acme\", workload = \"db-7\" }}\n"
+    ))
+    .unwrap();
+    let settings = carbon_ledger::config::Settings {
+        redfish: vec![bmc],
+        ..crate::helpers::settings_for(&dir)
+    };
+    let app = crate::helpers::spawn_app_with(settings, dir).await;
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "F", "zone": "DE", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    app.put(
+        "/v1/telemetry/mappings/bmc",
+        json!({"metric": "redfish_energy_kwh_total", "unit": "kwh_total", "site": "{site}",
+               "customer": "{customer}", "workload": "{workload}"}),
+    )
+    .await;
+    // Polls before the mapping are unmapped; from the first mapped one on, each further minute
+    // adds 1 Wh = 3,600 J until the counter holds still (at most 7,200 J).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline && calls.load(Ordering::SeqCst) < 6 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let report = it_kwh(&app, "workload").await;
+    let joules = kwh(&report) * 3.6e6;
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    let bmc = &sources[0];
+    assert_eq!(bmc["source"], "redfish:rack7");
+    // 15:01+06:00 .. 15:03+06:00 is 09:01Z .. 09:03Z: readings on 2026-03-01 in UTC.
+    assert!(
+        bmc["last_sample_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-03-01T09:0"),
+        "{bmc}"
+    );
+    let windows = bmc["readings_written"].as_u64().unwrap();
+    assert!(
+        (joules - 3600.0 * windows as f64).abs() < 0.004,
+        "{joules} J from {windows} windows; {bmc}"
+    );
+    assert!(
+        report["rows"][0]["workload"] == "db-7" || windows == 0,
+        "{report}"
+    );
+}

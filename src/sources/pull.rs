@@ -1,0 +1,82 @@
+//! What every puller of telemetry shares (scrape targets, Redfish BMCs): a task that fetches
+//! series on an interval, hands them to the mappings, records failures on its source and retries
+//! them with exponential backoff.
+use super::series::Counts;
+use super::{IngestContext, Series, Telemetry};
+use crate::clock::Clock;
+use crate::domain::Grant;
+use crate::storage::logged::LoggedTable;
+use crate::storage::Registry;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a puller writes with.
+#[derive(Clone)]
+pub struct Sinks {
+    pub telemetry: Arc<Telemetry>,
+    pub registry: Arc<Registry>,
+    pub readings: Arc<LoggedTable>,
+    pub clock: Arc<dyn Clock>,
+    pub max_power_w: f64,
+}
+
+/// The longest wait between two tries of a failing source.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A credential from the environment variable a setting names.
+pub fn env(name: &Option<String>) -> Option<String> {
+    name.as_ref().and_then(|n| std::env::var(n).ok())
+}
+
+/// Runs `fetch` (given the time in ms) every `interval` until the task is aborted.
+pub fn spawn_puller<F, Fut>(
+    source: String,
+    interval: Duration,
+    sinks: Sinks,
+    fetch: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(i64) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<Series>, String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            let now = sinks.clock.now();
+            let outcome = match fetch(now.timestamp_millis()).await {
+                Ok(series) => {
+                    let context = IngestContext {
+                        registry: &sinks.registry,
+                        readings: &sinks.readings,
+                        grant: &Grant::Admin,
+                        now,
+                        max_power_w: sinks.max_power_w,
+                    };
+                    sinks
+                        .telemetry
+                        .ingest(&source, series, Counts::default(), context)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                Err(reason) => {
+                    sinks.telemetry.note_failure(&source, &reason);
+                    Err(reason)
+                }
+            };
+            let wait = match outcome {
+                Ok(()) => {
+                    failures = 0;
+                    interval
+                }
+                Err(reason) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%source, %reason, "telemetry pull failed");
+                    (interval * 2u32.saturating_pow(failures.min(8))).min(MAX_BACKOFF.max(interval))
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    })
+}
