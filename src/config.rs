@@ -27,7 +27,7 @@ pub struct Settings {
     /// Readings kept in memory, resolved per date, so reports need not re-read unchanged dates.
     pub read_cache_rows: usize,
     /// Grid-intensity providers to pull.
-    pub feeds: Vec<crate::feeds::FeedSettings>,
+    pub feeds: Vec<crate::sources::feeds::FeedSettings>,
     /// How telemetry series become readings (`[telemetry]`).
     pub telemetry: crate::sources::TelemetrySettings,
     /// Exporters to scrape (`[[scrape]]`).
@@ -169,7 +169,10 @@ mod tests {
         "#;
         let settings: Settings = toml::from_str(text).unwrap();
         assert_eq!(settings.feeds.len(), 2);
-        assert_eq!(settings.feeds[1].provider, crate::feeds::Provider::Watttime);
+        assert_eq!(
+            settings.feeds[1].provider,
+            crate::sources::feeds::Provider::Watttime
+        );
         assert_eq!(settings.feeds[1].zone_map["US-CAL-CISO"], "CAISO_NORTH");
         assert_eq!(settings.feeds[1].poll_interval_s, 1800);
     }

@@ -8,7 +8,7 @@ use crate::domain::{
     Customer, CustomerSpec, Id, Instrument, InstrumentKind, PueEntry, Site, SiteSpec, ZoneCode,
     ZoneSpec,
 };
-use crate::feeds::{electricity_maps, uk_carbon_intensity, watttime, FeedError};
+use crate::sources::feeds::{electricity_maps, uk_carbon_intensity, watttime, FeedError};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
 use crate::storage::{intensity, readings, Registry, RegistryError};
 use chrono::{DateTime, Duration, Utc};

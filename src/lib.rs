@@ -12,7 +12,6 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod domain;
-pub mod feeds;
 pub mod http;
 pub mod ingest;
 pub mod reports;

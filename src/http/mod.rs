@@ -43,7 +43,7 @@ pub struct AppState {
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
     pub reports: crate::reports::ReportSources,
-    pub feeds: crate::feeds::FeedsStatus,
+    pub feeds: crate::sources::feeds::FeedsStatus,
     pub telemetry: Arc<crate::sources::Telemetry>,
     pub ingest: IngestLimits,
     pub keys: Arc<KeyStore>,
@@ -197,7 +197,9 @@ impl Application {
                 "loaded the demo data set"
             );
         }
-        let feeds = crate::feeds::spawn_feeds(&settings.feeds, intensity.clone(), clock.clone());
+        let (feeds, feed_tasks) =
+            crate::sources::feeds::spawn_feeds(&settings.feeds, intensity.clone(), clock.clone());
+        background.extend(feed_tasks);
         let telemetry = Arc::new(crate::sources::Telemetry::open(
             &settings.data_dir,
             settings.telemetry.clone(),

@@ -1,13 +1,16 @@
-//! Telemetry from what data centers already run (Prometheus remote-write, so any Prometheus
-//! scraping Kepler, Scaphandre or a PDU exporter): decoded into series, matched to the registry's
-//! mappings, turned into readings (see `series`), and counted per source so that nothing is
-//! dropped unseen.
+//! Everything that comes in from outside, with one anatomy (settings, a client, a parser to
+//! domain records, a sink) and one retry schedule (`schedule`): grid-intensity feeds (`feeds`),
+//! and telemetry from what data centers already run (Prometheus remote-write, OTLP, scraped
+//! exporters, Redfish BMCs), decoded into series, matched to the registry's mappings, turned into
+//! readings (see `series`), and counted per source so that nothing is dropped unseen.
 pub mod exposition;
+pub mod feeds;
 pub mod otlp;
 pub mod protobuf;
 pub mod pull;
 pub mod redfish;
 pub mod remote_write;
+pub mod schedule;
 pub mod scrape;
 pub mod series;
 

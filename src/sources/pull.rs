@@ -1,6 +1,6 @@
 //! What every puller of telemetry shares (scrape targets, Redfish BMCs): a task that fetches
 //! series on an interval, hands them to the mappings, records failures on its source and retries
-//! them with exponential backoff.
+//! them on the common schedule.
 use super::series::Counts;
 use super::{IngestContext, Series, Telemetry};
 use crate::clock::Clock;
@@ -20,9 +20,6 @@ pub struct Sinks {
     pub clock: Arc<dyn Clock>,
     pub max_power_w: f64,
 }
-
-/// The longest wait between two tries of a failing source.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// A credential from the environment variable a setting names.
 pub fn env(name: &Option<String>) -> Option<String> {
@@ -73,7 +70,7 @@ where
                 Err(reason) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(%source, %reason, "telemetry pull failed");
-                    (interval * 2u32.saturating_pow(failures.min(8))).min(MAX_BACKOFF.max(interval))
+                    super::schedule::backoff(failures, interval, None)
                 }
             };
             tokio::time::sleep(wait).await;

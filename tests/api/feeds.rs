@@ -1,7 +1,7 @@
 //! Feed pullers against stub providers on 127.0.0.1 that serve the providers' recorded payloads.
 use crate::helpers::{settings_for, spawn_app_with, TestApp};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use carbon_ledger::feeds::{FeedSettings, Provider};
+use carbon_ledger::sources::feeds::{FeedSettings, Provider};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -131,7 +131,11 @@ impl Feed {
                 }
                 Err(error) => {
                     failures += 1;
-                    let delay = backoff(failures, poll, &error);
+                    let retry_after = match &error {
+                        FeedError::RateLimited(after) => *after,
+                        _ => None,
+                    };
+                    let delay = crate::sources::schedule::backoff(failures, poll, retry_after);
                     self.fail(
                         &error,
                         now,
@@ -145,24 +149,13 @@ impl Feed {
     }
 }
 
-/// 1 s, 2 s, 4 s, ... up to the poll interval, times a jitter of 0.5-1.5 so feeds do not retry in
-/// step; a 429's Retry-After is a floor.
-fn backoff(failures: u32, poll: std::time::Duration, error: &FeedError) -> std::time::Duration {
-    let exponential =
-        std::time::Duration::from_secs(1u64 << failures.saturating_sub(1).min(16)).min(poll);
-    let jittered = exponential.mul_f64(0.5 + rand::random::<f64>());
-    match error {
-        FeedError::RateLimited(Some(retry_after)) => jittered.max(*retry_after),
-        _ => jittered,
-    }
-}
-
-/// Starts every configured feed; returns the status board `/v1/feeds` reads.
+/// Starts every configured feed; returns the status board `/v1/feeds` reads, and the tasks (the
+/// caller owns them).
 pub fn spawn_feeds(
     settings: &[FeedSettings],
     table: Arc<LoggedTable>,
     clock: Arc<dyn Clock>,
-) -> FeedsStatus {
+) -> (FeedsStatus, Vec<tokio::task::JoinHandle<()>>) {
     let status: FeedsStatus = Arc::new(Mutex::new(
         settings
             .iter()
@@ -178,40 +171,19 @@ pub fn spawn_feeds(
             })
             .collect(),
     ));
-    for (index, settings) in settings.iter().enumerate() {
-        let feed = Feed {
-            index,
-            settings: settings.clone(),
-            status: status.clone(),
-            table: table.clone(),
-            clock: clock.clone(),
-        };
-        tokio::spawn(feed.run());
-    }
-    status
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_poll_interval_and_honours_retry_after() {
-        let poll = std::time::Duration::from_secs(60);
-        let first = backoff(1, poll, &FeedError::Timeout);
-        assert!(
-            first >= std::time::Duration::from_millis(500)
-                && first < std::time::Duration::from_millis(1500)
-        );
-        let late = backoff(12, poll, &FeedError::Timeout);
-        assert!(
-            late >= std::time::Duration::from_secs(30) && late < std::time::Duration::from_secs(90)
-        );
-        let limited = backoff(
-            1,
-            poll,
-            &FeedError::RateLimited(Some(std::time::Duration::from_secs(45))),
-        );
-        assert!(limited >= std::time::Duration::from_secs(45));
-    }
+    let tasks = settings
+        .iter()
+        .enumerate()
+        .map(|(index, settings)| {
+            let feed = Feed {
+                index,
+                settings: settings.clone(),
+                status: status.clone(),
+                table: table.clone(),
+                clock: clock.clone(),
+            };
+            tokio::spawn(feed.run())
+        })
+        .collect();
+    (status, tasks)
 }
