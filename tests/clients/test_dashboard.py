@@ -235,6 +235,7 @@ def test_an_admin_sees_every_customer_and_the_operator_view(server, browser):
         ranked = tab.page.locator("#operator-body table").first.locator("tbody tr")
         expect(ranked).to_have_count(2)
         expect(tab.page.locator("[data-count=sites]")).to_have_text("3 sites")
+        expect(tab.page.locator("#operator-body")).to_contain_text("No telemetry has arrived")
         tab.shot(f"operator-{width}")
         tab.close()
 

@@ -1,5 +1,5 @@
-// The operator's view (admin keys): every customer ranked, the intensity feeds with their
-// staleness and last errors, and what the registry holds.
+// The operator's view (admin keys): every customer ranked, the intensity feeds and telemetry
+// sources with their staleness and last errors, and what the registry holds.
 import * as api from "./api.js";
 import * as format from "./format.js";
 import * as view from "./view.js";
@@ -31,9 +31,10 @@ export async function showOperator(state, stillCurrent) {
   status.textContent = "Loading the overview…";
   const range = view.reportRange(state);
   try {
-    const [ranking, feeds, sites, customers, zones, instruments, keys] = await Promise.all([
+    const [ranking, feeds, sources, sites, customers, zones, instruments, keys] = await Promise.all([
       api.json(api.footprintPath("", { ...range, granularity: "total", group_by: "customer" })),
       api.json("/v1/feeds"),
+      api.json("/v1/telemetry/sources"),
       api.json("/v1/sites"),
       api.json("/v1/customers"),
       api.json("/v1/zones"),
@@ -78,6 +79,29 @@ export async function showOperator(state, stillCurrent) {
       feedNote.textContent = "Every feed is current.";
     }
 
+    const sourceTable = holder();
+    const ignored = (s) => Object.values(s.samples_ignored).reduce((a, b) => a + b, 0);
+    const age = (s) => (s.last_sample_at ? (Date.now() - Date.parse(s.last_sample_at)) / 1000 : null);
+    table(sourceTable, "Telemetry sources", [
+      { key: "source", label: "Source", show: (v) => v },
+      { key: "last_sample_at", label: "Newest sample", show: (v) => v ?? "none yet" },
+      { key: "samples_accepted", label: "Samples taken", show: (v) => format.count(v) },
+      { key: "samples_unmapped", label: "Unmapped", show: (v) => format.count(v) },
+      { key: "ignored", label: "Ignored", show: (v) => format.count(v) },
+      { key: "readings_written", label: "Readings", show: (v) => format.count(v) },
+      { key: "last_error", label: "Last error", show: (v) => v ?? "none" },
+    ], sources.map((s) => ({ ...s, ignored: ignored(s) })));
+    const quiet = sources.filter((s) => s.last_error || !(age(s) < STALE_AFTER_S));
+    const sourceNote = document.createElement("p");
+    if (!sources.length) {
+      sourceNote.textContent = "No telemetry has arrived since the server started: point Prometheus' remote_write, an OTLP exporter or a [[scrape]] target at this server.";
+    } else if (quiet.length) {
+      sourceNote.className = "stale";
+      sourceNote.textContent = `${quiet.length} of ${sources.length} telemetry sources are quiet or failing: ${quiet.map((s) => s.source).join(", ")}.`;
+    } else {
+      sourceNote.textContent = "Every telemetry source is delivering.";
+    }
+
     const counts = document.createElement("ul");
     counts.className = "counts";
     for (const [name, list] of [["sites", sites], ["customers", customers], ["zones with factors", zones], ["instruments", instruments], ["active API keys", keys.filter((k) => !k.revoked_at)]]) {
@@ -89,6 +113,7 @@ export async function showOperator(state, stillCurrent) {
     $("operator-body").replaceChildren(
       section("Customers", ranked),
       section("Intensity feeds", ...(feeds.length ? [feedNote, feedTable] : [feedNote])),
+      section("Telemetry sources", ...(sources.length ? [sourceNote, sourceTable] : [sourceNote])),
       section("Registry", counts),
     );
     status.textContent = `Figures from ${format.bucket(range.from, "hour")} to ${format.bucket(range.to, "hour")} UTC.`;
