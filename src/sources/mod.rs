@@ -13,15 +13,17 @@ pub mod remote_write;
 pub mod schedule;
 pub mod scrape;
 pub mod series;
+mod state_store;
 
 use crate::domain::mapping::{anchored, render, Mapping};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
 use crate::domain::{Customer, Grant, Id, Site};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::{readings, DurableDocument, Registry, RegistryError, StorageError};
+use crate::storage::{readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use series::{Counts, Resolution, State, Target, Windows};
+use series::{Counts, Delta, Resolution, State, Target, Windows};
+use state_store::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use utoipa::ToSchema;
@@ -138,7 +140,7 @@ pub struct IngestContext<'a> {
 
 pub struct Telemetry {
     settings: TelemetrySettings,
-    document: DurableDocument,
+    store: std::sync::Arc<std::sync::Mutex<StateStore>>,
     /// One request at a time: each sees the state the previous one left.
     state: tokio::sync::Mutex<State>,
     sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
@@ -201,11 +203,10 @@ fn lookup(
 
 impl Telemetry {
     pub fn open(data_dir: &Path, settings: TelemetrySettings) -> Result<Self, StorageError> {
-        let document = DurableDocument::new(data_dir.join("telemetry").join("series.json"));
-        let state = document.load()?.unwrap_or_default();
+        let (store, state) = StateStore::open(&data_dir.join("telemetry"), settings.windows())?;
         Ok(Self {
             settings,
-            document,
+            store: std::sync::Arc::new(std::sync::Mutex::new(store)),
             state: tokio::sync::Mutex::new(state),
             sources: Default::default(),
             unmapped: Default::default(),
@@ -331,8 +332,7 @@ impl Telemetry {
             })
             .collect();
         let mut state = self.state.lock().await;
-        let mut next = state.clone();
-        let changed = next.convert(
+        let changed = state.convert(
             &series,
             |i, _| resolutions[i].clone(),
             self.settings.windows(),
@@ -356,23 +356,61 @@ impl Telemetry {
             batch.energy_j.push(Some(*joules));
             batch.power_w.push(None);
         }
-        match self.commit(&mut next, batch, &ctx).await {
+        let delta = state.delta(&changed);
+        match self.commit(batch, delta, &ctx).await {
             Ok(()) => {
-                self.record(source, Ok((&counts, newest, next.series())));
-                *state = next;
+                self.record(source, Ok((&counts, newest, state.series())));
+                self.snapshot_when_due(&state).await;
                 Ok(counts)
             }
             Err(error) => {
+                // Memory ran ahead of the disk: go back to what is durable (the sender retries).
+                let store = self.store.clone();
+                let windows = self.settings.windows();
+                if let Ok(Ok(durable)) = tokio::task::spawn_blocking(move || {
+                    store
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .reload(windows)
+                })
+                .await
+                {
+                    *state = durable;
+                }
                 self.record(source, Err(error.to_string()));
                 Err(error)
             }
         }
     }
 
+    async fn snapshot_when_due(&self, state: &State) {
+        let store = self.store.clone();
+        if !store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wants_snapshot()
+        {
+            return;
+        }
+        let snapshot = state.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .snapshot(&snapshot)
+        })
+        .await;
+        if let Ok(Err(error)) = outcome {
+            tracing::warn!(error = %error, "snapshotting the series state failed; its log goes on");
+        }
+    }
+
+    /// The readings, then the state change that made them: a crash between the two leaves the
+    /// old state, and the sender's retry recomputes the same windows, which replace themselves.
     async fn commit(
         &self,
-        next: &mut State,
         batch: ReadingBatch,
+        delta: Delta,
         ctx: &IngestContext<'_>,
     ) -> Result<(), TelemetryError> {
         if !batch.is_empty() {
@@ -383,13 +421,15 @@ impl Telemetry {
                 .and_then(LoggedTable::prepare)?;
             ctx.readings.append(prepared).await?;
         }
-        let document = self.document.clone();
-        let snapshot = std::mem::take(next);
-        let stored =
-            tokio::task::spawn_blocking(move || document.store(&snapshot).map(|()| snapshot))
-                .await
-                .map_err(|e| TelemetryError::Task(e.to_string()))??;
-        *next = stored;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&delta)
+        })
+        .await
+        .map_err(|e| TelemetryError::Task(e.to_string()))??;
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use super::{Sample, Series};
 use crate::domain::mapping::Unit;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Prometheus' stale marker, a NaN with this exact bit pattern.
 pub const STALE_MARKER_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -102,6 +102,18 @@ pub struct State {
     #[serde(with = "window_list")]
     windows: BTreeMap<WindowKey, f64>,
     newest_ms: i64,
+    /// Series changed since the last `delta`.
+    #[serde(skip)]
+    dirty: HashSet<String>,
+}
+
+/// What one request changed, in absolute values (so applying it twice is applying it once): the
+/// unit of the state's log on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    series: Vec<(String, i64, f64)>,
+    windows: Vec<(WindowKey, f64)>,
+    newest_ms: i64,
 }
 
 mod window_list {
@@ -142,6 +154,33 @@ impl State {
         self.last.len()
     }
 
+    /// What changed since the last call, given the windows `convert` reported.
+    pub fn delta(&mut self, changed: &[(WindowKey, f64)]) -> Delta {
+        let series = self
+            .dirty
+            .drain()
+            .filter_map(|key| {
+                let (t, v) = *self.last.get(&key)?;
+                Some((key, t, v))
+            })
+            .collect();
+        Delta {
+            series,
+            windows: changed.to_vec(),
+            newest_ms: self.newest_ms,
+        }
+    }
+
+    /// Replays a logged change, then forgets what it made unreachable, as `convert` does.
+    pub fn apply(&mut self, delta: Delta, windows: Windows) {
+        for (key, t, v) in delta.series {
+            self.last.insert(key, (t, v));
+        }
+        self.windows.extend(delta.windows);
+        self.newest_ms = self.newest_ms.max(delta.newest_ms);
+        self.prune(windows);
+    }
+
     /// Adds `joules` over (from_ms, to_ms] to the windows it overlaps, pro rata by time.
     fn spread(
         &mut self,
@@ -167,7 +206,7 @@ impl State {
         }
     }
 
-    fn apply(
+    fn take(
         &mut self,
         route: &Route<'_>,
         samples: &[Sample],
@@ -214,6 +253,7 @@ impl State {
             }
             counts.samples_accepted += 1;
             self.last.insert(key.to_owned(), (t, v));
+            self.dirty.insert(key.to_owned());
             self.newest_ms = self.newest_ms.max(t);
             if delta && unit.is_counter() {
                 // The point is its own increase, over its own interval (or since the last one).
@@ -290,7 +330,7 @@ impl State {
                         until_ms,
                         delta: one.delta,
                     };
-                    self.apply(&route, &samples, windows, counts, &mut touched);
+                    self.take(&route, &samples, windows, counts, &mut touched);
                 }
             }
         }
