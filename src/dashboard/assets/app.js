@@ -392,9 +392,12 @@ async function render() {
   const g = state.granularity;
   const hourlyPart = view.lastPart(state, view.HOURLY_LIMIT);
   try {
-    const [series, byWorkload, breakdown, choices, previous, hourly] = await Promise.all([
+    // Every request leaves at once; the chart is drawn as soon as its two answers are in.
+    const chartData = Promise.all([
       api.json(api.footprintPath(c, { ...range, granularity: g, ...filters })),
       api.json(api.footprintPath(c, { ...range, granularity: g, group_by: "workload", ...filters })),
+    ]);
+    const rest = Promise.all([
       api.json(api.footprintPath(c, { ...range, granularity: "total", group_by: "workload,site,zone", ...filters })),
       api.json(api.footprintPath(c, { ...range, granularity: "total", group_by: "workload,site" })),
       api.json(api.footprintPath(c, { ...view.previousRange(state), granularity: "total", ...filters })),
@@ -402,6 +405,14 @@ async function render() {
         ? null
         : api.json(api.footprintPath(c, { from: hourlyPart.from, to: hourlyPart.to, granularity: "hour", ...filters })),
     ]);
+    rest.catch(() => {}); // awaited below; an early failure of the chart's requests must not leave it unhandled
+    const [series, byWorkload] = await chartData;
+    if (current !== generation) return;
+    if (series.totals.readings > 0) {
+      $("figures").hidden = false;
+      showOverTime(series, byWorkload);
+    }
+    const [breakdown, choices, previous, hourly] = await rest;
     if (current !== generation) return;
     const unique = (key) => [...new Set(choices.rows.map((r) => r[key]))].sort();
     fillSelect($("f-workload"), "All workloads", unique("workload"), state.workload);
@@ -416,9 +427,7 @@ async function render() {
       );
       return;
     }
-    $("figures").hidden = false;
     showKpis(series.totals, previous.totals);
-    showOverTime(series, byWorkload);
     showBasis(series.totals);
     showQuality(series.totals.quality);
     showBreakdowns(breakdown);
