@@ -111,10 +111,13 @@ async fn delete_mapping(
     remove::<Mapping>(&state, id_param("mapping", &path)?).await
 }
 
-/// Prometheus remote-write 1.0
+/// Prometheus remote-write 1.0 and 2.0
 ///
 /// A snappy-compressed (block format) protobuf `WriteRequest`, as Prometheus sends it
-/// (`Content-Encoding: snappy`, `Content-Type: application/x-protobuf`). Series are matched to the
+/// (`Content-Encoding: snappy`, `Content-Type: application/x-protobuf`), or a 2.0
+/// `io.prometheus.write.v2.Request` (`Content-Type:
+/// application/x-protobuf;proto=io.prometheus.write.v2.Request`; the samples written are in
+/// `X-Prometheus-Remote-Write-Samples-Written`). Series are matched to the
 /// mappings; counters' increases and gauges' power become readings in aligned windows
 /// (`telemetry.window_s`), summed per site, customer and workload, so a retried batch replaces its
 /// windows and never counts twice. 204 once durable; 400 for a body that can never be read; 5xx
@@ -128,19 +131,35 @@ async fn delete_mapping(
 async fn remote_write_receiver(
     caller: Caller,
     state: web::Data<AppState>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require_ingest(&caller, "remote-write")?;
-    let series = web::block(move || remote_write::decode(&body))
+    let version = remote_write::Version::of_content_type(
+        request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let series = web::block(move || remote_write::decode_version(&body, version))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::new(ErrorCode::MalformedBody, e.to_string()))?;
     let context = ingest_context(&state, &caller);
-    state
+    let counts = state
         .telemetry
         .ingest("remote_write", series, Counts::default(), context)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    // Remote-write 2.0 senders read what was written from these headers.
+    Ok(HttpResponse::NoContent()
+        .insert_header((
+            "X-Prometheus-Remote-Write-Samples-Written",
+            counts.samples_accepted.to_string(),
+        ))
+        .insert_header(("X-Prometheus-Remote-Write-Histograms-Written", "0"))
+        .insert_header(("X-Prometheus-Remote-Write-Exemplars-Written", "0"))
+        .finish())
 }
 
 const PROTOBUF: &str = "application/x-protobuf";

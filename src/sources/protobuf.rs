@@ -101,6 +101,15 @@ impl<'a> Fields<'a> {
         Ok(Some((number, value)))
     }
 
+    /// The next varint of a packed repeated field (this reader over its bytes), or `None` at
+    /// the end.
+    pub fn next_packed_varint(&mut self) -> Result<Option<u64>, WireError> {
+        if self.at >= self.data.len() {
+            return Ok(None);
+        }
+        self.varint().map(Some)
+    }
+
     /// The fields of a length-delimited value that holds a nested message.
     pub fn nested(&self, bytes: &'a [u8]) -> Fields<'a> {
         let offset = bytes.as_ptr() as usize - self.data.as_ptr() as usize;

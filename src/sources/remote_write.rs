@@ -1,7 +1,10 @@
-//! Prometheus remote-write 1.0: a snappy-compressed (block format) protobuf `WriteRequest`
-//! (`prompb`): `WriteRequest{repeated TimeSeries timeseries = 1}`, `TimeSeries{repeated Label
-//! labels = 1; repeated Sample samples = 2}`, `Label{string name = 1; string value = 2}`,
-//! `Sample{double value = 1; int64 timestamp = 2}` with timestamps in milliseconds.
+//! Prometheus remote-write, snappy-compressed (block format) protobuf. 1.0 (`prompb`):
+//! `WriteRequest{repeated TimeSeries timeseries = 1}`, `TimeSeries{repeated Label labels = 1;
+//! repeated Sample samples = 2}`, `Label{string name = 1; string value = 2}`. 2.0
+//! (`io.prometheus.write.v2.Request`): `Request{repeated string symbols = 4; repeated TimeSeries
+//! timeseries = 5}`, `TimeSeries{repeated uint32 labels_refs = 1; repeated Sample samples = 2}`,
+//! labels as (name, value) index pairs into `symbols`. Both: `Sample{double value = 1; int64
+//! timestamp = 2}` in milliseconds. Histograms, exemplars and metadata are skipped.
 use super::protobuf::{Fields, Value, WireError};
 use super::{Sample, Series};
 
@@ -20,16 +23,132 @@ pub enum DecodeError {
     Invalid(String),
 }
 
+/// Which message a body holds, from its `Content-Type` (`proto=io.prometheus.write.v2.Request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    pub fn of_content_type(content_type: &str) -> Self {
+        if content_type.contains("io.prometheus.write.v2.Request") {
+            Version::V2
+        } else {
+            Version::V1
+        }
+    }
+}
+
 /// The series of a remote-write body as sent (compressed).
+pub fn decode_version(body: &[u8], version: Version) -> Result<Vec<Series>, DecodeError> {
+    let raw = inflate(body)?;
+    match version {
+        Version::V1 => decode_request(&raw),
+        Version::V2 => decode_v2(&raw),
+    }
+}
+
+/// The series of a remote-write 1.0 body as sent (compressed).
 pub fn decode(body: &[u8]) -> Result<Vec<Series>, DecodeError> {
+    decode_version(body, Version::V1)
+}
+
+fn inflate(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let size = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if size > MAX_DECODED_BYTES {
         return Err(DecodeError::TooLarge(size));
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    decode_request(&raw)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))
+}
+
+/// The series of an uncompressed 2.0 `Request`.
+pub fn decode_v2(raw: &[u8]) -> Result<Vec<Series>, DecodeError> {
+    let mut request = Fields::new(raw);
+    let mut symbols: Vec<String> = Vec::new();
+    let mut series_bytes = Vec::new();
+    while let Some((number, value)) = request.next_field()? {
+        match (number, value) {
+            (4, Value::Bytes(b)) => symbols.push(text(b, "a symbol")?),
+            (5, Value::Bytes(b)) => series_bytes.push(b),
+            _ => {}
+        }
+    }
+    let mut out = Vec::with_capacity(series_bytes.len());
+    for bytes in series_bytes {
+        let mut fields = request.nested(bytes);
+        let mut refs: Vec<u64> = Vec::new();
+        let mut samples = Vec::new();
+        while let Some((number, value)) = fields.next_field()? {
+            match (number, value) {
+                (1, Value::Varint(r)) => refs.push(r),
+                (1, Value::Bytes(packed)) => {
+                    let mut varints = fields.nested(packed);
+                    while let Some(r) = varints.next_packed_varint()? {
+                        refs.push(r);
+                    }
+                }
+                (2, Value::Bytes(b)) => samples.push(sample(fields.nested(b))?),
+                _ => {}
+            }
+        }
+        if refs.len() % 2 != 0 {
+            return Err(DecodeError::Invalid("labels_refs has an odd length".into()));
+        }
+        let symbol = |r: u64| {
+            usize::try_from(r)
+                .ok()
+                .and_then(|i| symbols.get(i))
+                .cloned()
+                .ok_or_else(|| {
+                    DecodeError::Invalid(format!("labels_refs names symbol {r}, past the table"))
+                })
+        };
+        let labels = refs
+            .chunks(2)
+            .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        out.push(series(labels, samples)?);
+    }
+    Ok(out)
+}
+
+fn sample(mut fields: Fields<'_>) -> Result<Sample, DecodeError> {
+    let (mut value, mut timestamp_ms) = (0.0, 0i64);
+    while let Some((n, v)) = fields.next_field()? {
+        match (n, v) {
+            (1, Value::Fixed64(bits)) => value = f64::from_bits(bits),
+            (2, Value::Varint(t)) => timestamp_ms = t as i64,
+            (1 | 2, _) => {
+                return Err(fields
+                    .wrong_type("a sample is a double and an int64")
+                    .into())
+            }
+            _ => {}
+        }
+    }
+    Ok(Sample {
+        timestamp_ms,
+        value,
+        start_ms: None,
+    })
+}
+
+/// A series from its labels (which must name the metric) and samples.
+fn series(mut labels: Vec<(String, String)>, samples: Vec<Sample>) -> Result<Series, DecodeError> {
+    if !labels.iter().any(|(name, _)| name == "__name__") {
+        return Err(DecodeError::Invalid(
+            "a series has no __name__ label".into(),
+        ));
+    }
+    labels.sort();
+    Ok(Series {
+        labels,
+        samples,
+        delta: false,
+    })
 }
 
 /// The series of an uncompressed `WriteRequest`.
@@ -69,42 +188,12 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
                 }
                 labels.push((name, text_value));
             }
-            (2, Value::Bytes(bytes)) => {
-                let mut sample = fields.nested(bytes);
-                let (mut value, mut timestamp_ms) = (0.0, 0i64);
-                while let Some((n, v)) = sample.next_field()? {
-                    match (n, v) {
-                        (1, Value::Fixed64(bits)) => value = f64::from_bits(bits),
-                        (2, Value::Varint(t)) => timestamp_ms = t as i64,
-                        (1 | 2, _) => {
-                            return Err(sample
-                                .wrong_type("a sample is a double and an int64")
-                                .into())
-                        }
-                        _ => {}
-                    }
-                }
-                samples.push(Sample {
-                    timestamp_ms,
-                    value,
-                    start_ms: None,
-                });
-            }
+            (2, Value::Bytes(bytes)) => samples.push(sample(fields.nested(bytes))?),
             (1 | 2, _) => return Err(fields.wrong_type("labels and samples are messages").into()),
             _ => {}
         }
     }
-    if !labels.iter().any(|(name, _)| name == "__name__") {
-        return Err(DecodeError::Invalid(
-            "a series has no __name__ label".into(),
-        ));
-    }
-    labels.sort();
-    Ok(Series {
-        labels,
-        samples,
-        delta: false,
-    })
+    series(labels, samples)
 }
 
 #[cfg(test)]
@@ -196,6 +285,7 @@ mod tests {
         fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
             let _ = decode_request(&bytes);
+            let _ = decode_v2(&bytes);
             let compressed = snap::raw::Encoder::new().compress_vec(&bytes).unwrap();
             let _ = decode(&compressed);
         }

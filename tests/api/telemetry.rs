@@ -497,3 +497,72 @@ async fn a_redfish_energy_sensor_becomes_readings_at_its_reading_time_in_utc() {
         "{report}"
     );
 }
+
+/// A remote-write 2.0 body: symbols, then series as packed label references and samples.
+fn write_request_v2(series: &[SeriesSpec<'_>]) -> Vec<u8> {
+    let mut symbols: Vec<&str> = vec![""];
+    let mut messages = Vec::new();
+    for (labels, samples) in series {
+        let mut refs = Vec::new();
+        for (name, value) in labels.iter() {
+            for text in [*name, *value] {
+                let at = symbols.iter().position(|s| *s == text).unwrap_or_else(|| {
+                    symbols.push(text);
+                    symbols.len() - 1
+                });
+                encode::varint(&mut refs, at as u64);
+            }
+        }
+        let mut message = Vec::new();
+        encode::bytes(&mut message, 1, &refs);
+        for (timestamp, value) in samples.iter() {
+            let mut sample = Vec::new();
+            encode::double(&mut sample, 1, *value);
+            encode::int(&mut sample, 2, *timestamp);
+            encode::bytes(&mut message, 2, &sample);
+        }
+        messages.push(message);
+    }
+    let mut request = Vec::new();
+    for symbol in &symbols {
+        encode::bytes(&mut request, 4, symbol.as_bytes());
+    }
+    for message in &messages {
+        encode::bytes(&mut request, 5, message);
+    }
+    snap::raw::Encoder::new().compress_vec(&request).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_2_bodies_are_read_through_their_symbol_table() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    let package: &[(&str, &str)] = &[
+        NAME,
+        ("container_name", "api"),
+        ("node_name", "fra1-n1"),
+        ("zone", "package"),
+    ];
+    let body = write_request_v2(&[(package, &[(T0, 0.0), (T0 + 60_000, 7_200.0)])]);
+    let answer = app
+        .client
+        .post(app.url("/api/v1/write"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("content-encoding", "snappy")
+        .header(
+            "content-type",
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        )
+        .header("x-prometheus-remote-write-version", "2.0.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    assert_eq!(
+        answer.headers()["x-prometheus-remote-write-samples-written"],
+        "2"
+    );
+    // 7,200 J = 0.002 kWh.
+    assert!((kwh(&it_kwh(&app, "workload").await) - 0.002).abs() < 1e-9);
+}
