@@ -407,16 +407,7 @@ async fn interleave(random: Vec<Step>) {
 
 #[test]
 fn every_change_shows_in_the_next_report_as_on_a_fresh_server() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let config = ProptestConfig {
-        cases: 12,
-        max_shrink_iters: 64,
-        ..ProptestConfig::default()
-    };
+    let (runtime, config) = crate::helpers::property_runtime(12);
     proptest!(config, |(steps in proptest::collection::vec(step(), 1..30))| {
         runtime.block_on(interleave(steps));
     });

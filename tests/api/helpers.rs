@@ -10,6 +10,22 @@ use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
+/// A runtime for property tests that drive servers (proptest's cases are synchronous), and the
+/// case count and shrinking they can afford with a server or two per case.
+pub fn property_runtime(cases: u32) -> (tokio::runtime::Runtime, proptest::test_runner::Config) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = proptest::test_runner::Config {
+        cases,
+        max_shrink_iters: 4 * cases,
+        ..proptest::test_runner::Config::default()
+    };
+    (runtime, config)
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,

@@ -352,16 +352,7 @@ async fn apply(app: &TestApp, op: &RegistryOp) {
 
 #[test]
 fn no_sequence_of_registry_operations_changes_the_stored_energy_in_reports() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let config = ProptestConfig {
-        cases: 8,
-        max_shrink_iters: 32,
-        ..ProptestConfig::default()
-    };
+    let (runtime, config) = crate::helpers::property_runtime(8);
     proptest!(config, |(ops in proptest::collection::vec(registry_op(), 1..20))| {
         runtime.block_on(async {
             let app = spawn_app().await;
