@@ -200,8 +200,16 @@ impl State {
                 target: target.clone(),
                 start_ms: start,
             };
-            *self.windows.entry(key.clone()).or_default() += joules * overlap / span;
-            touched.insert(key);
+            let share = joules * overlap / span;
+            match self.windows.get_mut(&key) {
+                Some(sum) => *sum += share,
+                None => {
+                    self.windows.insert(key.clone(), share);
+                }
+            }
+            if !touched.contains(&key) {
+                touched.insert(key);
+            }
             start = end;
         }
     }
@@ -252,8 +260,16 @@ impl State {
                 _ => {}
             }
             counts.samples_accepted += 1;
-            self.last.insert(key.to_owned(), (t, v));
-            self.dirty.insert(key.to_owned());
+            // A series seen before costs no allocation here: it is the usual case.
+            match self.last.get_mut(key) {
+                Some(last) => *last = (t, v),
+                None => {
+                    self.last.insert(key.to_owned(), (t, v));
+                }
+            }
+            if !self.dirty.contains(key) {
+                self.dirty.insert(key.to_owned());
+            }
             self.newest_ms = self.newest_ms.max(t);
             if delta && unit.is_counter() {
                 // The point is its own increase, over its own interval (or since the last one).
