@@ -105,6 +105,9 @@ pub struct State {
     /// Series changed since the last `delta`.
     #[serde(skip)]
     dirty: HashSet<String>,
+    /// `newest_ms` when the state was last pruned.
+    #[serde(skip)]
+    pruned_at_ms: i64,
 }
 
 /// What one request changed, in absolute values (so applying it twice is applying it once): the
@@ -308,7 +311,13 @@ impl State {
 
     /// Forgets series silent for longer than a gap (their next sample starts afresh) and windows
     /// no live series can reach any more.
+    /// A pass over every series and window: done once the newest sample has moved on by a window
+    /// (keeping state a little longer changes no figure), not on every request.
     fn prune(&mut self, windows: Windows) {
+        if self.newest_ms < self.pruned_at_ms + windows.window_ms {
+            return;
+        }
+        self.pruned_at_ms = self.newest_ms;
         let series_horizon = self.newest_ms - windows.max_gap_ms;
         self.last.retain(|_, (t, _)| *t >= series_horizon);
         let window_horizon = series_horizon - windows.window_ms;
