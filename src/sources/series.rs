@@ -7,7 +7,7 @@
 use super::{Sample, Series};
 use crate::domain::mapping::Unit;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Prometheus' stale marker, a NaN with this exact bit pattern.
 pub const STALE_MARKER_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -100,7 +100,7 @@ pub struct State {
     last: HashMap<String, (i64, f64)>,
     /// Joules so far per open window; JSON keeps them as a list.
     #[serde(with = "window_list")]
-    windows: BTreeMap<WindowKey, f64>,
+    windows: HashMap<WindowKey, f64>,
     newest_ms: i64,
     /// Series changed since the last `delta`.
     #[serde(skip)]
@@ -122,10 +122,10 @@ pub struct Delta {
 mod window_list {
     use super::WindowKey;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
+    use std::collections::HashMap;
 
     pub fn serialize<S: Serializer>(
-        map: &BTreeMap<WindowKey, f64>,
+        map: &HashMap<WindowKey, f64>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         map.iter().collect::<Vec<_>>().serialize(s)
@@ -133,7 +133,7 @@ mod window_list {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<BTreeMap<WindowKey, f64>, D::Error> {
+    ) -> Result<HashMap<WindowKey, f64>, D::Error> {
         Ok(Vec::<(WindowKey, f64)>::deserialize(d)?
             .into_iter()
             .collect())
@@ -192,7 +192,7 @@ impl State {
         to_ms: i64,
         joules: f64,
         windows: Windows,
-        touched: &mut BTreeSet<WindowKey>,
+        touched: &mut HashSet<WindowKey>,
     ) {
         let span = (to_ms - from_ms) as f64;
         let mut start = from_ms.div_euclid(windows.window_ms) * windows.window_ms;
@@ -223,7 +223,7 @@ impl State {
         samples: &[Sample],
         windows: Windows,
         counts: &mut Counts,
-        touched: &mut BTreeSet<WindowKey>,
+        touched: &mut HashSet<WindowKey>,
     ) {
         let Route {
             key,
@@ -334,7 +334,7 @@ impl State {
         windows: Windows,
         counts: &mut Counts,
     ) -> Vec<(WindowKey, f64)> {
-        let mut touched = BTreeSet::new();
+        let mut touched = HashSet::new();
         for (i, one) in series.iter().enumerate() {
             let n = one.samples.len() as u64;
             match resolve(i, one) {
@@ -359,13 +359,15 @@ impl State {
                 }
             }
         }
-        let changed: Vec<(WindowKey, f64)> = touched
+        let mut changed: Vec<(WindowKey, f64)> = touched
             .into_iter()
             .map(|key| {
                 let joules = self.windows[&key];
                 (key, joules)
             })
             .collect();
+        // In window order, so readings and the state's log come out the same every time.
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
         counts.readings_written += changed.len() as u64;
         self.prune(windows);
         changed
