@@ -16,6 +16,17 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Writing telemetry or readings needs an admin or ingest key; `what` names the operation.
+    pub fn require_ingest(&self, what: &str) -> Result<(), ApiError> {
+        match self.grant {
+            Grant::Admin | Grant::Ingest { .. } => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("{what} needs an admin or ingest key"),
+            )),
+        }
+    }
+
     /// A customer key asking for any customer but its own gets the same 404 as for a customer that
     /// does not exist, so existence does not leak.
     pub fn require_customer(&self, customer: &Id) -> Result<(), ApiError> {

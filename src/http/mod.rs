@@ -119,6 +119,15 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         .1
 }
 
+/// The request's `Content-Type`, or "" when it has none or it is not text.
+fn content_type(request: &HttpRequest) -> &str {
+    request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 async fn unknown_route(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NotFound,

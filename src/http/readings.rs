@@ -3,11 +3,10 @@ use super::auth::Caller;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::AppState;
 use crate::domain::reading::ReadingRules;
-use crate::domain::{Customer, Grant, Id, Site};
+use crate::domain::{Customer, Id, Site};
 use crate::ingest::{self, Format};
 use crate::storage::logged::LoggedTable;
 use crate::storage::readings;
-use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -88,17 +87,8 @@ async fn post_readings(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !matches!(caller.grant, Grant::Admin | Grant::Ingest { .. }) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "posting readings needs an admin or ingest key",
-        ));
-    }
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    caller.require_ingest("posting readings")?;
+    let content_type = super::content_type(&request);
     let format = Format::from_content_type(content_type).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnsupportedMediaType,

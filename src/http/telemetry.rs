@@ -6,10 +6,8 @@ use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::registry::{fetch, id_param, list, remove, upsert};
 use super::AppState;
 use crate::domain::mapping::{Mapping, MappingSpec};
-use crate::domain::Grant;
 use crate::sources::series::Counts;
 use crate::sources::{otlp, remote_write, IngestContext, SourceStatus, UnmappedSeries};
-use actix_web::http::header;
 use actix_web::HttpRequest;
 use actix_web::{delete, get, post, put, web, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -32,16 +30,6 @@ pub fn configure_receivers(config: &mut ServiceConfig) {
 /// OTLP/HTTP, so that `OTEL_EXPORTER_OTLP_ENDPOINT=http://host:8080/otlp` works.
 pub fn configure_otlp(config: &mut ServiceConfig) {
     config.service(otlp_metrics);
-}
-
-fn require_ingest(caller: &Caller, what: &str) -> Result<(), ApiError> {
-    match caller.grant {
-        Grant::Admin | Grant::Ingest { .. } => Ok(()),
-        _ => Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("{what} needs an ingest or admin key"),
-        )),
-    }
 }
 
 fn ingest_context<'a>(state: &'a AppState, caller: &'a Caller) -> IngestContext<'a> {
@@ -134,14 +122,8 @@ async fn remote_write_receiver(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    require_ingest(&caller, "remote-write")?;
-    let version = remote_write::Version::of_content_type(
-        request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
+    caller.require_ingest("remote-write")?;
+    let version = remote_write::Version::of_content_type(super::content_type(&request));
     let series = web::block(move || remote_write::decode_version(&body, version))
         .await
         .map_err(|e| ApiError::internal(&e))?
@@ -192,12 +174,8 @@ async fn otlp_metrics(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    require_ingest(&caller, "OTLP")?;
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    caller.require_ingest("OTLP")?;
+    let content_type = super::content_type(&request);
     let protobuf = if content_type.starts_with(PROTOBUF) {
         true
     } else if content_type.starts_with(JSON) {

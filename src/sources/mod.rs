@@ -314,10 +314,7 @@ impl Telemetry {
             });
             let outside = (before - one.samples.len()) as u64;
             if outside > 0 {
-                *counts
-                    .samples_ignored
-                    .entry("timestamp_out_of_range".into())
-                    .or_default() += outside;
+                counts.ignore("timestamp_out_of_range", outside);
             }
             newest = newest.max(one.samples.iter().map(|s| s.timestamp_ms).max());
         }
@@ -342,10 +339,7 @@ impl Telemetry {
         let mut batch = ReadingBatch::default();
         for (key, joules) in &changed {
             if joules / window_s as f64 > ctx.max_power_w {
-                *counts
-                    .samples_ignored
-                    .entry("over_max_power".into())
-                    .or_default() += 1;
+                counts.ignore("over_max_power", 1);
                 continue;
             }
             batch.site.push(&key.target.site);

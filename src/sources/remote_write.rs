@@ -49,11 +49,6 @@ pub fn decode_version(body: &[u8], version: Version) -> Result<Vec<Series>, Deco
     }
 }
 
-/// The series of a remote-write 1.0 body as sent (compressed).
-pub fn decode(body: &[u8]) -> Result<Vec<Series>, DecodeError> {
-    decode_version(body, Version::V1)
-}
-
 fn inflate(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let size = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if size > MAX_DECODED_BYTES {
@@ -199,6 +194,10 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode(body: &[u8]) -> Result<Vec<Series>, DecodeError> {
+        decode_version(body, Version::V1)
+    }
     use crate::sources::protobuf::encode;
     use proptest::prelude::*;
 
