@@ -8,8 +8,24 @@ use std::path::{Path, PathBuf};
 pub struct Settings {
     /// Address the HTTP server listens on.
     pub bind: String,
-    /// Directory holding the registry, keys and tables.
+    /// Directory holding this replica's own state (its write-ahead log unless `wal_dir` says
+    /// otherwise, telemetry series state) and, unless `storage_url` says otherwise, the tables
+    /// and the registry.
     pub data_dir: PathBuf,
+    /// Where the tables and the registry live, shared by every replica: `s3://bucket/prefix`,
+    /// a `file://` URL or a path. Default: the data directory.
+    pub storage_url: Option<String>,
+    /// Options of the store at `storage_url` (object_store's S3 keys: `aws_endpoint`,
+    /// `aws_region`, `aws_access_key_id`, `aws_allow_http`, ...), over the `AWS_*` environment.
+    pub storage_options: std::collections::BTreeMap<String, String>,
+    /// This replica's write-ahead log, on its own disk. Default: `<data_dir>/wal`.
+    pub wal_dir: Option<PathBuf>,
+    /// This replica's id; generated and kept in `wal_dir` when not given.
+    pub replica_id: Option<String>,
+    /// How often the registry and keys are checked for changes made by other replicas.
+    pub registry_poll_s: u64,
+    /// How late reports may see readings other replicas committed, in seconds.
+    pub table_poll_s: u64,
     /// How long an intensity point is carried forward over a gap in its zone's data.
     pub max_carry_forward_s: u64,
     /// Largest request body accepted, compressed or not.
@@ -47,6 +63,12 @@ impl Default for Settings {
         Self {
             bind: "127.0.0.1:8080".to_owned(),
             data_dir: PathBuf::from("./data"),
+            storage_url: None,
+            storage_options: Default::default(),
+            wal_dir: None,
+            replica_id: None,
+            registry_poll_s: 2,
+            table_poll_s: 1,
             max_carry_forward_s: 7200,
             max_body_bytes: 16 * 1024 * 1024,
             max_rows_per_batch: 100_000,
@@ -85,6 +107,9 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub bind: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub storage_url: Option<String>,
+    pub wal_dir: Option<PathBuf>,
+    pub replica_id: Option<String>,
     pub admin_token: Option<String>,
     pub demo: bool,
 }
@@ -100,6 +125,15 @@ impl Settings {
         }
         if let Some(data_dir) = overrides.data_dir {
             settings.data_dir = data_dir;
+        }
+        if let Some(storage_url) = overrides.storage_url {
+            settings.storage_url = Some(storage_url);
+        }
+        if let Some(wal_dir) = overrides.wal_dir {
+            settings.wal_dir = Some(wal_dir);
+        }
+        if let Some(replica_id) = overrides.replica_id {
+            settings.replica_id = Some(replica_id);
         }
         settings.admin_token = overrides.admin_token.filter(|token| !token.is_empty());
         settings.demo = overrides.demo;

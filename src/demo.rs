@@ -46,7 +46,7 @@ fn invalid(error: crate::domain::Invalid) -> DemoError {
     DemoError::Invalid(format!("{error:?}"))
 }
 
-fn registry(registry: &Registry) -> Result<(), DemoError> {
+async fn registry(registry: &Registry) -> Result<(), DemoError> {
     let sites = [
         (
             "lon1",
@@ -73,23 +73,29 @@ fn registry(registry: &Registry) -> Result<(), DemoError> {
                 .unwrap_or_default(),
             retired_at: None,
         };
-        registry.put::<Site>(spec.parse(id(site)?).map_err(invalid)?)?;
+        registry
+            .put::<Site>(spec.parse(id(site)?).map_err(invalid)?)
+            .await?;
     }
     for (customer, name) in [("acme", "Acme Corp"), ("globex", "Globex")] {
         let spec = CustomerSpec {
             name: name.into(),
             retired_at: None,
         };
-        registry.put::<Customer>(spec.parse(id(customer)?).map_err(invalid)?)?;
+        registry
+            .put::<Customer>(spec.parse(id(customer)?).map_err(invalid)?)
+            .await?;
     }
     let de = ZoneSpec {
         default_gco2e_per_kwh: None,
         residual_mix_gco2e_per_kwh: BTreeMap::from([("2024".to_owned(), 560.0)]),
     };
-    registry.put(
-        de.parse(ZoneCode::parse("DE").map_err(DemoError::Invalid)?)
-            .map_err(invalid)?,
-    )?;
+    registry
+        .put(
+            de.parse(ZoneCode::parse("DE").map_err(DemoError::Invalid)?)
+                .map_err(invalid)?,
+        )
+        .await?;
     for (instrument, customer, mwh, kind) in [
         ("ppa-fra1-2024q1", None, 0.15, InstrumentKind::Ppa),
         (
@@ -99,16 +105,18 @@ fn registry(registry: &Registry) -> Result<(), DemoError> {
             InstrumentKind::Rec,
         ),
     ] {
-        registry.put(Instrument {
-            id: id(instrument)?,
-            site: id(if customer.is_some() { "lon1" } else { "fra1" })?,
-            customer: customer.map(id).transpose()?,
-            from: time("2024-01-01T00:00:00Z"),
-            to: time("2024-04-01T00:00:00Z"),
-            energy_mwh: mwh,
-            gco2e_per_kwh: 0.0,
-            kind,
-        })?;
+        registry
+            .put(Instrument {
+                id: id(instrument)?,
+                site: id(if customer.is_some() { "lon1" } else { "fra1" })?,
+                customer: customer.map(id).transpose()?,
+                from: time("2024-01-01T00:00:00Z"),
+                to: time("2024-04-01T00:00:00Z"),
+                energy_mwh: mwh,
+                gco2e_per_kwh: 0.0,
+                kind,
+            })
+            .await?;
     }
     Ok(())
 }
@@ -193,10 +201,12 @@ pub async fn load(
     if !registry_store.list::<Site>().is_empty() {
         return Ok(false);
     }
-    registry(registry_store)?;
+    registry(registry_store).await?;
     intensity::append(intensity_table, intensity_points()?).await?;
     let batch = readings_batch();
-    registry_store.mark_with_readings(&batch.site.ids(), &batch.customer.ids())?;
+    registry_store
+        .mark_with_readings(&batch.site.ids(), &batch.customer.ids())
+        .await?;
     let frame = readings::frame(batch).map_err(LoggedTableError::from)?;
     readings_table.append(LoggedTable::prepare(frame)?).await?;
     readings_table.flush().await?;

@@ -30,6 +30,16 @@ enum Command {
         /// Data directory [default: ./data].
         #[arg(long, env = "CARBON_LEDGER_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Where the tables and registry live, shared by replicas (`s3://bucket/prefix`)
+        /// [default: the data directory].
+        #[arg(long, env = "CARBON_LEDGER_STORAGE_URL")]
+        storage_url: Option<String>,
+        /// This replica's write-ahead log directory [default: <data-dir>/wal].
+        #[arg(long, env = "CARBON_LEDGER_WAL_DIR")]
+        wal_dir: Option<PathBuf>,
+        /// This replica's id [default: generated, kept in the WAL directory].
+        #[arg(long, env = "CARBON_LEDGER_REPLICA_ID")]
+        replica_id: Option<String>,
         /// Load the demo data set (sites, customers, a week of readings and intensity) into an
         /// empty data directory.
         #[arg(long)]
@@ -68,13 +78,20 @@ fn main() -> ExitCode {
             config,
             bind,
             data_dir,
+            storage_url,
+            wal_dir,
+            replica_id,
             demo,
         } => {
             carbon_ledger::telemetry::init();
+            owner_only_files();
             let overrides = Overrides {
                 config,
                 bind,
                 data_dir,
+                storage_url,
+                wal_dir,
+                replica_id,
                 admin_token: std::env::var("CARBON_LEDGER_ADMIN_TOKEN").ok(),
                 demo,
             };
@@ -87,6 +104,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Keys, registry, log and tables are the operator's alone: every file and directory this process
+/// makes is owner-only (0600 / 0700), whatever the shell's umask.
+fn owner_only_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
     }
 }
 

@@ -87,10 +87,7 @@ async fn create_key(
     let grant =
         Grant::try_from(body.into_inner()).map_err(|error| ApiError::from(Invalid(vec![error])))?;
     let now = state.clock.now();
-    let keys = state.keys.clone();
-    let (key, token) = web::block(move || keys.create(grant, now))
-        .await
-        .map_err(|err| ApiError::internal(&err))??;
+    let (key, token) = state.keys.create(grant, now).await?;
     Ok(HttpResponse::Created().json(CreatedKey {
         key: key.into(),
         token,
@@ -139,11 +136,8 @@ async fn revoke_key(
 ) -> Result<HttpResponse, ApiError> {
     let id = Id::parse(&path).map_err(|reason| ApiError::invalid_path("id", reason))?;
     let now = state.clock.now();
-    let keys = state.keys.clone();
     let shown = id.to_string();
-    let revoked = web::block(move || keys.revoke(&id, now))
-        .await
-        .map_err(|err| ApiError::internal(&err))??;
+    let revoked = state.keys.revoke(&id, now).await?;
     revoked
         .map(|key| HttpResponse::Ok().json(KeyView::from(key)))
         .ok_or_else(|| ApiError::not_found(format_args!("api key {shown}")))

@@ -14,15 +14,17 @@ mod telemetry;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::storage::follower::Follower;
 use crate::storage::keys::Bootstrap;
+use crate::storage::location::Location;
 use crate::storage::logged::{LoggedTable, LoggedTableError, LoggedTableOptions};
+use crate::storage::replica::Replica;
 use crate::storage::{KeyStore, Registry, StorageError};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use problem::{ApiError, ErrorCode};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -49,7 +51,9 @@ pub struct AppState {
     pub keys: Arc<KeyStore>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<metrics::HttpMetrics>,
-    pub data_dir: PathBuf,
+    /// Keeps the registry and keys current with other replicas; readiness asks it.
+    pub follower: Arc<Follower>,
+    pub replica: Replica,
     pub metrics_public: bool,
 }
 
@@ -139,6 +143,8 @@ async fn unknown_route(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub enum StartError {
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
+    #[error("storage_url: {0}")]
+    Location(#[from] crate::storage::location::LocationError),
     #[error("cannot open the reading store: {0}")]
     Readings(#[from] LoggedTableError),
     #[error(transparent)]
@@ -169,26 +175,51 @@ impl Application {
             path: settings.data_dir.clone(),
             source,
         })?;
-        let registry = Arc::new(Registry::open(&settings.data_dir)?);
-        let keys = Arc::new(KeyStore::open(&settings.data_dir)?);
-        let generated_admin_token =
-            match keys.bootstrap(settings.admin_token.as_deref(), clock.now())? {
-                Bootstrap::Generated(token) => Some(token),
-                Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
-            };
+        let location = match &settings.storage_url {
+            Some(url) => Location::open(url, &settings.storage_options)?,
+            None => Location::open(
+                &settings.data_dir.to_string_lossy(),
+                &settings.storage_options,
+            )?,
+        };
+        let wal_dir = settings
+            .wal_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("wal"));
+        let replica = Replica::open(&wal_dir, settings.replica_id.as_deref())?;
+        // Earlier releases kept the registry and keys as files in the data directory: moved
+        // into the shared logs on the first start.
+        let legacy = Some(settings.data_dir.as_path());
+        let registry = Arc::new(Registry::open(&location, &replica.replica_id, legacy).await?);
+        let keys = Arc::new(KeyStore::open(&location, &replica.replica_id, legacy).await?);
+        let generated_admin_token = match keys
+            .bootstrap(settings.admin_token.as_deref(), clock.now())
+            .await?
+        {
+            Bootstrap::Generated(token) => Some(token),
+            Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
+        };
+        let follower = Follower::new(
+            registry.clone(),
+            keys.clone(),
+            std::time::Duration::from_secs(settings.registry_poll_s.max(1)),
+        );
         let options = LoggedTableOptions {
             fsync: settings.durable_ingest,
             cache_rows: settings.read_cache_rows,
+            refresh_interval: std::time::Duration::from_secs(settings.table_poll_s),
             ..LoggedTableOptions::default()
         };
         let flush_interval = std::time::Duration::from_secs(settings.flush_interval_s.max(1));
         let readings = LoggedTable::open(
-            &settings.data_dir,
+            &location,
+            &wal_dir,
+            &replica,
             crate::storage::readings::SPEC,
             options.clone(),
         )
         .await?;
-        let mut background = vec![readings.spawn_flusher(flush_interval)];
+        let mut background = vec![readings.spawn_flusher(flush_interval), follower.spawn()];
         let warming = readings.clone();
         background.push(tokio::spawn(async move {
             match warming.warm_cache().await {
@@ -196,8 +227,14 @@ impl Application {
                 Err(error) => tracing::warn!(error = %error, "warming the read cache failed"),
             }
         }));
-        let intensity =
-            LoggedTable::open(&settings.data_dir, crate::storage::intensity::SPEC, options).await?;
+        let intensity = LoggedTable::open(
+            &location,
+            &wal_dir,
+            &replica,
+            crate::storage::intensity::SPEC,
+            options,
+        )
+        .await?;
         background.push(intensity.spawn_flusher(flush_interval));
         if settings.demo && crate::demo::load(&registry, &readings, &intensity).await? {
             tracing::info!(
@@ -250,7 +287,8 @@ impl Application {
             keys,
             clock,
             metrics: Arc::default(),
-            data_dir: settings.data_dir.clone(),
+            follower,
+            replica,
             metrics_public: settings.metrics_public,
         });
         let bind_error = |source| StartError::Bind {

@@ -30,24 +30,25 @@ async fn healthz() -> HttpResponse {
 
 /// Readiness
 ///
-/// Answers 200 once the stores are open and the data directory is reachable. No key needed.
+/// Answers 200 once this replica has replayed its write-ahead log (the server listens only after
+/// that) and while its registry and keys are current with the shared store (read within the last
+/// few `registry_poll_s`); 503 while the store is out of reach. No key needed.
 #[utoipa::path(tag = "operations", responses(
     (status = 200, description = "Ready", body = Status),
-    (status = 503, description = "The data directory is unreachable", body = super::problem::Problem,
-     content_type = "application/problem+json")))]
+    (status = 503, description = "The shared store has not been reached for several polls",
+     body = super::problem::Problem, content_type = "application/problem+json")))]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let data_dir = state.data_dir.clone();
-    let reachable = web::block(move || std::fs::metadata(&data_dir).map(|m| m.is_dir()))
-        .await
-        .map_err(|err| ApiError::internal(&err))?;
-    match reachable {
-        Ok(true) => Ok(HttpResponse::Ok().json(Status { status: "ready" })),
-        _ => Err(ApiError::new(
-            super::problem::ErrorCode::Unavailable,
-            "the data directory is unreachable",
-        )),
+    if state.follower.current() {
+        return Ok(HttpResponse::Ok().json(Status { status: "ready" }));
     }
+    Err(ApiError::new(
+        super::problem::ErrorCode::Unavailable,
+        format!(
+            "the registry was last read from the shared store {} s ago",
+            state.follower.lag().as_secs()
+        ),
+    ))
 }
 
 /// Metrics

@@ -266,6 +266,10 @@ impl From<Invalid> for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
+        let error = match error {
+            RegistryError::Storage(storage) => return storage.into(),
+            other => other,
+        };
         match &error {
             RegistryError::UnknownReference { kind, .. } => {
                 let code = if *kind == "site" {
@@ -279,7 +283,7 @@ impl From<RegistryError> for ApiError {
                 api
             }
             RegistryError::InUse { .. } => Self::new(ErrorCode::InUse, error.to_string()),
-            RegistryError::Storage(storage) => Self::internal(storage),
+            RegistryError::Storage(_) => Self::internal(&error),
         }
     }
 }
@@ -297,7 +301,15 @@ impl From<crate::sources::TelemetryError> for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        Self::internal(&error)
+        match error {
+            // The shared store is out of reach (an outage, a network split): nothing was stored,
+            // and the same request succeeds once it is back.
+            StorageError::Store(reason) => Self::new(
+                ErrorCode::Unavailable,
+                format!("the shared store cannot be reached, nothing was changed; retry: {reason}"),
+            ),
+            other => Self::internal(&other),
+        }
     }
 }
 

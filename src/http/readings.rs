@@ -104,8 +104,7 @@ async fn post_readings(
     let rules = rules(&state);
     let max_rows = state.ingest.max_rows_per_batch;
     let grant = caller.grant;
-    let registry = state.registry.clone();
-    let prepared = web::block(move || {
+    let (prepared, sites, customers) = web::block(move || {
         let batch = ingest::parse(format, &body, &rules, max_rows)?;
         let (sites, customers) = (batch.site.ids(), batch.customer.ids());
         if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
@@ -114,16 +113,20 @@ async fn post_readings(
                 format!("this key may not post readings for site {site}"),
             ));
         }
-        // Before the acknowledgement: from now on the site and customer cannot be deleted, and
-        // one deleted since the batch was checked refuses it (422) instead of orphaning it.
-        registry.mark_with_readings(&sites, &customers)?;
-        readings::frame(batch)
+        let prepared = readings::frame(batch)
             .map_err(crate::storage::logged::LoggedTableError::from)
             .and_then(LoggedTable::prepare)
-            .map_err(|e| ApiError::internal(&e))
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok((prepared, sites, customers))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;
+    // Before the acknowledgement: from now on the site and customer cannot be deleted, and one
+    // deleted since the batch was checked refuses it (422) instead of orphaning it.
+    state
+        .registry
+        .mark_with_readings(&sites, &customers)
+        .await?;
     let accepted = prepared.rows();
     state
         .readings

@@ -45,11 +45,7 @@ pub(super) async fn upsert<E: Entity + Serialize>(
     state: &AppState,
     record: E,
 ) -> Result<HttpResponse, ApiError> {
-    let registry = state.registry.clone();
-    let stored = record.clone();
-    let outcome = web::block(move || registry.put(stored))
-        .await
-        .map_err(|err| ApiError::internal(&err))??;
+    let outcome = state.registry.put(record.clone()).await?;
     Ok(match outcome {
         Upsert::Created => HttpResponse::Created().json(record),
         Upsert::Updated => HttpResponse::Ok().json(record),
@@ -89,9 +85,7 @@ pub(super) async fn remove<E: Entity>(
             .into());
         }
     }
-    let removed = web::block(move || registry.delete::<E>(&key))
-        .await
-        .map_err(|err| ApiError::internal(&err))??;
+    let removed = registry.delete::<E>(&key).await?;
     if removed {
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -41,6 +41,19 @@ impl DurableDocument {
             })
     }
 
+    /// Renames the document out of the way (`name.json.migrated`) once its content lives
+    /// elsewhere, so that nobody edits a file that is no longer read.
+    pub fn retire(&self) -> Result<(), StorageError> {
+        let mut retired = self.path.clone().into_os_string();
+        retired.push(".migrated");
+        match fs::rename(&self.path, &retired) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_error("renaming", &self.path)(err))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn store<T: Serialize>(&self, value: &T) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|err| StorageError::Corrupt {
             path: self.path.clone(),

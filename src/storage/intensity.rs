@@ -174,6 +174,7 @@ pub async fn append(
 mod tests {
     use super::*;
     use crate::storage::logged::LoggedTableOptions;
+    use crate::storage::test_stores::TestStore;
 
     /// The table as the first release wrote it: no `written_by`.
     fn first_release_columns() -> Vec<StructField> {
@@ -204,16 +205,22 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_table_and_log_of_the_first_release_read_with_written_by_null() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TestStore::file();
         let old = TableSpec {
             columns: first_release_columns,
             empty: first_release_empty,
             ..SPEC
         };
         {
-            let table = LoggedTable::open(dir.path(), old, LoggedTableOptions::default())
-                .await
-                .unwrap();
+            let table = LoggedTable::open(
+                &dir.location,
+                dir.wal(),
+                &dir.replica,
+                old,
+                LoggedTableOptions::default(),
+            )
+            .await
+            .unwrap();
             let frame = |p| frame(&[p]).unwrap().drop(WRITTEN_BY).unwrap();
             table
                 .append(LoggedTable::prepare(frame(point(9))).unwrap())
@@ -226,9 +233,15 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let table = LoggedTable::open(dir.path(), SPEC, LoggedTableOptions::default())
-            .await
-            .unwrap();
+        let table = LoggedTable::open(
+            &dir.location,
+            dir.wal(),
+            &dir.replica,
+            SPEC,
+            LoggedTableOptions::default(),
+        )
+        .await
+        .unwrap();
         let mut pushed = point(11);
         pushed.written_by = Some("key_1".into());
         append(&table, vec![pushed.clone()]).await.unwrap();

@@ -1,11 +1,14 @@
-//! API keys on disk: hashed tokens, never the tokens themselves; revoked keys are kept for audit.
+//! API keys, shared by every replica as a log of versions in the store: hashed tokens, never the
+//! tokens themselves; revoked keys are kept for audit. A key revoked on one replica stops working
+//! on the others once they catch up (`registry_poll_s`).
+use super::location::Location;
+use super::shared_document::SharedDocument;
 use super::{DurableDocument, StorageError};
 use crate::domain::{ApiKey, Grant, Id};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
 
 /// Id of the admin key that `CARBON_LEDGER_ADMIN_TOKEN` or the first start provides.
 pub const BOOTSTRAP_KEY_ID: &str = "bootstrap-admin";
@@ -28,9 +31,7 @@ pub fn new_token() -> String {
 
 #[derive(Debug)]
 pub struct KeyStore {
-    document: DurableDocument,
-    keys: RwLock<Vec<ApiKey>>,
-    writer: Mutex<()>,
+    document: SharedDocument<Vec<ApiKey>>,
 }
 
 /// How the bootstrap admin key came to be, so the caller can tell the operator.
@@ -45,35 +46,40 @@ pub enum Bootstrap {
 }
 
 impl KeyStore {
-    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
-        let document = DurableDocument::new(data_dir.join("api_keys.json"));
-        let keys = document.load()?.unwrap_or_default();
+    /// Opens the key log in `location`; `legacy_dir` holds the `api_keys.json` of earlier
+    /// releases, moved into the log on the first start.
+    pub async fn open(
+        location: &Location,
+        replica: &str,
+        legacy_dir: Option<&Path>,
+    ) -> Result<Self, StorageError> {
+        let legacy = legacy_dir.map(|dir| DurableDocument::new(dir.join("api_keys.json")));
         Ok(Self {
-            document,
-            keys: RwLock::new(keys),
-            writer: Mutex::new(()),
+            document: SharedDocument::open(location, "keys", replica, legacy).await?,
         })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<ApiKey>> {
-        self.keys
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.document.read()
     }
 
-    fn change<T>(&self, change: impl FnOnce(&mut Vec<ApiKey>) -> T) -> Result<T, StorageError> {
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = self.read().clone();
-        let outcome = change(&mut next);
-        self.document.store(&next)?;
-        *self
-            .keys
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
-        Ok(outcome)
+    async fn change<T>(
+        &self,
+        mut change: impl FnMut(&mut Vec<ApiKey>) -> T,
+    ) -> Result<T, StorageError> {
+        self.document
+            .change(|keys| Ok::<_, StorageError>(change(keys)))
+            .await
+    }
+
+    /// Reads keys created or revoked on other replicas; whether there were any.
+    pub async fn catch_up(&self) -> Result<bool, StorageError> {
+        self.document.catch_up().await
+    }
+
+    /// The key-log version this replica has read.
+    pub fn version(&self) -> u64 {
+        self.document.version()
     }
 
     /// The grant of an active key with this token.
@@ -90,7 +96,7 @@ impl KeyStore {
     }
 
     /// Stores a new key and returns it with its token, which is not kept.
-    pub fn create(
+    pub async fn create(
         &self,
         grant: Grant,
         now: DateTime<Utc>,
@@ -109,13 +115,16 @@ impl KeyStore {
             created_at: now,
             revoked_at: None,
         };
-        let stored = key.clone();
-        self.change(|keys| keys.push(stored))?;
+        self.change(|keys| keys.push(key.clone())).await?;
         Ok((key, token))
     }
 
     /// Revokes a key; `Ok(None)` when no key has this id, the key (revoked) otherwise.
-    pub fn revoke(&self, id: &Id, now: DateTime<Utc>) -> Result<Option<ApiKey>, StorageError> {
+    pub async fn revoke(
+        &self,
+        id: &Id,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ApiKey>, StorageError> {
         if !self.read().iter().any(|key| &key.id == id) {
             return Ok(None);
         }
@@ -125,11 +134,12 @@ impl KeyStore {
                 key.clone()
             })
         })
+        .await
     }
 
     /// Makes sure an admin can get in: the configured token becomes the bootstrap key, or, on a
     /// first start without one, a token is generated.
-    pub fn bootstrap(
+    pub async fn bootstrap(
         &self,
         configured: Option<&str>,
         now: DateTime<Utc>,
@@ -168,8 +178,9 @@ impl KeyStore {
         };
         self.change(|keys| {
             keys.retain(|existing| existing.id != bootstrap_id);
-            keys.push(key);
-        })?;
+            keys.push(key.clone());
+        })
+        .await?;
         Ok(outcome)
     }
 }
@@ -177,58 +188,69 @@ impl KeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::test_stores::TestStore;
 
     fn now() -> DateTime<Utc> {
         "2026-11-24T00:00:00Z".parse().unwrap()
     }
 
-    #[test]
-    fn a_created_key_authenticates_until_revoked_and_its_token_is_not_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(dir.path()).unwrap();
-        let (key, token) = store.create(Grant::Ingest { sites: None }, now()).unwrap();
+    #[tokio::test]
+    async fn a_created_key_authenticates_until_revoked_and_its_token_is_not_stored() {
+        let dir = TestStore::file();
+        let store = KeyStore::open(&dir.location, "a", None).await.unwrap();
+        let (key, token) = store
+            .create(Grant::Ingest { sites: None }, now())
+            .await
+            .unwrap();
         assert_eq!(token.len(), 3 + 64);
         assert_eq!(store.authenticate(&token).unwrap().0, key.id);
-        let file = std::fs::read_to_string(dir.path().join("api_keys.json")).unwrap();
-        assert!(!file.contains(&token));
+        let log = dir.location.path_of("keys/_log/00000000000000000001.json");
+        let stored = dir.location.get(&log).await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&stored).contains(&token));
 
-        store.revoke(&key.id, now()).unwrap().unwrap();
+        store.revoke(&key.id, now()).await.unwrap().unwrap();
         assert!(store.authenticate(&token).is_none());
-        let reopened = KeyStore::open(dir.path()).unwrap();
+        let reopened = KeyStore::open(&dir.location, "b", None).await.unwrap();
         assert!(reopened.authenticate(&token).is_none());
         assert!(reopened.list()[0].revoked_at.is_some());
     }
 
-    #[test]
-    fn the_first_start_generates_one_admin_token_and_later_starts_keep_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(dir.path()).unwrap();
-        let Bootstrap::Generated(token) = store.bootstrap(None, now()).unwrap() else {
+    #[tokio::test]
+    async fn the_first_start_generates_one_admin_token_and_later_starts_keep_it() {
+        let dir = TestStore::file();
+        let store = KeyStore::open(&dir.location, "a", None).await.unwrap();
+        let Bootstrap::Generated(token) = store.bootstrap(None, now()).await.unwrap() else {
             panic!("expected a generated token");
         };
         assert_eq!(store.authenticate(&token).unwrap().1, Grant::Admin);
-        let reopened = KeyStore::open(dir.path()).unwrap();
+        let reopened = KeyStore::open(&dir.location, "b", None).await.unwrap();
         assert_eq!(
-            reopened.bootstrap(None, now()).unwrap(),
+            reopened.bootstrap(None, now()).await.unwrap(),
             Bootstrap::Unchanged
         );
     }
 
-    #[test]
-    fn a_configured_admin_token_replaces_the_generated_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(dir.path()).unwrap();
-        let Bootstrap::Generated(generated) = store.bootstrap(None, now()).unwrap() else {
+    #[tokio::test]
+    async fn a_configured_admin_token_replaces_the_generated_one() {
+        let dir = TestStore::file();
+        let store = KeyStore::open(&dir.location, "a", None).await.unwrap();
+        let Bootstrap::Generated(generated) = store.bootstrap(None, now()).await.unwrap() else {
             panic!("expected a generated token");
         };
         assert_eq!(
-            store.bootstrap(Some("my-admin-token-123"), now()).unwrap(),
+            store
+                .bootstrap(Some("my-admin-token-123"), now())
+                .await
+                .unwrap(),
             Bootstrap::FromEnvironment
         );
         assert!(store.authenticate(&generated).is_none());
         assert!(store.authenticate("my-admin-token-123").is_some());
         assert_eq!(
-            store.bootstrap(Some("my-admin-token-123"), now()).unwrap(),
+            store
+                .bootstrap(Some("my-admin-token-123"), now())
+                .await
+                .unwrap(),
             Bootstrap::Unchanged
         );
     }

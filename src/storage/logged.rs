@@ -2,6 +2,8 @@
 //! behind, filled by a flusher. Reads see the table and the buffer together; tables with an identity
 //! resolve rows sent again newest-wins by the order they were logged (`seq`). Readings and
 //! intensity points are both stored this way (`TableSpec`).
+use super::location::Location;
+use super::replica::Replica;
 use super::table::{NewFile, Table, TableError, TableFile};
 use super::wal::{Lsn, Wal};
 use bytes::Bytes;
@@ -9,7 +11,7 @@ use deltalake::kernel::{DataType as DeltaType, StructField};
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -64,6 +66,8 @@ pub struct LoggedTableOptions {
     pub compact_min_files: usize,
     /// Rows of resolved date partitions kept in memory for reads (0: none).
     pub cache_rows: usize,
+    /// How late reads may see what other replicas committed.
+    pub refresh_interval: std::time::Duration,
 }
 
 impl Default for LoggedTableOptions {
@@ -74,6 +78,7 @@ impl Default for LoggedTableOptions {
             max_buffered_rows: 4_000_000,
             compact_min_files: 8,
             cache_rows: 20_000_000,
+            refresh_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -423,21 +428,17 @@ fn files_by_date(frames: Vec<DataFrame>, spec: &TableSpec) -> PolarsResult<Vec<N
     Ok(files)
 }
 
-fn local_paths(table: &Table, files: &[TableFile]) -> Vec<PathBuf> {
-    files
-        .iter()
-        .filter_map(|file| table.local_path(&file.path))
-        .collect()
-}
-
-fn scan_files(paths: Vec<PathBuf>, spec: &TableSpec) -> PolarsResult<Option<LazyFrame>> {
-    let paths: Vec<PlRefPath> = paths
-        .iter()
-        .map(|path| PlRefPath::new(path.to_string_lossy().as_ref()))
-        .collect();
-    if paths.is_empty() {
+/// Data files fetched from the store (whichever it is) scanned as Parquet held in memory.
+fn scan_files(contents: Vec<Bytes>, spec: &TableSpec) -> PolarsResult<Option<LazyFrame>> {
+    if contents.is_empty() {
         return Ok(None);
     }
+    let sources = ScanSources::Buffers(
+        contents
+            .into_iter()
+            .map(|bytes| Vec::from(bytes).into())
+            .collect(),
+    );
     let mut schema = (spec.empty)()?.schema().as_ref().clone();
     schema.with_column(SEQ.into(), DataType::Int64);
     let args = ScanArgsParquet {
@@ -449,7 +450,7 @@ fn scan_files(paths: Vec<PathBuf>, spec: &TableSpec) -> PolarsResult<Option<Lazy
         allow_missing_columns: true,
         ..Default::default()
     };
-    LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map(Some)
+    LazyFrame::scan_parquet_sources(sources, args).map(Some)
 }
 
 /// A batch logged before the spec gained a column, given that column as nulls.
@@ -474,25 +475,31 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 impl LoggedTable {
-    /// Opens the table under `data_dir/tables/<name>` and replays the log past its last commit.
+    /// Opens the table `tables/<name>` in `location` and replays this replica's log (under
+    /// `wal_dir/<name>`) past the last batch it committed.
     pub async fn open(
-        data_dir: &Path,
+        location: &Location,
+        wal_dir: &Path,
+        replica: &Replica,
         spec: TableSpec,
         options: LoggedTableOptions,
     ) -> Result<Arc<Self>, LoggedTableError> {
-        let table_dir = std::path::absolute(data_dir.join("tables").join(spec.name))?;
-        std::fs::create_dir_all(&table_dir)?;
-        let url = url::Url::from_directory_path(&table_dir)
-            .map_err(|()| TableError::Location(table_dir.display().to_string()))?;
         let mut columns = (spec.columns)();
         columns.push(StructField::new(SEQ, DeltaType::LONG, false));
-        let app_id = format!("carbon-ledger-{}-wal", spec.name);
-        let table = Table::open(url, &app_id, columns).await?;
+        let app_ids = (replica.app_id(spec.name), replica.legacy_app_id(spec.name));
+        let table = Table::open(
+            location,
+            &format!("tables/{}", spec.name),
+            app_ids,
+            columns,
+            options.refresh_interval,
+        )
+        .await?;
         let committed = table.committed_lsn().await?;
         let buffer = Arc::new(Mutex::new(Buffer::default()));
         let sink = buffer.clone();
         let (wal, recovered) = Wal::open(
-            &data_dir.join("wal").join(spec.name),
+            &wal_dir.join(spec.name),
             committed,
             options.fsync,
             move |lsn, frame: DataFrame| match with_seq(frame, lsn) {
@@ -566,8 +573,13 @@ impl LoggedTable {
     pub async fn flush(&self) -> Result<(), LoggedTableError> {
         let _flushing = self.flushing.lock().await;
         let last = self.wal.rotate().await?;
+        // A commit whose answer was lost (a timeout, an outage) may have landed all the same: what
+        // the table holds under this replica's id is dropped here, never committed twice.
+        let committed = self.table.committed_lsn().await?;
         let frames: Vec<DataFrame> = {
-            let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            buffer.batches.retain(|(lsn, _)| *lsn > committed);
+            buffer.rows = buffer.batches.iter().map(|(_, f)| f.height()).sum();
             buffer
                 .batches
                 .iter()
@@ -575,6 +587,9 @@ impl LoggedTable {
                 .map(|(_, frame)| frame.clone())
                 .collect()
         };
+        if committed > 0 {
+            self.wal.truncate_through(committed.min(last))?;
+        }
         if frames.is_empty() {
             return Ok(());
         }
@@ -653,11 +668,11 @@ impl LoggedTable {
             if files.len() < self.options.compact_min_files.max(2) {
                 continue;
             }
-            let paths = local_paths(&self.table, &files);
+            let contents = self.table.read(&files).await?;
             let date_for_file = date.clone();
             let spec = self.spec;
             let new = blocking(move || {
-                let Some(scan) = scan_files(paths, &spec)? else {
+                let Some(scan) = scan_files(contents, &spec)? else {
                     return Ok(Vec::new());
                 };
                 // In the cache's order: a reader of one key skips other keys' row groups.
@@ -723,8 +738,8 @@ impl LoggedTable {
             filter,
         };
         if version.is_some() || !self.caches() {
-            let paths = local_paths(&self.table, &files);
-            let mut parts: Vec<LazyFrame> = blocking(move || scan_files(paths, &spec))
+            let contents = self.table.read(&files).await?;
+            let mut parts: Vec<LazyFrame> = blocking(move || scan_files(contents, &spec))
                 .await?
                 .into_iter()
                 .collect();
@@ -754,8 +769,8 @@ impl LoggedTable {
             {
                 Some(cached) => cached.lazy(),
                 None => {
-                    let paths = local_paths(&self.table, &files);
-                    let Some(scan) = blocking(move || scan_files(paths, &spec)).await? else {
+                    let contents = self.table.read(&files).await?;
+                    let Some(scan) = blocking(move || scan_files(contents, &spec)).await? else {
                         continue;
                     };
                     let rows = selection.apply(scan, true, true);
@@ -854,11 +869,11 @@ impl LoggedTable {
         if *loaded_rows >= self.options.cache_rows || !self.lock_cache().admits(estimate, since) {
             return Ok(None);
         }
-        let paths = local_paths(&self.table, files);
+        let contents = self.table.read(files).await?;
         let spec = self.spec;
         // A compacted date is resolved already, and in the cache's order: read as it is.
         let compacted = matches!(files, [file] if file.resolved());
-        let (frame, ranges) = blocking(move || match scan_files(paths, &spec)? {
+        let (frame, ranges) = blocking(move || match scan_files(contents, &spec)? {
             Some(scan) if compacted => cache_entry(scan.collect()?, &spec),
             Some(scan) => resolve_for_cache(scan, &spec),
             None => Ok((with_seq((spec.empty)()?, 0)?, HashMap::new())),
@@ -911,6 +926,7 @@ mod tests {
     use super::*;
     use crate::domain::reading::ReadingBatch;
     use crate::storage::readings::{self, ENERGY_J, START, WORKLOAD};
+    use crate::storage::test_stores::TestStore;
 
     const T0: i64 = 1_772_355_600_000_000; // 2026-03-01T09:00:00Z
 
@@ -963,40 +979,47 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readings_are_readable_before_and_after_a_flush_and_a_resend_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_store(dir.path()).await;
-        store
-            .append(batch(&[("api", T0, 100.0), ("db", T0, 5.0)]))
-            .await
-            .unwrap();
-        assert_eq!(
-            energies(&store, None).await,
-            [("api".into(), 100.0), ("db".into(), 5.0)]
-        );
-        store.flush().await.unwrap();
-        store.append(batch(&[("api", T0, 150.0)])).await.unwrap();
-        assert_eq!(
-            energies(&store, None).await,
-            [("api".into(), 150.0), ("db".into(), 5.0)]
-        );
-        store.flush().await.unwrap();
-        assert_eq!(
-            energies(&store, None).await,
-            [("api".into(), 150.0), ("db".into(), 5.0)]
-        );
+        for dir in TestStore::all() {
+            let store = open_store(&dir).await;
+            store
+                .append(batch(&[("api", T0, 100.0), ("db", T0, 5.0)]))
+                .await
+                .unwrap();
+            assert_eq!(
+                energies(&store, None).await,
+                [("api".into(), 100.0), ("db".into(), 5.0)]
+            );
+            store.flush().await.unwrap();
+            store.append(batch(&[("api", T0, 150.0)])).await.unwrap();
+            assert_eq!(
+                energies(&store, None).await,
+                [("api".into(), 150.0), ("db".into(), 5.0)]
+            );
+            store.flush().await.unwrap();
+            assert_eq!(
+                energies(&store, None).await,
+                [("api".into(), 150.0), ("db".into(), 5.0)]
+            );
+        }
     }
 
-    async fn open_with(dir: &Path, options: LoggedTableOptions) -> Arc<LoggedTable> {
-        LoggedTable::open(dir, readings::SPEC, options)
-            .await
-            .unwrap()
+    async fn open_with(place: &TestStore, options: LoggedTableOptions) -> Arc<LoggedTable> {
+        LoggedTable::open(
+            &place.location,
+            place.wal(),
+            &place.replica,
+            readings::SPEC,
+            options,
+        )
+        .await
+        .unwrap()
     }
 
-    async fn open_store(dir: &Path) -> Arc<LoggedTable> {
+    async fn open_store(dir: &TestStore) -> Arc<LoggedTable> {
         open_with(dir, options()).await
     }
 
-    async fn open_with_cache(dir: &Path, cache_rows: usize) -> Arc<LoggedTable> {
+    async fn open_with_cache(dir: &TestStore, cache_rows: usize) -> Arc<LoggedTable> {
         let options = LoggedTableOptions {
             cache_rows,
             ..options()
@@ -1006,10 +1029,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_warms_the_cache_with_the_newest_dates_that_fit() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TestStore::file();
         let day = 86_400_000_000;
         {
-            let store = open_store(dir.path()).await;
+            let store = open_store(&dir).await;
             let rows = [("api", T0 - day, 1.0), ("api", T0, 2.0), ("db", T0, 3.0)];
             store.append(batch(&rows)).await.unwrap();
             store.flush().await.unwrap();
@@ -1020,7 +1043,7 @@ mod tests {
         }
         // Compacted dates are read into the cache as they are: resolved and sorted already.
         for (cache_rows, dates) in [(0, 0), (2, 1), (3, 2)] {
-            let store = open_with_cache(dir.path(), cache_rows).await;
+            let store = open_with_cache(&dir, cache_rows).await;
             let warmed = store.warm_cache().await.unwrap();
             assert_eq!(warmed, dates, "cache of {cache_rows} rows");
             let expected = [
@@ -1070,8 +1093,8 @@ mod tests {
     async fn cached_dates_give_way_to_resends_flushes_and_compaction_at_any_cache_size() {
         const NEXT_DAY: i64 = T0 + 16 * 3_600_000_000; // 2026-03-02T01:00:00Z
         for cache_rows in [0, 1, 1_000] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = open_with_cache(dir.path(), cache_rows).await;
+            let dir = TestStore::file();
+            let store = open_with_cache(&dir, cache_rows).await;
             store
                 .append(batch(&[("api", T0, 100.0), ("db", NEXT_DAY, 5.0)]))
                 .await
@@ -1107,49 +1130,51 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_replays_what_was_not_flushed_and_never_commits_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = open_store(dir.path()).await;
-            store.append(batch(&[("api", T0, 1.0)])).await.unwrap();
+        for dir in TestStore::all() {
+            {
+                let store = open_store(&dir).await;
+                store.append(batch(&[("api", T0, 1.0)])).await.unwrap();
+                store.flush().await.unwrap();
+                store.append(batch(&[("db", T0, 2.0)])).await.unwrap();
+            }
+            let store = open_store(&dir).await;
+            assert_eq!(
+                energies(&store, None).await,
+                [("api".into(), 1.0), ("db".into(), 2.0)]
+            );
             store.flush().await.unwrap();
-            store.append(batch(&[("db", T0, 2.0)])).await.unwrap();
+            drop(store);
+            let store = open_store(&dir).await;
+            assert_eq!(store.buffered_rows(), 0);
+            let files = store.table.files(None).await.unwrap();
+            assert_eq!(files.len(), 2, "one file per flush, none replayed twice");
+            assert_eq!(
+                energies(&store, None).await,
+                [("api".into(), 1.0), ("db".into(), 2.0)]
+            );
         }
-        let store = open_store(dir.path()).await;
-        assert_eq!(
-            energies(&store, None).await,
-            [("api".into(), 1.0), ("db".into(), 2.0)]
-        );
-        store.flush().await.unwrap();
-        drop(store);
-        let store = open_store(dir.path()).await;
-        assert_eq!(store.buffered_rows(), 0);
-        let files = store.table.files(None).await.unwrap();
-        assert_eq!(files.len(), 2, "one file per flush, none replayed twice");
-        assert_eq!(
-            energies(&store, None).await,
-            [("api".into(), 1.0), ("db".into(), 2.0)]
-        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_keeps_the_newest_reading_and_old_versions_stay_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_store(dir.path()).await;
-        store.append(batch(&[("api", T0, 1.0)])).await.unwrap();
-        store.flush().await.unwrap();
-        let first = store.table_version().await.unwrap();
-        store.append(batch(&[("api", T0, 7.0)])).await.unwrap();
-        store.flush().await.unwrap();
-        assert_eq!(store.compact().await.unwrap(), 1);
-        assert_eq!(store.table.files(None).await.unwrap().len(), 1);
-        assert_eq!(energies(&store, None).await, [("api".into(), 7.0)]);
-        assert_eq!(energies(&store, Some(first)).await, [("api".into(), 1.0)]);
+        for dir in TestStore::all() {
+            let store = open_store(&dir).await;
+            store.append(batch(&[("api", T0, 1.0)])).await.unwrap();
+            store.flush().await.unwrap();
+            let first = store.table_version().await.unwrap();
+            store.append(batch(&[("api", T0, 7.0)])).await.unwrap();
+            store.flush().await.unwrap();
+            assert_eq!(store.compact().await.unwrap(), 1);
+            assert_eq!(store.table.files(None).await.unwrap().len(), 1);
+            assert_eq!(energies(&store, None).await, [("api".into(), 7.0)]);
+            assert_eq!(energies(&store, Some(first)).await, [("api".into(), 1.0)]);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reading_is_filed_under_the_utc_date_of_its_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_store(dir.path()).await;
+        let dir = TestStore::file();
+        let store = open_store(&dir).await;
         let late = T0 + 15 * 3_600_000_000 - 1; // 2026-03-01T23:59:59.999999Z
         store
             .append(batch(&[("a", late, 1.0), ("b", late + 1, 1.0)]))

@@ -1,15 +1,17 @@
-//! The registry: sites, customers, zones and instruments, held in memory and persisted as one
-//! durable document on every change. Writes are serialized; reads never wait for the disk.
+//! The registry: sites, customers, zones, instruments and telemetry mappings, held in memory and
+//! shared by every replica as a log of versions in the store (`SharedDocument`). Reads never wait
+//! for the store; a change is visible once it is stored.
 //!
 //! It also remembers which sites and customers have readings: such a record is never deleted
 //! (it can be retired), so accounted energy never drops out of reports.
+use super::location::Location;
+use super::shared_document::SharedDocument;
 use super::{DurableDocument, StorageError};
 use crate::domain::mapping::{literal, Mapping};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -218,26 +220,35 @@ pub enum Upsert {
 
 #[derive(Debug)]
 pub struct Registry {
-    document: DurableDocument,
-    data: RwLock<RegistryData>,
-    writer: Mutex<()>,
+    document: SharedDocument<RegistryData>,
 }
 
 impl Registry {
-    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
-        let document = DurableDocument::new(data_dir.join("registry.json"));
-        let data = document.load()?.unwrap_or_default();
+    /// Opens the registry log in `location`; `legacy_dir` holds the `registry.json` of earlier
+    /// releases, moved into the log on the first start.
+    pub async fn open(
+        location: &Location,
+        replica: &str,
+        legacy_dir: Option<&Path>,
+    ) -> Result<Self, StorageError> {
+        let legacy = legacy_dir.map(|dir| DurableDocument::new(dir.join("registry.json")));
         Ok(Self {
-            document,
-            data: RwLock::new(data),
-            writer: Mutex::new(()),
+            document: SharedDocument::open(location, "registry", replica, legacy).await?,
         })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryData> {
-        self.data
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.document.read()
+    }
+
+    /// The registry version this replica has read (every change is one).
+    pub fn version(&self) -> u64 {
+        self.document.version()
+    }
+
+    /// Reads changes other replicas made; whether there were any.
+    pub async fn catch_up(&self) -> Result<bool, StorageError> {
+        self.document.catch_up().await
     }
 
     pub fn get<E: Entity>(&self, key: &E::Key) -> Option<E> {
@@ -257,42 +268,36 @@ impl Registry {
         E::table(&self.read()).values().cloned().collect()
     }
 
-    /// Applies `change` to a copy, persists it, and only then makes it visible, so readers never see
-    /// a state that is not on disk.
-    fn change<T>(
+    /// Applies `change` to the newest registry and stores the result; readers see it only once it
+    /// is stored. Checks inside `change` run against the state the change is stored on top of.
+    async fn change<T>(
         &self,
-        change: impl FnOnce(&mut RegistryData) -> Result<T, RegistryError>,
+        change: impl FnMut(&mut RegistryData) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = self.read().clone();
-        let outcome = change(&mut next)?;
-        self.document.store(&next)?;
-        *self
-            .data
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
-        Ok(outcome)
+        self.document.change(change).await
     }
 
-    pub fn put<E: Entity>(&self, record: E) -> Result<Upsert, RegistryError> {
+    pub async fn put<E: Entity>(&self, record: E) -> Result<Upsert, RegistryError> {
         self.change(|data| {
             record.check_references(data)?;
-            let previous = E::table_mut(data).insert(record.key().clone(), record);
+            let previous = E::table_mut(data).insert(record.key().clone(), record.clone());
             Ok(if previous.is_some() {
                 Upsert::Updated
             } else {
                 Upsert::Created
             })
         })
+        .await
     }
 
     /// Records that readings for these sites and customers are about to be acknowledged; refused
     /// when one no longer exists (deleted since the batch was checked). Marked ids never leave, so
     /// the usual call reads and returns without a write.
-    pub fn mark_with_readings(&self, sites: &[Id], customers: &[Id]) -> Result<(), RegistryError> {
+    pub async fn mark_with_readings(
+        &self,
+        sites: &[Id],
+        customers: &[Id],
+    ) -> Result<(), RegistryError> {
         let unmarked = |data: &RegistryData| {
             sites.iter().any(|s| !data.sites_with_readings.contains(s))
                 || customers
@@ -321,10 +326,11 @@ impl Registry {
             }
             Ok(())
         })
+        .await
     }
 
     /// Removes a record; `Ok(false)` when there was none.
-    pub fn delete<E: Entity>(&self, key: &E::Key) -> Result<bool, RegistryError> {
+    pub async fn delete<E: Entity>(&self, key: &E::Key) -> Result<bool, RegistryError> {
         if !self.contains::<E>(key) {
             return Ok(false);
         }
@@ -338,6 +344,7 @@ impl Registry {
             }
             Ok(E::table_mut(data).remove(key).is_some())
         })
+        .await
     }
 }
 
@@ -345,6 +352,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::domain::{CustomerSpec, InstrumentKind, SiteSpec};
+    use crate::storage::test_stores::TestStore;
 
     fn site(id: &str) -> Site {
         SiteSpec {
@@ -371,22 +379,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_survive_reopening_the_registry() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(dir.path()).unwrap();
-        assert_eq!(registry.put(site("fra1")).unwrap(), Upsert::Created);
-        assert_eq!(registry.put(site("fra1")).unwrap(), Upsert::Updated);
+    #[tokio::test]
+    async fn records_survive_reopening_the_registry_on_every_store() {
+        for place in TestStore::all() {
+            records_survive_reopening(&place.location).await;
+        }
+    }
+
+    async fn records_survive_reopening(location: &Location) {
+        let registry = Registry::open(location, "a", None).await.unwrap();
+        assert_eq!(registry.put(site("fra1")).await.unwrap(), Upsert::Created);
+        assert_eq!(registry.put(site("fra1")).await.unwrap(), Upsert::Updated);
         let customer = CustomerSpec {
             name: "Acme".into(),
             retired_at: None,
         }
         .parse(Id::parse("acme").unwrap())
         .unwrap();
-        registry.put(customer.clone()).unwrap();
+        registry.put(customer.clone()).await.unwrap();
         drop(registry);
 
-        let reopened = Registry::open(dir.path()).unwrap();
+        let reopened = Registry::open(location, "b", None).await.unwrap();
         assert_eq!(
             reopened.get::<Site>(&Id::parse("fra1").unwrap()),
             Some(site("fra1"))
@@ -394,25 +407,27 @@ mod tests {
         assert_eq!(reopened.list::<Customer>(), vec![customer]);
     }
 
-    #[test]
-    fn an_instrument_needs_its_site_and_blocks_the_sites_deletion() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(dir.path()).unwrap();
+    #[tokio::test]
+    async fn an_instrument_needs_its_site_and_blocks_the_sites_deletion() {
+        let registry = Registry::open(&Location::memory(), "a", None)
+            .await
+            .unwrap();
         assert!(matches!(
-            registry.put(instrument("fra1")),
+            registry.put(instrument("fra1")).await,
             Err(RegistryError::UnknownReference { kind: "site", .. })
         ));
-        registry.put(site("fra1")).unwrap();
-        registry.put(instrument("fra1")).unwrap();
+        registry.put(site("fra1")).await.unwrap();
+        registry.put(instrument("fra1")).await.unwrap();
         let fra1 = Id::parse("fra1").unwrap();
         assert!(matches!(
-            registry.delete::<Site>(&fra1),
+            registry.delete::<Site>(&fra1).await,
             Err(RegistryError::InUse { .. })
         ));
         assert!(registry
             .delete::<Instrument>(&Id::parse("ppa").unwrap())
+            .await
             .unwrap());
-        assert!(registry.delete::<Site>(&fra1).unwrap());
-        assert!(!registry.delete::<Site>(&fra1).unwrap());
+        assert!(registry.delete::<Site>(&fra1).await.unwrap());
+        assert!(!registry.delete::<Site>(&fra1).await.unwrap());
     }
 }

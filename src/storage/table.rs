@@ -2,14 +2,16 @@
 //! Files are written by the caller (polars); this module puts them in the store and commits them,
 //! carrying the write-ahead log position as a Delta transaction action in the same commit so a
 //! replay never commits a batch twice.
+use super::location::Location;
 use bytes::Bytes;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, DataType, Remove, StructField, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, Path};
 use futures_util::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -68,28 +70,47 @@ pub struct NewFile {
 
 pub struct Table {
     url: Url,
+    location: Location,
     app_id: String,
+    /// Positions committed under this id count as this replica's too (a log from an earlier
+    /// release, when every process shared one id).
+    legacy_app_id: Option<String>,
     table: Mutex<DeltaTable>,
+    /// When the snapshot last looked for commits by other replicas.
+    refreshed: std::sync::Mutex<Instant>,
+    refresh_interval: Duration,
 }
 
+/// Commit attempts delta-rs makes before giving up; each failed attempt found the version taken.
+const COMMIT_RETRIES: usize = 200;
+/// Rounds of those, with a pause in between, before a flush reports the failure.
+const COMMIT_ROUNDS: u32 = 5;
+
 impl Table {
-    /// Opens the table at `url`, creating it with `columns` (plus the date partition) if missing.
+    /// Opens the table at `relative` inside `location`, creating it with `columns` (plus the date
+    /// partition) if missing. Commits by other writers are read at most `refresh_interval` late.
     pub async fn open(
-        url: Url,
-        app_id: &str,
+        location: &Location,
+        relative: &str,
+        app_ids: (String, Option<String>),
         columns: Vec<StructField>,
+        refresh_interval: Duration,
     ) -> Result<Self, TableError> {
+        let url = location
+            .directory(relative)
+            .map_err(|error| TableError::Location(error.to_string()))?;
         let delta = |source| TableError::Delta {
             url: url.to_string(),
             source: Box::new(source),
         };
-        if url.scheme() == "file" {
-            let dir = url
-                .to_file_path()
-                .map_err(|()| TableError::Location(url.to_string()))?;
-            std::fs::create_dir_all(&dir).map_err(|_| TableError::Location(url.to_string()))?;
+        let mut table = builder(location, &url)
+            .map_err(delta)?
+            .build()
+            .map_err(delta)?;
+        match table.load().await {
+            Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => {}
+            Err(error) => return Err(delta(error)),
         }
-        let mut table = DeltaTable::try_from_url(url.clone()).await.map_err(delta)?;
         if table.version().is_none() {
             let mut all = columns;
             all.push(StructField::new(PARTITION_COLUMN, DataType::STRING, false));
@@ -119,8 +140,12 @@ impl Table {
         }
         Ok(Self {
             url,
-            app_id: app_id.to_owned(),
+            location: location.clone(),
+            app_id: app_ids.0,
+            legacy_app_id: app_ids.1,
             table: Mutex::new(table),
+            refreshed: std::sync::Mutex::new(Instant::now()),
+            refresh_interval,
         })
     }
 
@@ -131,26 +156,70 @@ impl Table {
         }
     }
 
-    /// The write-ahead log position of the last batch committed to this table (0: none).
-    pub async fn committed_lsn(&self) -> Result<u64, TableError> {
-        let table = self.table.lock().await;
-        let version = table
-            .snapshot()
-            .map_err(self.delta_error())?
-            .transaction_version(table.log_store().as_ref(), &self.app_id)
-            .await
-            .map_err(self.delta_error())?;
-        Ok(version.map_or(0, |v| v.max(0) as u64))
+    /// Reads commits made since the snapshot was loaded (by other replicas, or by an earlier
+    /// attempt of a commit whose answer was lost), when `always` or once the interval is up.
+    async fn refresh(&self, table: &mut DeltaTable, always: bool) -> Result<(), TableError> {
+        let due = {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+            let due = always || refreshed.elapsed() >= self.refresh_interval;
+            if due {
+                *refreshed = Instant::now();
+            }
+            due
+        };
+        if due {
+            table
+                .update_incremental(None)
+                .await
+                .map_err(self.delta_error())?;
+        }
+        Ok(())
     }
 
-    /// The latest committed table version.
+    /// The write-ahead log position of the last batch this replica committed (0: none), read from
+    /// the newest commit in the store.
+    pub async fn committed_lsn(&self) -> Result<u64, TableError> {
+        let mut table = self.table.lock().await;
+        self.refresh(&mut table, true).await?;
+        let snapshot = table.snapshot().map_err(self.delta_error())?;
+        let mut committed = 0;
+        for app_id in std::iter::once(&self.app_id).chain(self.legacy_app_id.as_ref()) {
+            let version = snapshot
+                .transaction_version(table.log_store().as_ref(), app_id)
+                .await
+                .map_err(self.delta_error())?;
+            committed = committed.max(version.map_or(0, |v| v.max(0) as u64));
+        }
+        Ok(committed)
+    }
+
+    /// The newest committed table version this replica has read.
     pub async fn version(&self) -> Option<u64> {
         self.table.lock().await.version()
     }
 
-    /// Where a table-relative path lives on the local filesystem.
-    pub fn local_path(&self, relative: &str) -> Option<std::path::PathBuf> {
-        self.url.to_file_path().ok().map(|root| root.join(relative))
+    /// The bytes of data files, fetched a few at a time.
+    pub async fn read(&self, files: &[TableFile]) -> Result<Vec<Bytes>, TableError> {
+        let store = self.table.lock().await.object_store();
+        let paths: Vec<Path> = files
+            .iter()
+            .map(|file| Path::from(file.path.as_str()))
+            .collect();
+        let mut contents = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(8) {
+            let fetches = chunk.iter().cloned().map(|path| {
+                let store = store.clone();
+                async move { store.get(&path).await?.bytes().await }
+            });
+            let fetched = futures_util::future::try_join_all(fetches)
+                .await
+                .map_err(|source| TableError::Store {
+                    url: self.url.to_string(),
+                    source: Box::new(source),
+                })?;
+            contents.extend(fetched);
+        }
+        Ok(contents)
     }
 
     async fn put_files(
@@ -192,6 +261,9 @@ impl Table {
         Ok(actions)
     }
 
+    /// Commits `actions`. delta-rs retries a commit whose version another writer took; when
+    /// all its retries lose, this pauses (with jitter, so that racing replicas spread out) and
+    /// starts again from the newest version.
     async fn commit(
         &self,
         table: &mut DeltaTable,
@@ -199,21 +271,33 @@ impl Table {
         operation: DeltaOperation,
         lsn: Option<u64>,
     ) -> Result<(), TableError> {
-        let mut properties = CommitProperties::default();
-        if let Some(lsn) = lsn {
-            properties =
-                properties.with_application_transaction(Transaction::new(&self.app_id, lsn as i64));
+        let mut round = 0;
+        loop {
+            let mut properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES);
+            if let Some(lsn) = lsn {
+                properties = properties
+                    .with_application_transaction(Transaction::new(&self.app_id, lsn as i64));
+            }
+            let snapshot = table.snapshot().map_err(self.delta_error())?;
+            let outcome = CommitBuilder::from(properties)
+                .with_actions(actions.clone())
+                .build(Some(snapshot), table.log_store(), operation.clone())
+                .await;
+            match outcome {
+                Ok(_) => break,
+                Err(deltalake::DeltaTableError::Transaction {
+                    source: TransactionError::MaxCommitAttempts(_),
+                }) if round < COMMIT_ROUNDS => {
+                    round += 1;
+                    let pause = 50 * u64::from(round) + rand::random::<u64>() % 100;
+                    tracing::warn!(table = %self.url, round, pause_ms = pause, "commit lost every retry; pausing");
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    self.refresh(table, true).await?;
+                }
+                Err(error) => return Err(self.delta_error()(error)),
+            }
         }
-        let snapshot = table.snapshot().map_err(self.delta_error())?;
-        CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(snapshot), table.log_store(), operation)
-            .await
-            .map_err(self.delta_error())?;
-        table
-            .update_incremental(None)
-            .await
-            .map_err(self.delta_error())
+        self.refresh(table, true).await
     }
 
     /// Commits new files together with the log position they contain up to.
@@ -257,10 +341,13 @@ impl Table {
     /// The files of the latest version, or of `version` (time travel).
     pub async fn files(&self, version: Option<u64>) -> Result<Vec<TableFile>, TableError> {
         let historic;
-        let guard = self.table.lock().await;
+        let mut guard = self.table.lock().await;
+        if version.is_none() {
+            self.refresh(&mut guard, false).await?;
+        }
         let table: &DeltaTable = match version {
             Some(v) if Some(v) != guard.version() => {
-                historic = DeltaTableBuilder::from_url(self.url.clone())
+                historic = builder(&self.location, &self.url)
                     .map_err(self.delta_error())?
                     .with_version(v)
                     .load()
@@ -290,6 +377,18 @@ impl Table {
             })
             .collect())
     }
+}
+
+/// A table builder on the location's store (never one of delta-rs' own making, so that every
+/// table and the registry share one client, and `memory://` one memory).
+fn builder(
+    location: &Location,
+    url: &Url,
+) -> Result<DeltaTableBuilder, deltalake::DeltaTableError> {
+    Ok(
+        DeltaTableBuilder::from_url(url.clone())?
+            .with_storage_backend(location.root(), url.clone()),
+    )
 }
 
 fn now_millis() -> i64 {

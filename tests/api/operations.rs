@@ -144,4 +144,13 @@ async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     let stderr = stderr.join("\n");
     assert!(stderr.contains("generated the admin API key"), "{stderr}");
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    // Whatever the caller's umask, what the service wrote is its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let key_log = dir.path().join("keys/_log/00000000000000000001.json");
+    assert_eq!(mode(&key_log), 0o600, "{}", key_log.display());
+    assert_eq!(mode(&dir.path().join("wal")), 0o700);
+    assert_eq!(mode(&dir.path().join("wal/replica.json")), 0o600);
+    assert_eq!(mode(&dir.path().join("tables/readings/_delta_log")), 0o700);
 }

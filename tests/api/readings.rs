@@ -2,8 +2,10 @@
 use crate::helpers::{
     assert_problem, settings_for, spawn_app, spawn_app_with, TestApp, ADMIN_TOKEN,
 };
+use carbon_ledger::storage::location::Location;
 use carbon_ledger::storage::logged::{LoggedTable, LoggedTableOptions};
 use carbon_ledger::storage::readings::{self as table, ENERGY_J, POWER_W, WORKLOAD};
+use carbon_ledger::storage::replica::Replica;
 use polars::prelude::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -18,11 +20,21 @@ pub async fn register(app: &TestApp) {
         .await;
 }
 
-/// The readings stored under `dir` (the server must be stopped), ordered by workload and start.
+/// The readings stored under `dir` (the server must be stopped), ordered by workload and start:
+/// opened as the server's own replica, so that its log replays as it would at its next start.
 pub async fn stored(dir: &Path) -> DataFrame {
-    let store = LoggedTable::open(dir, table::SPEC, LoggedTableOptions::default())
-        .await
-        .unwrap();
+    let location = Location::open(dir.to_str().unwrap(), &Default::default()).unwrap();
+    let wal = dir.join("wal");
+    let replica = Replica::open(&wal, None).unwrap();
+    let store = LoggedTable::open(
+        &location,
+        &wal,
+        &replica,
+        table::SPEC,
+        LoggedTableOptions::default(),
+    )
+    .await
+    .unwrap();
     let scan = store
         .scan(0, 4_000_000_000_000_000, None, None, None)
         .await
