@@ -26,6 +26,10 @@ pub struct Settings {
     pub registry_poll_s: u64,
     /// How late reports may see readings other replicas committed, in seconds.
     pub table_poll_s: u64,
+    /// At most this long is spent flushing on SIGTERM (the rest replays from the log at the next
+    /// start); in-flight requests get up to 15 s before that, so that both fit in the 30 s an
+    /// orchestrator waits before SIGKILL.
+    pub shutdown_flush_s: u64,
     /// How long an intensity point is carried forward over a gap in its zone's data.
     pub max_carry_forward_s: u64,
     /// Largest request body accepted, compressed or not.
@@ -69,6 +73,7 @@ impl Default for Settings {
             replica_id: None,
             registry_poll_s: 2,
             table_poll_s: 1,
+            shutdown_flush_s: 10,
             max_carry_forward_s: 7200,
             max_body_bytes: 16 * 1024 * 1024,
             max_rows_per_batch: 100_000,

@@ -166,6 +166,8 @@ pub struct Application {
     /// through a Delta call when the runtime shuts down.
     background: Vec<tokio::task::JoinHandle<()>>,
     generated_admin_token: Option<String>,
+    /// How long the final flush may take at shutdown.
+    drain: std::time::Duration,
 }
 
 impl Application {
@@ -321,7 +323,7 @@ impl Application {
         })
         .listen(listener)
         .map_err(bind_error)?
-        .shutdown_timeout(30)
+        .shutdown_timeout(15)
         .run();
         Ok(Self {
             port,
@@ -330,6 +332,7 @@ impl Application {
             intensity,
             background,
             generated_admin_token,
+            drain: std::time::Duration::from_secs(settings.shutdown_flush_s),
         })
     }
 
@@ -362,9 +365,17 @@ impl Application {
         for task in self.background {
             let _ = task.await; // cancelled: a flush cut short leaves its rows in the log
         }
+        // Bounded: an orchestrator kills at 30 s, and what is not flushed is safe in the log.
         for table in [&self.readings, &self.intensity] {
-            if let Err(error) = table.flush().await {
-                tracing::warn!(error = %error, "final flush failed; the log keeps the rows for the next start");
+            match tokio::time::timeout(self.drain, table.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "final flush failed; the log keeps the rows for the next start")
+                }
+                Err(_) => tracing::warn!(
+                    seconds = self.drain.as_secs(),
+                    "final flush took too long; the log keeps the rows for the next start"
+                ),
             }
         }
         Ok(())

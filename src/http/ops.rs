@@ -68,7 +68,61 @@ async fn metrics(
     if !state.metrics_public {
         Admin::extract(&request).await?;
     }
+    let mut body = state.metrics.render();
+    body += &storage_metrics(&state).await;
+    body += &state.telemetry.render_metrics();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render() + &state.telemetry.render_metrics()))
+        .body(body))
+}
+
+type HealthFigure = fn(&crate::storage::logged::TableHealth) -> f64;
+
+/// The figures an operator of replicas alerts on: each table's backlog (acknowledged, not yet in
+/// the shared table), flushes, the table version read, and how current the registry is.
+async fn storage_metrics(state: &AppState) -> String {
+    use std::fmt::Write;
+    let tables = [
+        state.readings.health().await,
+        state.intensity.health().await,
+    ];
+    let replica = &state.replica.replica_id;
+    let mut out = String::new();
+    let gauges: [(&str, &str, HealthFigure); 7] = [
+        ("storage_buffered_rows", "gauge", |h| h.buffered_rows as f64),
+        ("storage_oldest_unflushed_seconds", "gauge", |h| {
+            h.oldest_unflushed_s
+        }),
+        ("storage_wal_bytes", "gauge", |h| h.log_bytes as f64),
+        ("storage_flushes_total", "counter", |h| h.flushes as f64),
+        ("storage_flush_failures_total", "counter", |h| {
+            h.flush_failures as f64
+        }),
+        ("storage_last_flush_seconds", "gauge", |h| h.last_flush_s),
+        ("storage_table_version", "gauge", |h| {
+            h.table_version.map_or(-1.0, |v| v as f64)
+        }),
+    ];
+    for (name, kind, value) in gauges {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for health in &tables {
+            let _ = writeln!(
+                out,
+                "{name}{{replica=\"{replica}\",table=\"{}\"}} {}",
+                health.table,
+                value(health)
+            );
+        }
+    }
+    let follower = &state.follower;
+    let _ = writeln!(
+        out,
+        "# TYPE registry_version gauge\nregistry_version{{replica=\"{replica}\"}} {}\n\
+         # TYPE registry_lag_seconds gauge\nregistry_lag_seconds{{replica=\"{replica}\"}} {:.3}\n\
+         # TYPE registry_poll_failures_total counter\nregistry_poll_failures_total{{replica=\"{replica}\"}} {}",
+        state.registry.version(),
+        follower.lag().as_secs_f64(),
+        follower.failures(),
+    );
+    out
 }

@@ -99,6 +99,48 @@ impl PreparedBatch {
 struct Buffer {
     batches: Vec<(Lsn, DataFrame)>,
     rows: usize,
+    /// No batch waiting is older than this (for the backlog's age).
+    waiting_since: Option<std::time::Instant>,
+}
+
+impl Buffer {
+    fn push(&mut self, lsn: Lsn, frame: DataFrame) {
+        self.rows += frame.height();
+        self.waiting_since
+            .get_or_insert_with(std::time::Instant::now);
+        self.batches.push((lsn, frame));
+    }
+
+    /// Keeps the batches after `lsn`; they arrived after `since` at the earliest.
+    fn drop_through(&mut self, lsn: Lsn, since: std::time::Instant) {
+        self.batches.retain(|(batch, _)| *batch > lsn);
+        self.rows = self.batches.iter().map(|(_, f)| f.height()).sum();
+        self.waiting_since = match self.batches.is_empty() {
+            true => None,
+            false => self.waiting_since.map(|oldest| oldest.max(since)),
+        };
+    }
+}
+
+/// What an operator alerts on, per table: the backlog acknowledged but not yet in the table
+/// (it grows while the store is out of reach), and how flushes fare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableHealth {
+    pub table: &'static str,
+    pub buffered_rows: usize,
+    pub oldest_unflushed_s: f64,
+    pub log_bytes: u64,
+    pub flushes: u64,
+    pub flush_failures: u64,
+    pub last_flush_s: f64,
+    pub table_version: Option<u64>,
+}
+
+#[derive(Default)]
+struct FlushStats {
+    flushes: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU64,
+    last_micros: std::sync::atomic::AtomicU64,
 }
 
 /// Date partitions read from the table and resolved newest-wins, each kept while its files stay
@@ -281,6 +323,7 @@ pub struct LoggedTable {
     flushing: tokio::sync::Mutex<()>,
     wake_flusher: Notify,
     options: LoggedTableOptions,
+    stats: FlushStats,
 }
 
 pub fn utc_micros() -> DataType {
@@ -503,11 +546,10 @@ impl LoggedTable {
             committed,
             options.fsync,
             move |lsn, frame: DataFrame| match with_seq(frame, lsn) {
-                Ok(frame) => {
-                    let mut buffer = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    buffer.rows += frame.height();
-                    buffer.batches.push((lsn, frame));
-                }
+                Ok(frame) => sink
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(lsn, frame),
                 // Durable in the log, so the next start replays it; reads miss it until then.
                 Err(error) => tracing::error!(lsn, error = %error, "cannot buffer a logged batch"),
             },
@@ -516,9 +558,7 @@ impl LoggedTable {
             let mut buffer = buffer.lock().unwrap_or_else(|p| p.into_inner());
             for record in &recovered {
                 let frame = conform(decode_payload(&record.payload)?, &spec)?;
-                let frame = with_seq(frame, record.lsn)?;
-                buffer.rows += frame.height();
-                buffer.batches.push((record.lsn, frame));
+                buffer.push(record.lsn, with_seq(frame, record.lsn)?);
             }
         }
         if !recovered.is_empty() {
@@ -538,6 +578,7 @@ impl LoggedTable {
             flushing: tokio::sync::Mutex::new(()),
             wake_flusher: Notify::new(),
             options,
+            stats: FlushStats::default(),
         }))
     }
 
@@ -570,7 +611,40 @@ impl LoggedTable {
     }
 
     /// Writes everything acknowledged so far to the table, then drops it from the buffer and log.
+    /// A failure (the store out of reach) leaves it all in both, for the next flush.
     pub async fn flush(&self) -> Result<(), LoggedTableError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let outcome = self.flush_buffered(started).await;
+        match &outcome {
+            Ok(()) => self.stats.flushes.fetch_add(1, Relaxed),
+            Err(_) => self.stats.failures.fetch_add(1, Relaxed),
+        };
+        let took = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        self.stats.last_micros.store(took, Relaxed);
+        outcome
+    }
+
+    /// The backlog and flush figures of this table.
+    pub async fn health(&self) -> TableHealth {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (buffered_rows, waiting_since) = {
+            let buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            (buffer.rows, buffer.waiting_since)
+        };
+        TableHealth {
+            table: self.spec.name,
+            buffered_rows,
+            oldest_unflushed_s: waiting_since.map_or(0.0, |since| since.elapsed().as_secs_f64()),
+            log_bytes: self.wal.bytes(),
+            flushes: self.stats.flushes.load(Relaxed),
+            flush_failures: self.stats.failures.load(Relaxed),
+            last_flush_s: self.stats.last_micros.load(Relaxed) as f64 / 1e6,
+            table_version: self.table.version().await,
+        }
+    }
+
+    async fn flush_buffered(&self, started: std::time::Instant) -> Result<(), LoggedTableError> {
         let _flushing = self.flushing.lock().await;
         let last = self.wal.rotate().await?;
         // A commit whose answer was lost (a timeout, an outage) may have landed all the same: what
@@ -578,8 +652,8 @@ impl LoggedTable {
         let committed = self.table.committed_lsn().await?;
         let frames: Vec<DataFrame> = {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            buffer.batches.retain(|(lsn, _)| *lsn > committed);
-            buffer.rows = buffer.batches.iter().map(|(_, f)| f.height()).sum();
+            let waiting_since = buffer.waiting_since.unwrap_or(started);
+            buffer.drop_through(committed, waiting_since);
             buffer
                 .batches
                 .iter()
@@ -603,8 +677,7 @@ impl LoggedTable {
         self.table.append(files, last).await?;
         {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            buffer.batches.retain(|(lsn, _)| *lsn > last);
-            buffer.rows = buffer.batches.iter().map(|(_, f)| f.height()).sum();
+            buffer.drop_through(last, started);
         }
         self.wal.truncate_through(last)?;
         self.refresh_cache(flushed, &before).await
@@ -906,7 +979,7 @@ impl LoggedTable {
                     _ = this.wake_flusher.notified() => {}
                 }
                 if let Err(error) = this.flush().await {
-                    tracing::error!(error = %error, "flushing readings failed; they stay in the log");
+                    tracing::error!(table = this.spec.name, error = %error, "flush failed; the rows stay in the log");
                     continue;
                 }
                 if compacted.elapsed() < COMPACTION_INTERVAL {

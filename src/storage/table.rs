@@ -6,11 +6,16 @@ use super::location::Location;
 use bytes::Bytes;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, DataType, Remove, StructField, Transaction};
+use deltalake::logstore::{
+    default_logstore, logstore_factories, object_store_factories, LogStore, LogStoreFactory,
+    ObjectStoreFactory, ObjectStoreRef, StorageConfig,
+};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, Path};
 use futures_util::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use url::Url;
@@ -379,12 +384,60 @@ impl Table {
     }
 }
 
+/// delta-rs' default log store commits each version with a conditional create (`If-None-Match:
+/// *` on S3), which is all that concurrent writers on S3 need; its AWS SDK based S3 support is
+/// not compiled in, so the S3 schemes are registered here with object_store's own S3 client and
+/// that default log store. (Tables are always opened on the location's store; delta-rs only needs
+/// to know the scheme.)
+struct ConditionalCreateLogStore;
+
+impl ObjectStoreFactory for ConditionalCreateLogStore {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        config: &StorageConfig,
+    ) -> deltalake::DeltaResult<(ObjectStoreRef, Path)> {
+        let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
+        Ok((Arc::from(store), path))
+    }
+}
+
+impl LogStoreFactory for ConditionalCreateLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_s3_log_store() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        for scheme in ["s3://", "s3a://"] {
+            if let Ok(url) = Url::parse(scheme) {
+                object_store_factories().insert(url.clone(), Arc::new(ConditionalCreateLogStore));
+                logstore_factories().insert(url, Arc::new(ConditionalCreateLogStore));
+            }
+        }
+    });
+}
+
 /// A table builder on the location's store (never one of delta-rs' own making, so that every
 /// table and the registry share one client, and `memory://` one memory).
 fn builder(
     location: &Location,
     url: &Url,
 ) -> Result<DeltaTableBuilder, deltalake::DeltaTableError> {
+    register_s3_log_store();
     Ok(
         DeltaTableBuilder::from_url(url.clone())?
             .with_storage_backend(location.root(), url.clone()),

@@ -281,6 +281,16 @@ impl<T: Send + 'static> Wal<T> {
             .map_err(|_| io::Error::other("the write-ahead log writer has stopped"))?
     }
 
+    /// Bytes of the segments on disk (what a restart would replay, at most).
+    pub fn bytes(&self) -> u64 {
+        segments(&self.dir).map_or(0, |all| {
+            all.iter()
+                .filter_map(|(_, path)| fs::metadata(path).ok())
+                .map(|meta| meta.len())
+                .sum()
+        })
+    }
+
     /// Deletes the segments whose records are all at or below `committed`.
     pub fn truncate_through(&self, committed: Lsn) -> io::Result<()> {
         let all = segments(&self.dir)?;

@@ -32,24 +32,26 @@ def call(base, path, token, body=None, method=None, accept="application/json"):
 class Ledger:
     """The real server: started, killed with SIGKILL, restarted on the same port and data."""
 
-    def __init__(self, data, token, args=()):
-        self.data, self.token, self.args = data, token, list(args)
+    def __init__(self, data, token, args=(), env=None):
+        self.data, self.token, self.args, self.env = data, token, list(args), dict(env or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.start()
 
     def start(self):
-        env = {**os.environ, "CARBON_LEDGER_ADMIN_TOKEN": self.token, "RUST_LOG": "warn"}
+        env = {**os.environ, "CARBON_LEDGER_ADMIN_TOKEN": self.token, "RUST_LOG": "warn", **self.env}
         self.process = subprocess.Popen(
             [os.environ["CARBON_LEDGER_BIN"], "serve", *self.args, "--data-dir", self.data,
              "--bind", f"127.0.0.1:{self.port}"],
             env=env,
         )
-        for _ in range(300):
+        for _ in range(600):
             try:
                 urllib.request.urlopen(self.base + "/healthz")
                 return
             except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"carbon-ledger exited {self.process.returncode}")
                 time.sleep(0.1)
         raise RuntimeError("carbon-ledger did not start")
 
