@@ -30,6 +30,8 @@ pub struct Settings {
     /// start); in-flight requests get up to 15 s before that, so that both fit in the 30 s an
     /// orchestrator waits before SIGKILL.
     pub shutdown_flush_s: u64,
+    /// How often small files are compacted, by whichever replica holds the compaction lease.
+    pub compaction_interval_s: u64,
     /// How long an intensity point is carried forward over a gap in its zone's data.
     pub max_carry_forward_s: u64,
     /// Largest request body accepted, compressed or not.
@@ -74,6 +76,7 @@ impl Default for Settings {
             registry_poll_s: 2,
             table_poll_s: 1,
             shutdown_flush_s: 10,
+            compaction_interval_s: 60,
             max_carry_forward_s: 7200,
             max_body_bytes: 16 * 1024 * 1024,
             max_rows_per_batch: 100_000,

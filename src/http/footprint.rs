@@ -73,6 +73,8 @@ pub struct FootprintResponse {
     pub sites: Vec<String>,
     /// The readings table version the report read; the same version gives the same numbers.
     pub table_version: Option<u64>,
+    /// Every version the report read: readings, intensity and registry.
+    pub versions: crate::reports::Versions,
     /// Ordered by bucket_start, then the group keys.
     pub rows: Vec<FootprintRow>,
     pub totals: Figures,
@@ -213,6 +215,7 @@ fn render(footprint: &Footprint, format: Format) -> Result<Rendered, ApiError> {
                 workloads: query.workloads.iter().map(ToString::to_string).collect(),
                 sites: query.sites.iter().map(ToString::to_string).collect(),
                 table_version: footprint.table_version,
+                versions: footprint.versions,
                 rows: footprint.rows().map_err(polars_error)?,
                 totals: footprint.totals().map_err(polars_error)?,
             })

@@ -210,6 +210,9 @@ impl Application {
             fsync: settings.durable_ingest,
             cache_rows: settings.read_cache_rows,
             refresh_interval: std::time::Duration::from_secs(settings.table_poll_s),
+            compaction_interval: std::time::Duration::from_secs(
+                settings.compaction_interval_s.max(1),
+            ),
             ..LoggedTableOptions::default()
         };
         let flush_interval = std::time::Duration::from_secs(settings.flush_interval_s.max(1));

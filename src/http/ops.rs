@@ -88,7 +88,7 @@ async fn storage_metrics(state: &AppState) -> String {
     ];
     let replica = &state.replica.replica_id;
     let mut out = String::new();
-    let gauges: [(&str, &str, HealthFigure); 7] = [
+    let gauges: [(&str, &str, HealthFigure); 8] = [
         ("storage_buffered_rows", "gauge", |h| h.buffered_rows as f64),
         ("storage_oldest_unflushed_seconds", "gauge", |h| {
             h.oldest_unflushed_s
@@ -99,6 +99,9 @@ async fn storage_metrics(state: &AppState) -> String {
             h.flush_failures as f64
         }),
         ("storage_last_flush_seconds", "gauge", |h| h.last_flush_s),
+        ("storage_compaction_owner", "gauge", |h| {
+            f64::from(u8::from(h.compaction_owner))
+        }),
         ("storage_table_version", "gauge", |h| {
             h.table_version.map_or(-1.0, |v| v as f64)
         }),

@@ -156,6 +156,20 @@ pub struct Footprint {
     pub query: FootprintQuery,
     pub report: Report,
     pub table_version: Option<u64>,
+    pub versions: Versions,
+}
+
+/// What a report read, by version: on a replica, how current it was (compare with the newest
+/// versions in the store); for an audit, what to read again to get the same numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"readings": 42, "intensity": 7, "registry": 12}))]
+pub struct Versions {
+    /// The readings table version (`null`: nothing committed yet).
+    pub readings: Option<u64>,
+    /// The intensity table version.
+    pub intensity: Option<u64>,
+    /// The registry log version (sites, zones, instruments as of the report).
+    pub registry: u64,
 }
 
 impl ReportSources {
@@ -182,6 +196,11 @@ impl ReportSources {
             intensity::load(&self.intensity, Some(&zone_codes), points_from, window.to).await?;
 
         let table_version = self.readings.table_version().await;
+        let versions = Versions {
+            readings: table_version,
+            intensity: self.intensity.table_version().await,
+            registry: self.registry.version(),
+        };
         let any_of = |column: &'static str, ids: &[Id]| {
             ids.iter()
                 .map(|id| col(column).eq(lit(id.to_string())))
@@ -264,6 +283,7 @@ impl ReportSources {
             query,
             report,
             table_version,
+            versions,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! behind, filled by a flusher. Reads see the table and the buffer together; tables with an identity
 //! resolve rows sent again newest-wins by the order they were logged (`seq`). Readings and
 //! intensity points are both stored this way (`TableSpec`).
+use super::lease::Lease;
 use super::location::Location;
 use super::replica::Replica;
 use super::table::{NewFile, Table, TableError, TableFile};
@@ -20,7 +21,6 @@ pub const SEQ: &str = "seq";
 /// Rows per batch are below 2^20, so `seq` orders batches first, then rows within a batch.
 pub const MAX_ROWS_PER_BATCH: usize = 1 << 20;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
-const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What distinguishes one logged table from another.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +68,8 @@ pub struct LoggedTableOptions {
     pub cache_rows: usize,
     /// How late reads may see what other replicas committed.
     pub refresh_interval: std::time::Duration,
+    /// How often the flusher compacts (when this replica holds the compaction lease).
+    pub compaction_interval: std::time::Duration,
 }
 
 impl Default for LoggedTableOptions {
@@ -79,6 +81,8 @@ impl Default for LoggedTableOptions {
             compact_min_files: 8,
             cache_rows: 20_000_000,
             refresh_interval: std::time::Duration::from_secs(1),
+            // Rewriting partitions after every flush took CPU from ingest and lengthened its p99.
+            compaction_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -134,6 +138,8 @@ pub struct TableHealth {
     pub flush_failures: u64,
     pub last_flush_s: f64,
     pub table_version: Option<u64>,
+    /// Whether this replica held the compaction lease at its last round.
+    pub compaction_owner: bool,
 }
 
 #[derive(Default)]
@@ -324,6 +330,8 @@ pub struct LoggedTable {
     wake_flusher: Notify,
     options: LoggedTableOptions,
     stats: FlushStats,
+    /// Only the replica holding it compacts the table.
+    compaction: Lease,
 }
 
 pub fn utc_micros() -> DataType {
@@ -569,6 +577,13 @@ impl LoggedTable {
             );
         }
         let cache = Mutex::new(PartitionCache::new(options.cache_rows));
+        let compaction = Lease::new(
+            location,
+            &format!("compaction-{}", spec.name),
+            &replica.replica_id,
+            // Three rounds: a holder that stops (killed, cut off) hands over within them.
+            options.compaction_interval * 3,
+        );
         Ok(Arc::new(Self {
             spec,
             wal,
@@ -579,6 +594,7 @@ impl LoggedTable {
             wake_flusher: Notify::new(),
             options,
             stats: FlushStats::default(),
+            compaction,
         }))
     }
 
@@ -641,6 +657,7 @@ impl LoggedTable {
             flush_failures: self.stats.failures.load(Relaxed),
             last_flush_s: self.stats.last_micros.load(Relaxed) as f64 / 1e6,
             table_version: self.table.version().await,
+            compaction_owner: self.compaction.held(),
         }
     }
 
@@ -982,12 +999,22 @@ impl LoggedTable {
                     tracing::error!(table = this.spec.name, error = %error, "flush failed; the rows stay in the log");
                     continue;
                 }
-                if compacted.elapsed() < COMPACTION_INTERVAL {
+                if compacted.elapsed() < this.options.compaction_interval {
                     continue;
                 }
                 compacted = tokio::time::Instant::now();
+                #[allow(clippy::disallowed_methods)] // lease expiry is wall time between machines
+                let now = chrono::Utc::now();
+                match this.compaction.acquire(now).await {
+                    Ok(true) => {}
+                    Ok(false) => continue, // another replica compacts
+                    Err(error) => {
+                        tracing::warn!(table = this.spec.name, error = %error, "cannot reach the compaction lease; not compacting");
+                        continue;
+                    }
+                }
                 if let Err(error) = this.compact().await {
-                    tracing::error!(error = %error, "compacting readings failed");
+                    tracing::error!(table = this.spec.name, error = %error, "compacting failed");
                 }
             }
         })

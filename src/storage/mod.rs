@@ -4,6 +4,7 @@ mod durable;
 pub mod follower;
 pub mod intensity;
 pub mod keys;
+pub mod lease;
 pub mod location;
 pub mod logged;
 pub mod readings;

@@ -81,6 +81,10 @@ pub struct Table {
     /// release, when every process shared one id).
     legacy_app_id: Option<String>,
     table: Mutex<DeltaTable>,
+    /// The table's files, for reads that must not wait for a commit in progress.
+    files_store: ObjectStoreRef,
+    /// The snapshot's version + 1 (0: none), readable while a commit holds the table.
+    loaded_version: std::sync::atomic::AtomicU64,
     /// When the snapshot last looked for commits by other replicas.
     refreshed: std::sync::Mutex<Instant>,
     refresh_interval: Duration,
@@ -148,6 +152,8 @@ impl Table {
             location: location.clone(),
             app_id: app_ids.0,
             legacy_app_id: app_ids.1,
+            files_store: table.object_store(),
+            loaded_version: std::sync::atomic::AtomicU64::new(table.version().map_or(0, |v| v + 1)),
             table: Mutex::new(table),
             refreshed: std::sync::Mutex::new(Instant::now()),
             refresh_interval,
@@ -177,6 +183,10 @@ impl Table {
                 .update_incremental(None)
                 .await
                 .map_err(self.delta_error())?;
+            self.loaded_version.store(
+                table.version().map_or(0, |v| v + 1),
+                std::sync::atomic::Ordering::Release,
+            );
         }
         Ok(())
     }
@@ -200,12 +210,14 @@ impl Table {
 
     /// The newest committed table version this replica has read.
     pub async fn version(&self) -> Option<u64> {
-        self.table.lock().await.version()
+        self.loaded_version
+            .load(std::sync::atomic::Ordering::Acquire)
+            .checked_sub(1)
     }
 
     /// The bytes of data files, fetched a few at a time.
     pub async fn read(&self, files: &[TableFile]) -> Result<Vec<Bytes>, TableError> {
-        let store = self.table.lock().await.object_store();
+        let store = self.files_store.clone();
         let paths: Vec<Path> = files
             .iter()
             .map(|file| Path::from(file.path.as_str()))

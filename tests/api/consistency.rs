@@ -317,10 +317,10 @@ async fn answer(app: &TestApp, path: &str) -> Answer {
 fn flatten(value: &Value) -> Vec<String> {
     match value {
         Value::Array(items) => items.iter().flat_map(flatten).collect(),
-        // The table version says where the rows were read from, not what they are.
+        // Versions say where the rows were read from, not what they are.
         Value::Object(fields) => fields
             .iter()
-            .filter(|(k, _)| k.as_str() != "table_version")
+            .filter(|(k, _)| !matches!(k.as_str(), "table_version" | "versions"))
             .flat_map(|(k, v)| std::iter::once(k.clone()).chain(flatten(v)))
             .collect(),
         other => vec![other.to_string()],

@@ -108,7 +108,8 @@ def cluster():
     s3.race_probe(rounds=5)
     config = os.path.join(work, "replica.toml")
     with open(config, "w") as f:
-        f.write(f"flush_interval_s = 1\nregistry_poll_s = {POLL_S}\ntable_poll_s = {POLL_S}\n")
+        f.write(f"flush_interval_s = 1\nregistry_poll_s = {POLL_S}\ntable_poll_s = {POLL_S}\n"
+                "compaction_interval_s = 3\n")
     prefix = f"s3://{BUCKET}/replicas-{os.getpid()}"
     replicas = [Ledger(os.path.join(work, f"r{i}"), ADMIN,
                        ["--config", config, "--storage-url", prefix], env=s3.env())
@@ -155,6 +156,11 @@ def test_three_replicas_survive_kill_sigterm_and_an_s3_outage_and_agree(cluster)
         assert len(writer.acknowledged) == BATCHES * PER_BATCH
     for replica in (r1, r2, r3):
         wait_for(lambda: metric(replica, "storage_buffered_rows") == 0, 60, "the backlog flushed")
+
+    # Compaction runs on whichever replica holds the lease, one at a time.
+    owners = lambda: [metric(replica, "storage_compaction_owner") for replica in (r1, r2, r3)]
+    wait_for(lambda: sum(owners()) == 1, 15, "one compaction owner")
+    assert max(metric(replica, "storage_table_version") for replica in (r1, r2, r3)) > 0
 
     sent = [r for w in writers for r in w.acknowledged]
     expected_kwh = sum(r["energy_j"] for r in sent) / 3.6e6  # every reading once, IT energy
