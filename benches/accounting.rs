@@ -6,6 +6,8 @@
 //! `BENCH_WORKLOADS=193` for 50 M readings, `BENCH_SERVED=0` to skip the HTTP part.
 mod support;
 
+use carbon_ledger::config::Settings;
+
 use carbon_ledger::accounting::timeline::{Granularity, Window};
 use carbon_ledger::accounting::{self, Context, GroupKey};
 use carbon_ledger::domain::intensity::{IntensityPoint, PointKind, Signal};
@@ -278,7 +280,11 @@ async fn late_data(client: &reqwest::Client, base: &str, report: &str) {
 }
 
 async fn served(frame: DataFrame, points: &[IntensityPoint]) {
-    let server = support::start(false).await;
+    let server = support::start(Settings {
+        durable_ingest: false,
+        ..Settings::default()
+    })
+    .await;
     let (base, client) = (server.base.clone(), server.client.clone());
     let put = |path: String, body: serde_json::Value| {
         client

@@ -1,94 +1,20 @@
 //! Ingest throughput over loopback HTTP: JSON, NDJSON and Arrow IPC batches of 10,000 readings from
 //! several connections, with the write-ahead log fsynced (durable) and not. Prints readings/s, p50
 //! and p99 batch latency, and the ratios. Run: `cargo bench --bench ingest`.
+#[path = "support/bodies.rs"]
+mod bodies;
 mod support;
 
-use polars::prelude::*;
+use carbon_ledger::config::Settings;
+
+use bodies::{body, Body, BATCH};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::TOKEN;
 
-const BATCH: usize = 10_000;
 const CONNECTIONS: usize = 4;
 const SECONDS_PER_RUN: u64 = 6;
-
-struct Body {
-    content_type: &'static str,
-    bytes: Vec<u8>,
-}
-
-/// Batch `n` of a connection: distinct readings (workload per connection, start per row).
-fn rows(connection: usize, n: usize) -> Vec<(String, i64)> {
-    let base = 1_772_323_200i64 + (n * BATCH) as i64; // 2026-03-01, one second per row
-    (0..BATCH)
-        .map(|i| {
-            (
-                format!("w{connection}-{}", i % 40),
-                (base + i as i64) * 1_000_000,
-            )
-        })
-        .collect()
-}
-
-fn body(format: &str, connection: usize, n: usize) -> Body {
-    let rows = rows(connection, n);
-    match format {
-        "json" | "ndjson" => {
-            let objects: Vec<String> = rows
-                .iter()
-                .map(|(w, us)| {
-                    let start = chrono::DateTime::from_timestamp_micros(*us)
-                        .unwrap()
-                        .to_rfc3339();
-                    json!({"site": "fra1", "customer": "acme", "workload": w, "start": start,
-                           "duration_s": 10, "power_w": 120.5})
-                    .to_string()
-                })
-                .collect();
-            if format == "json" {
-                Body {
-                    content_type: "application/json",
-                    bytes: format!("[{}]", objects.join(",")).into_bytes(),
-                }
-            } else {
-                Body {
-                    content_type: "application/x-ndjson",
-                    bytes: objects.join("\n").into_bytes(),
-                }
-            }
-        }
-        _ => {
-            let start = Column::new("start".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>())
-                .cast(&DataType::Datetime(
-                    TimeUnit::Microseconds,
-                    Some(TimeZone::UTC),
-                ))
-                .unwrap();
-            let mut frame = DataFrame::new(
-                BATCH,
-                vec![
-                    Column::new("site".into(), vec!["fra1"; BATCH]),
-                    Column::new("customer".into(), vec!["acme"; BATCH]),
-                    Column::new(
-                        "workload".into(),
-                        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-                    ),
-                    start,
-                    Column::new("duration_s".into(), vec![10i32; BATCH]),
-                    Column::new("energy_j".into(), vec![None::<f64>; BATCH]),
-                    Column::new("power_w".into(), vec![Some(120.5f64); BATCH]),
-                ],
-            )
-            .unwrap();
-            let mut bytes = Vec::new();
-            IpcStreamWriter::new(&mut bytes).finish(&mut frame).unwrap();
-            Body {
-                content_type: "application/vnd.apache.arrow.stream",
-                bytes,
-            }
-        }
-    }
-}
 
 struct Outcome {
     readings_per_s: f64,
@@ -97,7 +23,11 @@ struct Outcome {
 }
 
 async fn run(format: &str, durable: bool) -> Outcome {
-    let server = support::start(durable).await;
+    let server = support::start(Settings {
+        durable_ingest: durable,
+        ..Settings::default()
+    })
+    .await;
     let (base, client) = (server.base.clone(), server.client.clone());
     for (path, body) in [
         (

@@ -4,6 +4,8 @@
 //! (`BENCH_SECONDS` sets the length of each run).
 mod support;
 
+use carbon_ledger::config::Settings;
+
 use carbon_ledger::sources::protobuf::encode;
 use serde_json::json;
 use std::sync::Arc;
@@ -80,7 +82,11 @@ struct Outcome {
 /// Sends the bodies in order, spread over the connections, each connection in turn; a body
 /// answered with anything but 2xx stops the benchmark.
 async fn run(path: &str, content_type: &'static str, bodies: Vec<Vec<u8>>) -> Outcome {
-    let server = support::start(true).await;
+    let server = support::start(Settings {
+        durable_ingest: true,
+        ..Settings::default()
+    })
+    .await;
     let (base, client) = (server.base.clone(), server.client.clone());
     for (p, body) in [
         (

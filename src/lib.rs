@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod reports;
 pub mod sources;
 pub mod storage;
+pub mod supervisor;
 pub mod telemetry;
 
 /// mimalloc for every binary built on the crate (server, tests, benchmarks). With the system

@@ -14,15 +14,15 @@ pub struct BenchServer {
     _data_dir: tempfile::TempDir,
 }
 
-/// Starts the server in this process, fsyncing its log or not.
-pub async fn start(durable: bool) -> BenchServer {
+/// Starts the server in this process with `settings`, on a free port, with its own data directory
+/// and the benchmarks' admin token.
+pub async fn start(settings: Settings) -> BenchServer {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         bind: "127.0.0.1:0".into(),
         data_dir: dir.path().to_owned(),
         admin_token: Some(TOKEN.into()),
-        durable_ingest: durable,
-        ..Settings::default()
+        ..settings
     };
     let app = Application::build(&settings, Arc::new(SystemClock))
         .await

@@ -20,6 +20,7 @@ use crate::storage::location::Location;
 use crate::storage::logged::{LoggedTable, LoggedTableError, LoggedTableOptions};
 use crate::storage::replica::Replica;
 use crate::storage::{KeyStore, Registry, StorageError};
+use crate::supervisor::{Stage, Supervisor};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -162,9 +163,9 @@ pub struct Application {
     server: Server,
     readings: Arc<LoggedTable>,
     intensity: Arc<LoggedTable>,
-    /// Flushers and the cache warm-up: stopped before the last flush, so that none is halfway
-    /// through a Delta call when the runtime shuts down.
-    background: Vec<tokio::task::JoinHandle<()>>,
+    /// Every background task (sources, followers, flushers), stopped in that order before the
+    /// last flush, so that none is halfway through a Delta call when the runtime shuts down.
+    background: Supervisor,
     generated_admin_token: Option<String>,
     /// How long the final flush may take at shutdown.
     drain: std::time::Duration,
@@ -224,14 +225,19 @@ impl Application {
             options.clone(),
         )
         .await?;
-        let mut background = vec![readings.spawn_flusher(flush_interval), follower.spawn()];
+        let mut background = Supervisor::default();
+        background.add(Stage::Storage, readings.spawn_flusher(flush_interval));
+        background.add(Stage::Followers, follower.spawn());
         let warming = readings.clone();
-        background.push(tokio::spawn(async move {
-            match warming.warm_cache().await {
-                Ok(dates) => tracing::info!(dates, "read cache warmed"),
-                Err(error) => tracing::warn!(error = %error, "warming the read cache failed"),
-            }
-        }));
+        background.add(
+            Stage::Followers,
+            tokio::spawn(async move {
+                match warming.warm_cache().await {
+                    Ok(dates) => tracing::info!(dates, "read cache warmed"),
+                    Err(error) => tracing::warn!(error = %error, "warming the read cache failed"),
+                }
+            }),
+        );
         let intensity = LoggedTable::open(
             &location,
             &wal_dir,
@@ -240,7 +246,7 @@ impl Application {
             options,
         )
         .await?;
-        background.push(intensity.spawn_flusher(flush_interval));
+        background.add(Stage::Storage, intensity.spawn_flusher(flush_interval));
         if settings.demo && crate::demo::load(&registry, &readings, &intensity).await? {
             tracing::info!(
                 from = crate::demo::FROM,
@@ -250,7 +256,7 @@ impl Application {
         }
         let (feeds, feed_tasks) =
             crate::sources::feeds::spawn_feeds(&settings.feeds, intensity.clone(), clock.clone());
-        background.extend(feed_tasks);
+        background.add_all(Stage::Sources, feed_tasks);
         let telemetry = Arc::new(crate::sources::Telemetry::open(
             &settings.data_dir,
             settings.telemetry.clone(),
@@ -262,14 +268,14 @@ impl Application {
             clock: clock.clone(),
             max_power_w: settings.max_power_w,
         };
-        background.extend(crate::sources::scrape::spawn_scrapers(
-            &settings.scrape,
-            &sinks,
-        ));
-        background.extend(crate::sources::redfish::spawn_pollers(
-            &settings.redfish,
-            &sinks,
-        ));
+        background.add_all(
+            Stage::Sources,
+            crate::sources::scrape::spawn_scrapers(&settings.scrape, &sinks),
+        );
+        background.add_all(
+            Stage::Sources,
+            crate::sources::redfish::spawn_pollers(&settings.redfish, &sinks),
+        );
         let state = web::Data::new(AppState {
             registry: registry.clone(),
             readings: readings.clone(),
@@ -362,12 +368,7 @@ impl Application {
     /// writes buffered readings to the table (they are safe in the log either way).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
-        for task in &self.background {
-            task.abort();
-        }
-        for task in self.background {
-            let _ = task.await; // cancelled: a flush cut short leaves its rows in the log
-        }
+        self.background.stop().await;
         // Bounded: an orchestrator kills at 30 s, and what is not flushed is safe in the log.
         for table in [&self.readings, &self.intensity] {
             match tokio::time::timeout(self.drain, table.flush()).await {
