@@ -15,9 +15,14 @@ COPY openapi ./openapi
 COPY fixtures ./fixtures
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
-# Runtime stage: the binary only, as an unprivileged user, data on a volume.
+# Runtime stage: the binary only, as an unprivileged user, data on a volume. CA certificates
+# for HTTPS to S3 and the intensity providers.
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin carbon \
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin carbon \
     && mkdir -p /data && chown 10001 /data
 COPY --from=builder /build/target/release/carbon-ledger /usr/local/bin/carbon-ledger
 USER 10001

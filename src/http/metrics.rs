@@ -27,9 +27,20 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    readings_accepted: std::sync::atomic::AtomicU64,
+    batches_refused: std::sync::atomic::AtomicU64,
 }
 
 impl HttpMetrics {
+    /// One `POST /v1/readings`: the readings it made durable, or `None` when it was refused.
+    pub fn count_readings(&self, accepted: Option<usize>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match accepted {
+            Some(rows) => self.readings_accepted.fetch_add(rows as u64, Relaxed),
+            None => self.batches_refused.fetch_add(1, Relaxed),
+        };
+    }
+
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut series = self
             .series
@@ -63,6 +74,18 @@ impl HttpMetrics {
                 s.count
             );
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(
+            out,
+            "# HELP ingest_readings_accepted_total Readings made durable by POST /v1/readings.\n\
+             # TYPE ingest_readings_accepted_total counter\n\
+             ingest_readings_accepted_total {}\n\
+             # HELP ingest_batches_refused_total Batches POST /v1/readings refused whole (4xx, 5xx).\n\
+             # TYPE ingest_batches_refused_total counter\n\
+             ingest_batches_refused_total {}",
+            self.readings_accepted.load(Relaxed),
+            self.batches_refused.load(Relaxed)
+        );
         out.push_str("# HELP http_request_duration_seconds Time to answer HTTP requests.\n");
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
         for ((method, route, status), s) in &series {

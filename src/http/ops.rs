@@ -88,7 +88,7 @@ async fn storage_metrics(state: &AppState) -> String {
     ];
     let replica = &state.replica.replica_id;
     let mut out = String::new();
-    let gauges: [(&str, &str, HealthFigure); 8] = [
+    let gauges: [(&str, &str, HealthFigure); 9] = [
         ("storage_buffered_rows", "gauge", |h| h.buffered_rows as f64),
         ("storage_oldest_unflushed_seconds", "gauge", |h| {
             h.oldest_unflushed_s
@@ -99,6 +99,9 @@ async fn storage_metrics(state: &AppState) -> String {
             h.flush_failures as f64
         }),
         ("storage_last_flush_seconds", "gauge", |h| h.last_flush_s),
+        ("storage_contended_commits_total", "counter", |h| {
+            h.contended_commits as f64
+        }),
         ("storage_compaction_owner", "gauge", |h| {
             f64::from(u8::from(h.compaction_owner))
         }),
@@ -116,6 +119,20 @@ async fn storage_metrics(state: &AppState) -> String {
                 value(health)
             );
         }
+    }
+    let now = state.clock.now();
+    let _ = writeln!(out, "# TYPE feed_staleness_seconds gauge");
+    for feed in state.feeds.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        // Never succeeded: as stale as can be, so that an alert on it fires.
+        let staleness = feed.last_success.map_or("+Inf".to_owned(), |t| {
+            format!("{}", (now - t).num_milliseconds() as f64 / 1000.0)
+        });
+        let _ = writeln!(
+            out,
+            "feed_staleness_seconds{{provider=\"{}\",zones=\"{}\"}} {staleness}",
+            feed.provider,
+            feed.zones.join(",")
+        );
     }
     let follower = &state.follower;
     let _ = writeln!(

@@ -87,8 +87,20 @@ async fn post_readings(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let outcome = accept(caller, &state, &request, body).await;
+    state.metrics.count_readings(outcome.as_ref().ok().copied());
+    outcome.map(|accepted| HttpResponse::Ok().json(Accepted { accepted }))
+}
+
+/// The readings made durable, or why none were.
+async fn accept(
+    caller: Caller,
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Bytes,
+) -> Result<usize, ApiError> {
     caller.require_ingest("posting readings")?;
-    let content_type = super::content_type(&request);
+    let content_type = super::content_type(request);
     let format = Format::from_content_type(content_type).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnsupportedMediaType,
@@ -101,7 +113,7 @@ async fn post_readings(
             ),
         )
     })?;
-    let rules = rules(&state);
+    let rules = rules(state);
     let max_rows = state.ingest.max_rows_per_batch;
     let grant = caller.grant;
     let (prepared, sites, customers) = web::block(move || {
@@ -133,5 +145,5 @@ async fn post_readings(
         .append(prepared)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(Accepted { accepted }))
+    Ok(accepted)
 }

@@ -88,6 +88,8 @@ pub struct Table {
     /// When the snapshot last looked for commits by other replicas.
     refreshed: std::sync::Mutex<Instant>,
     refresh_interval: Duration,
+    /// Commits that lost every delta-rs retry to other writers and paused before another round.
+    contended_commits: std::sync::atomic::AtomicU64,
 }
 
 /// Commit attempts delta-rs makes before giving up; each failed attempt found the version taken.
@@ -157,6 +159,7 @@ impl Table {
             table: Mutex::new(table),
             refreshed: std::sync::Mutex::new(Instant::now()),
             refresh_interval,
+            contended_commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -213,6 +216,12 @@ impl Table {
         self.loaded_version
             .load(std::sync::atomic::Ordering::Acquire)
             .checked_sub(1)
+    }
+
+    /// Commit rounds lost to other writers so far (each then paused and tried again).
+    pub fn contended_commits(&self) -> u64 {
+        self.contended_commits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The bytes of data files, fetched a few at a time.
@@ -306,6 +315,8 @@ impl Table {
                     source: TransactionError::MaxCommitAttempts(_),
                 }) if round < COMMIT_ROUNDS => {
                     round += 1;
+                    self.contended_commits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let pause = 50 * u64::from(round) + rand::random::<u64>() % 100;
                     tracing::warn!(table = %self.url, round, pause_ms = pause, "commit lost every retry; pausing");
                     tokio::time::sleep(Duration::from_millis(pause)).await;

@@ -39,6 +39,67 @@ async fn metrics_count_requests_by_route_and_status() {
 }
 
 #[tokio::test]
+async fn metrics_show_ingest_counts_and_the_backlog_until_it_is_flushed() {
+    let app = spawn_app().await;
+    crate::readings::register(&app).await;
+    let reading = |workload: &str| {
+        serde_json::json!([{"site": "fra1", "customer": "acme", "workload": workload,
+            "start": "2026-03-01T09:00:00Z", "duration_s": 60, "energy_j": 100}])
+    };
+    assert_eq!(app.post("/v1/readings", reading("api")).await.status(), 200);
+    assert_eq!(app.post("/v1/readings", reading("db")).await.status(), 200);
+    assert_eq!(app.post("/v1/readings", reading("")).await.status(), 422);
+    // The value of the first line that starts with `name` and names `table` (if given).
+    let value = |text: &str, name: &str, table: Option<&str>| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| {
+                line.starts_with(name)
+                    && table.is_none_or(|t| line.contains(&format!("table=\"{t}\"")))
+            })
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let before = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(value(&before, "ingest_readings_accepted_total", None), 2.0);
+    assert_eq!(value(&before, "ingest_batches_refused_total", None), 1.0);
+    assert_eq!(
+        value(&before, "storage_buffered_rows", Some("readings")),
+        2.0
+    );
+    assert!(
+        value(
+            &before,
+            "storage_oldest_unflushed_seconds",
+            Some("readings")
+        ) >= 0.0
+    );
+    app.flush().await;
+    let after = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        value(&after, "storage_buffered_rows", Some("readings")),
+        0.0
+    );
+    assert_eq!(
+        value(&after, "storage_oldest_unflushed_seconds", Some("readings")),
+        0.0
+    );
+    assert_eq!(
+        value(&after, "storage_flushes_total", Some("readings")),
+        1.0
+    );
+    assert!(value(&after, "storage_table_version", Some("readings")) >= 1.0);
+    assert_eq!(
+        value(&after, "storage_flush_failures_total", Some("readings")),
+        0.0
+    );
+    assert!(
+        value(&after, "registry_version", None) >= 2.0,
+        "site and customer"
+    );
+}
+
+#[tokio::test]
 async fn the_contract_is_the_same_from_the_binary_the_file_and_the_server() {
     let printed = Command::new(BINARY).arg("openapi").output().unwrap();
     assert!(printed.status.success());

@@ -32,8 +32,10 @@ def call(base, path, token, body=None, method=None, accept="application/json"):
 class Ledger:
     """The real server: started, killed with SIGKILL, restarted on the same port and data."""
 
-    def __init__(self, data, token, args=(), env=None):
+    def __init__(self, data, token, args=(), env=None, log=None):
+        """`log`: a file for the server's stderr (appended across restarts); else inherited."""
         self.data, self.token, self.args, self.env = data, token, list(args), dict(env or {})
+        self.log = log
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.start()
@@ -44,6 +46,7 @@ class Ledger:
             [os.environ["CARBON_LEDGER_BIN"], "serve", *self.args, "--data-dir", self.data,
              "--bind", f"127.0.0.1:{self.port}"],
             env=env,
+            stderr=open(self.log, "ab") if self.log else None,
         )
         for _ in range(600):
             try:

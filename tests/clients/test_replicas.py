@@ -111,9 +111,13 @@ def cluster():
         f.write(f"flush_interval_s = 1\nregistry_poll_s = {POLL_S}\ntable_poll_s = {POLL_S}\n"
                 "compaction_interval_s = 3\n")
     prefix = f"s3://{BUCKET}/replicas-{os.getpid()}"
+    # Their logs (the outage makes them loud) go to files, kept for reading after a failure.
+    logs = tempfile.mkdtemp(prefix="cl-replica-logs-")
     replicas = [Ledger(os.path.join(work, f"r{i}"), ADMIN,
-                       ["--config", config, "--storage-url", prefix], env=s3.env())
+                       ["--config", config, "--storage-url", prefix], env=s3.env(),
+                       log=os.path.join(logs, f"r{i}.log"))
                 for i in (1, 2, 3)]
+    print(f"replica logs: {logs}")
     yield s3, replicas, prefix
     for replica in replicas:
         if replica.process.poll() is None:

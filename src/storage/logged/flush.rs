@@ -43,6 +43,8 @@ pub struct TableHealth {
     pub table_version: Option<u64>,
     /// Whether this replica held the compaction lease at its last round.
     pub compaction_owner: bool,
+    /// Commit rounds lost to other replicas' commits (each retried after a pause).
+    pub contended_commits: u64,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ impl LoggedTable {
             last_flush_s: self.stats.last_micros.load(Relaxed) as f64 / 1e6,
             table_version: self.table.version().await,
             compaction_owner: self.compaction.held(),
+            contended_commits: self.table.contended_commits(),
         }
     }
 
