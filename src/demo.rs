@@ -74,7 +74,7 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
             retired_at: None,
         };
         registry
-            .put::<Site>(spec.parse(id(site)?).map_err(invalid)?)
+            .put::<Site>(BY, spec.parse(id(site)?).map_err(invalid)?)
             .await?;
     }
     for (customer, name) in [("acme", "Acme Corp"), ("globex", "Globex")] {
@@ -83,7 +83,7 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
             retired_at: None,
         };
         registry
-            .put::<Customer>(spec.parse(id(customer)?).map_err(invalid)?)
+            .put::<Customer>(BY, spec.parse(id(customer)?).map_err(invalid)?)
             .await?;
     }
     let de = ZoneSpec {
@@ -92,6 +92,7 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
     };
     registry
         .put(
+            BY,
             de.parse(ZoneCode::parse("DE").map_err(DemoError::Invalid)?)
                 .map_err(invalid)?,
         )
@@ -106,16 +107,19 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
         ),
     ] {
         registry
-            .put(Instrument {
-                id: id(instrument)?,
-                site: id(if customer.is_some() { "lon1" } else { "fra1" })?,
-                customer: customer.map(id).transpose()?,
-                from: time("2024-01-01T00:00:00Z"),
-                to: time("2024-04-01T00:00:00Z"),
-                energy_mwh: mwh,
-                gco2e_per_kwh: 0.0,
-                kind,
-            })
+            .put(
+                BY,
+                Instrument {
+                    id: id(instrument)?,
+                    site: id(if customer.is_some() { "lon1" } else { "fra1" })?,
+                    customer: customer.map(id).transpose()?,
+                    from: time("2024-01-01T00:00:00Z"),
+                    to: time("2024-04-01T00:00:00Z"),
+                    energy_mwh: mwh,
+                    gco2e_per_kwh: 0.0,
+                    kind,
+                },
+            )
             .await?;
     }
     Ok(())
@@ -193,6 +197,9 @@ fn readings_batch() -> ReadingBatch {
 }
 
 /// Loads the demo set into an empty data directory; does nothing if any site exists.
+/// Who the registry history says made the demo records.
+const BY: &str = "demo";
+
 pub async fn load(
     registry_store: &Registry,
     readings_table: &LoggedTable,
@@ -205,7 +212,7 @@ pub async fn load(
     intensity::append(intensity_table, intensity_points()?).await?;
     let batch = readings_batch();
     registry_store
-        .mark_with_readings(&batch.site.ids(), &batch.customer.ids())
+        .mark_with_readings(BY, &batch.site.ids(), &batch.customer.ids())
         .await?;
     let frame = readings::frame(batch).map_err(LoggedTableError::from)?;
     readings_table.append(LoggedTable::prepare(frame)?).await?;

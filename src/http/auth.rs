@@ -77,9 +77,11 @@ impl FromRequest for Caller {
     }
 }
 
-/// Proof that the caller holds an admin key.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// Proof that the caller holds an admin key, and which.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub key_id: Id,
+}
 
 impl FromRequest for Admin {
     type Error = ApiError;
@@ -87,7 +89,9 @@ impl FromRequest for Admin {
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         ready(authenticate(request).and_then(|caller| match caller.grant {
-            Grant::Admin => Ok(Admin),
+            Grant::Admin => Ok(Admin {
+                key_id: caller.key_id,
+            }),
             _ => Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "this operation needs an admin key",

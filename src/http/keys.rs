@@ -80,14 +80,14 @@ pub struct CreatedKey {
         CommonErrors, BodyErrors))]
 #[post("/api-keys")]
 async fn create_key(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<GrantFields>,
 ) -> Result<HttpResponse, ApiError> {
     let grant =
         Grant::try_from(body.into_inner()).map_err(|error| ApiError::from(Invalid(vec![error])))?;
     let now = state.clock.now();
-    let (key, token) = state.keys.create(grant, now).await?;
+    let (key, token) = state.keys.create(admin.key_id.as_str(), grant, now).await?;
     Ok(HttpResponse::Created().json(CreatedKey {
         key: key.into(),
         token,
@@ -130,14 +130,14 @@ async fn whoami(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespon
     responses((status = 200, description = "Revoked", body = KeyView), CommonErrors))]
 #[delete("/api-keys/{id}")]
 async fn revoke_key(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Id::parse(&path).map_err(|reason| ApiError::invalid_path("id", reason))?;
     let now = state.clock.now();
     let shown = id.to_string();
-    let revoked = state.keys.revoke(&id, now).await?;
+    let revoked = state.keys.revoke(admin.key_id.as_str(), &id, now).await?;
     revoked
         .map(|key| HttpResponse::Ok().json(KeyView::from(key)))
         .ok_or_else(|| ApiError::not_found(format_args!("api key {shown}")))

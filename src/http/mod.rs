@@ -3,6 +3,7 @@
 pub mod auth;
 mod feeds;
 mod footprint;
+mod history;
 mod intensity;
 mod keys;
 mod metrics;
@@ -103,6 +104,7 @@ fn routes(config: &mut ServiceConfig) {
         .service(
             scope::scope("/v1")
                 .configure(registry::configure)
+                .configure(history::configure)
                 .configure(readings::configure)
                 .configure(intensity::configure)
                 .configure(footprint::configure)

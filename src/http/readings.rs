@@ -115,7 +115,7 @@ async fn accept(
     })?;
     let rules = rules(state);
     let max_rows = state.ingest.max_rows_per_batch;
-    let grant = caller.grant;
+    let (key_id, grant) = (caller.key_id, caller.grant);
     let (prepared, sites, customers) = web::block(move || {
         let batch = ingest::parse(format, &body, &rules, max_rows)?;
         let (sites, customers) = (batch.site.ids(), batch.customer.ids());
@@ -137,7 +137,7 @@ async fn accept(
     // deleted since the batch was checked refuses it (422) instead of orphaning it.
     state
         .registry
-        .mark_with_readings(&sites, &customers)
+        .mark_with_readings(key_id.as_str(), &sites, &customers)
         .await?;
     let accepted = prepared.rows();
     state

@@ -43,9 +43,13 @@ fn zone_param(raw: &str) -> Result<ZoneCode, ApiError> {
 
 pub(super) async fn upsert<E: Entity + Serialize>(
     state: &AppState,
+    admin: &Admin,
     record: E,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = state.registry.put(record.clone()).await?;
+    let outcome = state
+        .registry
+        .put(admin.key_id.as_str(), record.clone())
+        .await?;
     Ok(match outcome {
         Upsert::Created => HttpResponse::Created().json(record),
         Upsert::Updated => HttpResponse::Ok().json(record),
@@ -67,6 +71,7 @@ pub(super) fn fetch<E: Entity + Serialize>(
 /// table for readings stored before marks existed) stays: its energy must stay in every report.
 pub(super) async fn remove<E: Entity>(
     state: &AppState,
+    admin: &Admin,
     key: E::Key,
 ) -> Result<HttpResponse, ApiError> {
     let registry = state.registry.clone();
@@ -85,7 +90,7 @@ pub(super) async fn remove<E: Entity>(
             .into());
         }
     }
-    let removed = registry.delete::<E>(&key).await?;
+    let removed = registry.delete::<E>(admin.key_id.as_str(), &key).await?;
     if removed {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -130,13 +135,13 @@ async fn get_site(
         (status = 201, description = "Created", body = Site), CommonErrors, BodyErrors))]
 #[put("/sites/{site}")]
 async fn put_site(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<SiteSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let site = body.into_inner().parse(id_param("site", &path)?)?;
-    upsert(&state, site).await
+    upsert(&state, &admin, site).await
 }
 
 /// Delete a site
@@ -149,11 +154,11 @@ async fn put_site(
          content_type = "application/problem+json")))]
 #[delete("/sites/{site}")]
 async fn delete_site(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove::<Site>(&state, id_param("site", &path)?).await
+    remove::<Site>(&state, &admin, id_param("site", &path)?).await
 }
 
 /// List customers
@@ -184,13 +189,13 @@ async fn get_customer(
         (status = 201, description = "Created", body = Customer), CommonErrors, BodyErrors))]
 #[put("/customers/{customer}")]
 async fn put_customer(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<CustomerSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let customer = body.into_inner().parse(id_param("customer", &path)?)?;
-    upsert(&state, customer).await
+    upsert(&state, &admin, customer).await
 }
 
 /// Delete a customer
@@ -203,11 +208,11 @@ async fn put_customer(
          content_type = "application/problem+json")))]
 #[delete("/customers/{customer}")]
 async fn delete_customer(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove::<Customer>(&state, id_param("customer", &path)?).await
+    remove::<Customer>(&state, &admin, id_param("customer", &path)?).await
 }
 
 /// List zones
@@ -243,13 +248,13 @@ async fn get_zone(
         (status = 201, description = "Created", body = Zone), CommonErrors, BodyErrors))]
 #[put("/zones/{zone}")]
 async fn put_zone(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<ZoneSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let zone = body.into_inner().parse(zone_param(&path)?)?;
-    upsert(&state, zone).await
+    upsert(&state, &admin, zone).await
 }
 
 /// Delete a zone's factors
@@ -258,11 +263,11 @@ async fn put_zone(
     responses((status = 204, description = "Deleted"), CommonErrors))]
 #[delete("/zones/{zone}")]
 async fn delete_zone(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove::<Zone>(&state, zone_param(&path)?).await
+    remove::<Zone>(&state, &admin, zone_param(&path)?).await
 }
 
 /// List instruments
@@ -296,13 +301,13 @@ async fn get_instrument(
         (status = 201, description = "Created", body = Instrument), CommonErrors, BodyErrors))]
 #[put("/instruments/{instrument}")]
 async fn put_instrument(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<InstrumentSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let instrument = body.into_inner().parse(id_param("instrument", &path)?)?;
-    upsert(&state, instrument).await
+    upsert(&state, &admin, instrument).await
 }
 
 /// Delete an instrument
@@ -311,9 +316,9 @@ async fn put_instrument(
     responses((status = 204, description = "Deleted"), CommonErrors))]
 #[delete("/instruments/{instrument}")]
 async fn delete_instrument(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove::<Instrument>(&state, id_param("instrument", &path)?).await
+    remove::<Instrument>(&state, &admin, id_param("instrument", &path)?).await
 }

@@ -77,13 +77,13 @@ async fn get_mapping(
         (status = 201, description = "Created", body = Mapping), CommonErrors, BodyErrors))]
 #[put("/telemetry/mappings/{mapping}")]
 async fn put_mapping(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<MappingSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let mapping = body.into_inner().parse(id_param("mapping", &path)?)?;
-    upsert(&state, mapping).await
+    upsert(&state, &admin, mapping).await
 }
 
 /// Delete a telemetry mapping
@@ -92,11 +92,11 @@ async fn put_mapping(
     responses((status = 204, description = "Deleted"), CommonErrors))]
 #[delete("/telemetry/mappings/{mapping}")]
 async fn delete_mapping(
-    _admin: Admin,
+    admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    remove::<Mapping>(&state, id_param("mapping", &path)?).await
+    remove::<Mapping>(&state, &admin, id_param("mapping", &path)?).await
 }
 
 /// Prometheus remote-write 1.0 and 2.0

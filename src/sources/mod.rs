@@ -409,7 +409,7 @@ impl Telemetry {
     ) -> Result<(), TelemetryError> {
         if !batch.is_empty() {
             ctx.registry
-                .mark_with_readings(&batch.site.ids(), &batch.customer.ids())
+                .mark_with_readings("telemetry", &batch.site.ids(), &batch.customer.ids())
                 .await?;
             let prepared = crate::storage::logged::blocking(move || readings::frame(batch))
                 .await

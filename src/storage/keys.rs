@@ -65,10 +65,11 @@ impl KeyStore {
 
     async fn change<T>(
         &self,
+        by: &str,
         mut change: impl FnMut(&mut Vec<ApiKey>) -> T,
     ) -> Result<T, StorageError> {
         self.document
-            .change(|keys| Ok::<_, StorageError>(change(keys)))
+            .change(by, |keys| Ok::<_, StorageError>(change(keys)))
             .await
     }
 
@@ -95,9 +96,10 @@ impl KeyStore {
         self.read().clone()
     }
 
-    /// Stores a new key and returns it with its token, which is not kept.
+    /// Stores a new key, made `by` an admin key, and returns it with its token, which is not kept.
     pub async fn create(
         &self,
+        by: &str,
         grant: Grant,
         now: DateTime<Utc>,
     ) -> Result<(ApiKey, String), StorageError> {
@@ -115,20 +117,21 @@ impl KeyStore {
             created_at: now,
             revoked_at: None,
         };
-        self.change(|keys| keys.push(key.clone())).await?;
+        self.change(by, |keys| keys.push(key.clone())).await?;
         Ok((key, token))
     }
 
     /// Revokes a key; `Ok(None)` when no key has this id, the key (revoked) otherwise.
     pub async fn revoke(
         &self,
+        by: &str,
         id: &Id,
         now: DateTime<Utc>,
     ) -> Result<Option<ApiKey>, StorageError> {
         if !self.read().iter().any(|key| &key.id == id) {
             return Ok(None);
         }
-        self.change(|keys| {
+        self.change(by, |keys| {
             keys.iter_mut().find(|key| &key.id == id).map(|key| {
                 key.revoked_at.get_or_insert(now);
                 key.clone()
@@ -176,7 +179,7 @@ impl KeyStore {
             created_at: now,
             revoked_at: None,
         };
-        self.change(|keys| {
+        self.change(BOOTSTRAP_KEY_ID, |keys| {
             keys.retain(|existing| existing.id != bootstrap_id);
             keys.push(key.clone());
         })
@@ -199,7 +202,7 @@ mod tests {
         let dir = TestStore::file();
         let store = KeyStore::open(&dir.location, "a", None).await.unwrap();
         let (key, token) = store
-            .create(Grant::Ingest { sites: None }, now())
+            .create("test", Grant::Ingest { sites: None }, now())
             .await
             .unwrap();
         assert_eq!(token.len(), 3 + 64);
@@ -208,7 +211,7 @@ mod tests {
         let stored = dir.location.get(&log).await.unwrap().unwrap();
         assert!(!String::from_utf8_lossy(&stored).contains(&token));
 
-        store.revoke(&key.id, now()).await.unwrap().unwrap();
+        store.revoke("test", &key.id, now()).await.unwrap().unwrap();
         assert!(store.authenticate(&token).is_none());
         let reopened = KeyStore::open(&dir.location, "b", None).await.unwrap();
         assert!(reopened.authenticate(&token).is_none());

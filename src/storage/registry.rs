@@ -211,6 +211,92 @@ impl Entity for Mapping {
     }
 }
 
+/// What one registry version did to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+    /// Readings were accepted for it: from then on it can only be retired.
+    HasReadings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordChange {
+    pub kind: &'static str,
+    pub id: String,
+    pub change: ChangeKind,
+}
+
+/// One version of the registry: when, where, by whom, and what it changed.
+#[derive(Debug, Clone)]
+pub struct RegistryVersion {
+    pub version: u64,
+    pub written_at: chrono::DateTime<chrono::Utc>,
+    pub replica: String,
+    pub by: String,
+    pub changes: Vec<RecordChange>,
+}
+
+fn changes_of<E: Entity + Serialize>(
+    before: &RegistryData,
+    after: &RegistryData,
+    out: &mut Vec<RecordChange>,
+) {
+    let (old, new) = (E::table(before), E::table(after));
+    let mut push = |id: &E::Key, change| {
+        out.push(RecordChange {
+            kind: E::KIND,
+            id: id.to_string(),
+            change,
+        })
+    };
+    for (key, record) in new {
+        match old.get(key) {
+            None => push(key, ChangeKind::Created),
+            Some(previous)
+                if serde_json::to_value(previous).ok() != serde_json::to_value(record).ok() =>
+            {
+                push(key, ChangeKind::Updated)
+            }
+            Some(_) => {}
+        }
+    }
+    for key in old.keys().filter(|key| !new.contains_key(*key)) {
+        push(key, ChangeKind::Deleted);
+    }
+}
+
+/// What turned `before` into `after`, record by record.
+fn changes(before: &RegistryData, after: &RegistryData) -> Vec<RecordChange> {
+    let mut out = Vec::new();
+    changes_of::<Site>(before, after, &mut out);
+    changes_of::<Customer>(before, after, &mut out);
+    changes_of::<Zone>(before, after, &mut out);
+    changes_of::<Instrument>(before, after, &mut out);
+    changes_of::<Mapping>(before, after, &mut out);
+    for (kind, old, new) in [
+        (
+            Site::KIND,
+            &before.sites_with_readings,
+            &after.sites_with_readings,
+        ),
+        (
+            Customer::KIND,
+            &before.customers_with_readings,
+            &after.customers_with_readings,
+        ),
+    ] {
+        out.extend(new.difference(old).map(|id| RecordChange {
+            kind,
+            id: id.to_string(),
+            change: ChangeKind::HasReadings,
+        }));
+    }
+    out
+}
+
 /// Whether a put made a new record or replaced one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upsert {
@@ -246,6 +332,39 @@ impl Registry {
         self.document.version()
     }
 
+    /// Up to `limit` versions after `after`, oldest first, each with what it changed.
+    pub async fn history(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RegistryVersion>, StorageError> {
+        let entries = self.document.history(after, limit).await?;
+        let mut previous = match self.document.at(after).await? {
+            Some(entry) => entry.document,
+            None => RegistryData::default(),
+        };
+        let mut versions = Vec::with_capacity(entries.len());
+        for entry in entries {
+            versions.push(RegistryVersion {
+                version: entry.version,
+                written_at: entry.written_at,
+                replica: entry.replica,
+                by: entry.by,
+                changes: changes(&previous, &entry.document),
+            });
+            previous = entry.document;
+        }
+        Ok(versions)
+    }
+
+    /// The registry as it was at `version` (`None`: no such version yet; 0 is the empty one).
+    pub async fn at(&self, version: u64) -> Result<Option<RegistryData>, StorageError> {
+        if version == 0 {
+            return Ok(Some(RegistryData::default()));
+        }
+        Ok(self.document.at(version).await?.map(|entry| entry.document))
+    }
+
     /// Reads changes other replicas made; whether there were any.
     pub async fn catch_up(&self) -> Result<bool, StorageError> {
         self.document.catch_up().await
@@ -272,13 +391,15 @@ impl Registry {
     /// is stored. Checks inside `change` run against the state the change is stored on top of.
     async fn change<T>(
         &self,
+        by: &str,
         change: impl FnMut(&mut RegistryData) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        self.document.change(change).await
+        self.document.change(by, change).await
     }
 
-    pub async fn put<E: Entity>(&self, record: E) -> Result<Upsert, RegistryError> {
-        self.change(|data| {
+    /// Stores `record`, created or replaced, as changed `by` (a key id).
+    pub async fn put<E: Entity>(&self, by: &str, record: E) -> Result<Upsert, RegistryError> {
+        self.change(by, |data| {
             record.check_references(data)?;
             let previous = E::table_mut(data).insert(record.key().clone(), record.clone());
             Ok(if previous.is_some() {
@@ -295,6 +416,7 @@ impl Registry {
     /// the usual call reads and returns without a write.
     pub async fn mark_with_readings(
         &self,
+        by: &str,
         sites: &[Id],
         customers: &[Id],
     ) -> Result<(), RegistryError> {
@@ -307,7 +429,7 @@ impl Registry {
         if !unmarked(&self.read()) {
             return Ok(());
         }
-        self.change(|data| {
+        self.change(by, |data| {
             let missing = |kind: &'static str, id: &Id| RegistryError::UnknownReference {
                 kind,
                 id: id.to_string(),
@@ -330,11 +452,11 @@ impl Registry {
     }
 
     /// Removes a record; `Ok(false)` when there was none.
-    pub async fn delete<E: Entity>(&self, key: &E::Key) -> Result<bool, RegistryError> {
+    pub async fn delete<E: Entity>(&self, by: &str, key: &E::Key) -> Result<bool, RegistryError> {
         if !self.contains::<E>(key) {
             return Ok(false);
         }
-        self.change(|data| {
+        self.change(by, |data| {
             if let Some(by) = E::referenced_by(key, data) {
                 return Err(RegistryError::InUse {
                     kind: E::KIND,
@@ -388,15 +510,21 @@ mod tests {
 
     async fn records_survive_reopening(location: &Location) {
         let registry = Registry::open(location, "a", None).await.unwrap();
-        assert_eq!(registry.put(site("fra1")).await.unwrap(), Upsert::Created);
-        assert_eq!(registry.put(site("fra1")).await.unwrap(), Upsert::Updated);
+        assert_eq!(
+            registry.put("test", site("fra1")).await.unwrap(),
+            Upsert::Created
+        );
+        assert_eq!(
+            registry.put("test", site("fra1")).await.unwrap(),
+            Upsert::Updated
+        );
         let customer = CustomerSpec {
             name: "Acme".into(),
             retired_at: None,
         }
         .parse(Id::parse("acme").unwrap())
         .unwrap();
-        registry.put(customer.clone()).await.unwrap();
+        registry.put("test", customer.clone()).await.unwrap();
         drop(registry);
 
         let reopened = Registry::open(location, "b", None).await.unwrap();
@@ -413,21 +541,21 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            registry.put(instrument("fra1")).await,
+            registry.put("test", instrument("fra1")).await,
             Err(RegistryError::UnknownReference { kind: "site", .. })
         ));
-        registry.put(site("fra1")).await.unwrap();
-        registry.put(instrument("fra1")).await.unwrap();
+        registry.put("test", site("fra1")).await.unwrap();
+        registry.put("test", instrument("fra1")).await.unwrap();
         let fra1 = Id::parse("fra1").unwrap();
         assert!(matches!(
-            registry.delete::<Site>(&fra1).await,
+            registry.delete::<Site>("test", &fra1).await,
             Err(RegistryError::InUse { .. })
         ));
         assert!(registry
-            .delete::<Instrument>(&Id::parse("ppa").unwrap())
+            .delete::<Instrument>("test", &Id::parse("ppa").unwrap())
             .await
             .unwrap());
-        assert!(registry.delete::<Site>(&fra1).await.unwrap());
-        assert!(!registry.delete::<Site>(&fra1).await.unwrap());
+        assert!(registry.delete::<Site>("test", &fra1).await.unwrap());
+        assert!(!registry.delete::<Site>("test", &fra1).await.unwrap());
     }
 }

@@ -19,13 +19,18 @@ use std::sync::{RwLock, RwLockReadGuard};
 /// Versions tried in a row before a change gives up (each loss means another replica just wrote).
 const MAX_ATTEMPTS: usize = 100;
 
-#[derive(Serialize, Deserialize)]
-struct Entry<T> {
-    version: u64,
-    written_at: DateTime<Utc>,
-    /// The replica that wrote it, for the audit trail.
-    replica: String,
-    document: T,
+/// One version of the document, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry<T> {
+    pub version: u64,
+    pub written_at: DateTime<Utc>,
+    /// The replica that wrote it.
+    pub replica: String,
+    /// Who made the change: an API key id, or what the service did on its own (`migration`,
+    /// `bootstrap`, `demo`, `telemetry`).
+    #[serde(default)]
+    pub by: String,
+    pub document: T,
 }
 
 pub struct SharedDocument<T> {
@@ -80,7 +85,7 @@ where
         if let Some(legacy) = legacy.filter(|_| shared.version() == 0) {
             if let Some(document) = legacy.load::<T>()? {
                 // Another replica may migrate at the same moment: one entry wins, both read it.
-                shared.write_entry(1, &document).await?;
+                shared.write_entry(1, "migration", &document).await?;
                 shared.catch_up().await?;
                 legacy.retire()?;
                 tracing::info!(name, "moved the document into the shared log");
@@ -109,12 +114,18 @@ where
         self.version.store(version, Ordering::Release);
     }
 
-    async fn write_entry(&self, version: u64, document: &T) -> Result<Created, StorageError> {
+    async fn write_entry(
+        &self,
+        version: u64,
+        by: &str,
+        document: &T,
+    ) -> Result<Created, StorageError> {
         let entry = Entry {
             version,
             #[allow(clippy::disallowed_methods)] // audit metadata, not accounting time
             written_at: Utc::now(),
             replica: self.replica.clone(),
+            by: by.to_owned(),
             document,
         };
         let bytes = serde_json::to_vec(&entry).map_err(|error| StorageError::Corrupt {
@@ -123,6 +134,42 @@ where
         })?;
         let path = self.log_dir.clone().join(entry_name(version));
         Ok(self.location.create(&path, Bytes::from(bytes)).await?)
+    }
+
+    async fn read_entry(&self, path: &Path) -> Result<Entry<T>, StorageError> {
+        let corrupt = |reason: String| StorageError::Corrupt {
+            path: path.to_string().into(),
+            reason,
+        };
+        let bytes = self
+            .location
+            .get(path)
+            .await?
+            .ok_or_else(|| corrupt("listed but gone".into()))?;
+        serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))
+    }
+
+    /// Version `version` as it was written (`None` for 0 and past the newest read).
+    pub async fn at(&self, version: u64) -> Result<Option<Entry<T>>, StorageError> {
+        if version == 0 || version > self.version() {
+            return Ok(None);
+        }
+        let path = self.log_dir.clone().join(entry_name(version));
+        self.read_entry(&path).await.map(Some)
+    }
+
+    /// Up to `limit` versions after `after`, oldest first: the document's history.
+    pub async fn history(&self, after: u64, limit: usize) -> Result<Vec<Entry<T>>, StorageError> {
+        let offset = (after > 0).then(|| self.log_dir.clone().join(entry_name(after)));
+        let names = self
+            .location
+            .list_after(&self.log_dir, offset.as_ref())
+            .await?;
+        let mut entries = Vec::new();
+        for name in names.iter().take(limit) {
+            entries.push(self.read_entry(name).await?);
+        }
+        Ok(entries)
     }
 
     /// Reads versions written since the last call (by any replica). Returns whether it moved.
@@ -136,17 +183,7 @@ where
         let Some(newest) = newer.last() else {
             return Ok(false);
         };
-        let corrupt = |reason: String| StorageError::Corrupt {
-            path: newest.to_string().into(),
-            reason,
-        };
-        let bytes = self
-            .location
-            .get(newest)
-            .await?
-            .ok_or_else(|| corrupt("listed but gone".into()))?;
-        let entry: Entry<T> =
-            serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
+        let entry = self.read_entry(newest).await?;
         if entry.version <= current {
             return Ok(false);
         }
@@ -160,6 +197,7 @@ where
     /// writes nothing.
     pub async fn change<R, E: From<StorageError>>(
         &self,
+        by: &str,
         mut change: impl FnMut(&mut T) -> Result<R, E>,
     ) -> Result<R, E> {
         let _writer = self.writer.lock().await;
@@ -171,7 +209,7 @@ where
                 return Ok(outcome);
             }
             let version = self.version() + 1;
-            match self.write_entry(version, &next).await? {
+            match self.write_entry(version, by, &next).await? {
                 Created::Written => {
                     self.install(version, next);
                     return Ok(outcome);
@@ -195,7 +233,7 @@ mod tests {
 
     async fn push(shared: &SharedDocument<Vec<u32>>, value: u32) -> Result<(), StorageError> {
         shared
-            .change(|values: &mut Vec<u32>| {
+            .change("test", |values: &mut Vec<u32>| {
                 values.push(value);
                 Ok::<_, StorageError>(())
             })
@@ -234,7 +272,7 @@ mod tests {
             all.sort_unstable();
             assert_eq!(all, (0..20).chain(100..120).collect::<Vec<_>>());
             // A change that changes nothing writes no version.
-            a.change(|_: &mut Vec<u32>| Ok::<_, StorageError>(()))
+            a.change("test", |_: &mut Vec<u32>| Ok::<_, StorageError>(()))
                 .await
                 .unwrap();
             assert_eq!(a.version(), 40);

@@ -36,7 +36,7 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,
-        "all_footprints" | "list_feeds" => Admin,
+        "all_footprints" | "list_feeds" | "registry_history" => Admin,
         _ => return None,
     })
 }

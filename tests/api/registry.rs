@@ -1,5 +1,5 @@
 //! The registry over HTTP: sites, customers, zones, instruments, and their survival of restarts.
-use crate::helpers::{spawn_app, ADMIN_TOKEN};
+use crate::helpers::{assert_problem, spawn_app, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 fn frankfurt() -> Value {
@@ -100,4 +100,97 @@ async fn a_site_named_by_an_instrument_cannot_be_deleted() {
         .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn the_registry_history_keeps_every_version_with_its_key_and_changes() {
+    let app = spawn_app().await;
+    let site = json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5});
+    assert_eq!(app.put("/v1/sites/fra1", site.clone()).await.status(), 201);
+    let mut raised = site.clone();
+    raised["pue"] = json!(1.6);
+    assert_eq!(app.put("/v1/sites/fra1", raised).await.status(), 200);
+    // A PUT that changes nothing makes no version.
+    assert_eq!(
+        app.put(
+            "/v1/sites/fra1",
+            json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.6})
+        )
+        .await
+        .status(),
+        200
+    );
+    app.put("/v1/customers/gone", json!({"name": "Gone"})).await;
+    assert_eq!(app.delete("/v1/customers/gone").await.status(), 204);
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    let reading = json!([{"site": "fra1", "customer": "acme", "workload": "api",
+        "start": "2026-03-01T09:00:00Z", "duration_s": 60, "energy_j": 100}]);
+    assert_eq!(app.post("/v1/readings", reading).await.status(), 200);
+
+    let history: Value = app.get("/v1/registry/history").await.json().await.unwrap();
+    type Change = (String, String, String);
+    let summary: Vec<(u64, String, Vec<Change>)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let changes = v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let text = |k: &str| c[k].as_str().unwrap().to_owned();
+                    (text("kind"), text("id"), text("change"))
+                })
+                .collect();
+            (
+                v["version"].as_u64().unwrap(),
+                v["by"].as_str().unwrap().to_owned(),
+                changes,
+            )
+        })
+        .collect();
+    let change =
+        |kind: &str, id: &str, what: &str| (kind.to_owned(), id.to_owned(), what.to_owned());
+    let admin = "bootstrap-admin".to_owned();
+    assert_eq!(
+        summary,
+        vec![
+            (1, admin.clone(), vec![change("site", "fra1", "created")]),
+            (2, admin.clone(), vec![change("site", "fra1", "updated")]),
+            (
+                3,
+                admin.clone(),
+                vec![change("customer", "gone", "created")]
+            ),
+            (
+                4,
+                admin.clone(),
+                vec![change("customer", "gone", "deleted")]
+            ),
+            (
+                5,
+                admin.clone(),
+                vec![change("customer", "acme", "created")]
+            ),
+            (
+                6,
+                admin.clone(),
+                vec![
+                    change("site", "fra1", "has_readings"),
+                    change("customer", "acme", "has_readings")
+                ]
+            ),
+        ]
+    );
+    let page: Value = app
+        .get("/v1/registry/history?after=4&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["version"], 5);
+    let refused = app.get("/v1/registry/history?limit=0").await;
+    assert_problem(refused, 422, "validation_failed").await;
 }
