@@ -113,6 +113,7 @@ async fn zone_intensity(
         Some(std::slice::from_ref(&zone)),
         from,
         to,
+        None,
     )
     .await
     .map_err(|e| ApiError::internal(&e))?;

@@ -8,6 +8,7 @@ use crate::accounting::timeline::{Granularity, Window};
 use crate::accounting::{self, Context, GroupKey, Report};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
+use crate::storage::registry::RegistryData;
 use crate::storage::{intensity, readings, Registry};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -172,35 +173,80 @@ pub struct Versions {
     pub registry: u64,
 }
 
+/// The state a report reads: the registry at a version and the tables at versions (`None`:
+/// nothing committed then, so nothing to read).
+pub struct Pinned {
+    pub registry: RegistryData,
+    pub versions: Versions,
+}
+
 impl ReportSources {
+    /// The report over the latest state: every acknowledged reading, the registry as it is now.
     pub async fn footprint(&self, query: FootprintQuery) -> Result<Footprint, ReportError> {
+        let (registry_version, registry) = self.registry.snapshot();
+        let versions = Versions {
+            readings: self.readings.table_version().await,
+            intensity: self.intensity.table_version().await,
+            registry: registry_version,
+        };
+        self.report(query, &registry, versions, false).await
+    }
+
+    /// The report exactly as of `pinned`: the same numbers however the data changed since.
+    pub async fn footprint_at(
+        &self,
+        query: FootprintQuery,
+        pinned: &Pinned,
+    ) -> Result<Footprint, ReportError> {
+        self.report(query, &pinned.registry, pinned.versions, true)
+            .await
+    }
+
+    async fn report(
+        &self,
+        query: FootprintQuery,
+        registry: &RegistryData,
+        versions: Versions,
+        pinned: bool,
+    ) -> Result<Footprint, ReportError> {
         if let Some(customer) = &query.customer {
-            if !self.registry.contains::<Customer>(customer) {
+            if !registry.contains::<Customer>(customer) {
                 return Err(ReportError::UnknownCustomer(customer.clone()));
             }
         }
         let window = query.window;
-        let sites: Vec<Site> = self.registry.list::<Site>();
-        let zones: HashMap<ZoneCode, Zone> = self
-            .registry
+        let sites: Vec<Site> = registry.list::<Site>();
+        let zones: HashMap<ZoneCode, Zone> = registry
             .list::<Zone>()
             .into_iter()
             .map(|z| (z.zone.clone(), z))
             .collect();
-        let instruments: Vec<Instrument> = self.registry.list::<Instrument>();
+        let instruments: Vec<Instrument> = registry.list::<Instrument>();
+        // Pinned to a version that did not exist yet: that table held nothing then.
+        let at = |version: Option<u64>| match (pinned, version) {
+            (false, _) => Some(None),
+            (true, Some(version)) => Some(Some(version)),
+            (true, None) => None,
+        };
         let mut zone_codes: Vec<ZoneCode> = sites.iter().map(|s| s.zone.clone()).collect();
         zone_codes.sort();
         zone_codes.dedup();
         let points_from = Context::points_from(&window, self.max_carry_forward);
-        let points =
-            intensity::load(&self.intensity, Some(&zone_codes), points_from, window.to).await?;
-
-        let table_version = self.readings.table_version().await;
-        let versions = Versions {
-            readings: table_version,
-            intensity: self.intensity.table_version().await,
-            registry: self.registry.version(),
+        let points = match at(versions.intensity) {
+            Some(version) => {
+                intensity::load(
+                    &self.intensity,
+                    Some(&zone_codes),
+                    points_from,
+                    window.to,
+                    version,
+                )
+                .await?
+            }
+            None => Vec::new(),
         };
+        let readings_at = at(versions.readings);
+        let table_version = versions.readings;
         let any_of = |column: &'static str, ids: &[Id]| {
             ids.iter()
                 .map(|id| col(column).eq(lit(id.to_string())))
@@ -213,16 +259,21 @@ impl ReportSources {
         .into_iter()
         .flatten()
         .reduce(Expr::and);
-        let window_readings = self
-            .readings
-            .scan(
-                window.from.timestamp_micros(),
-                window.to.timestamp_micros(),
-                query.customer.as_ref().map(|c| c.as_str()),
-                filter,
-                None,
-            )
-            .await?;
+        let no_readings = || readings::empty().map(|frame| frame.lazy());
+        let window_readings = match readings_at {
+            Some(version) => {
+                self.readings
+                    .scan(
+                        window.from.timestamp_micros(),
+                        window.to.timestamp_micros(),
+                        query.customer.as_ref().map(|c| c.as_str()),
+                        filter,
+                        version,
+                    )
+                    .await?
+            }
+            None => no_readings().map_err(LoggedTableError::from)?,
+        };
         let context = Context {
             sites: &sites,
             zones: &zones,
@@ -236,27 +287,29 @@ impl ReportSources {
         let period_readings = match (
             relevant.iter().map(|i| i.from).min(),
             relevant.iter().map(|i| i.to).max(),
+            readings_at,
         ) {
-            (Some(from), Some(to)) => {
+            (Some(from), Some(to), Some(version)) => {
                 let site_ids: Vec<String> = relevant.iter().map(|i| i.site.to_string()).collect();
                 let any_site = site_ids
                     .into_iter()
                     .map(|s| col(readings::SITE).eq(lit(s)))
                     .reduce(Expr::or);
-                // The latest state, buffer included, exactly as the window's readings: pinned to
-                // the table version, readings still in the log were missing from the shares.
+                // The same state as the window's readings: the latest (buffer included) or the
+                // pinned version. Pinned to the committed version while the window read the
+                // latest, readings still in the log were missing from the shares.
                 self.readings
                     .scan(
                         from.timestamp_micros(),
                         to.timestamp_micros(),
                         None,
                         any_site,
-                        None,
+                        version,
                     )
                     .await?
                     .filter(col(readings::START).lt(instant(to.timestamp_micros())))
             }
-            _ => readings::empty().map_err(LoggedTableError::from)?.lazy(),
+            _ => no_readings().map_err(LoggedTableError::from)?,
         };
         let group_by = query.group_by.clone();
         let default_factors = self.default_factors.clone();

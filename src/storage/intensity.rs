@@ -128,12 +128,14 @@ pub fn points(frame: &DataFrame) -> PolarsResult<Vec<IntensityPoint>> {
         .collect())
 }
 
-/// Every stored point of these zones (all zones when `None`) overlapping [from, to).
+/// Every stored point of these zones (all zones when `None`) overlapping [from, to), as of now
+/// (`None`) or of a table version.
 pub async fn load(
     table: &LoggedTable,
     zones: Option<&[ZoneCode]>,
     from: DateTime<chrono::Utc>,
     to: DateTime<chrono::Utc>,
+    version: Option<u64>,
 ) -> Result<Vec<IntensityPoint>, LoggedTableError> {
     let mut filter = col(END).gt(instant(from.timestamp_micros()));
     if let Some(zones) = zones {
@@ -151,7 +153,7 @@ pub async fn load(
             to.timestamp_micros(),
             None,
             Some(filter),
-            None,
+            version,
         )
         .await?;
     blocking(move || points(&scan.collect()?)).await
@@ -248,7 +250,7 @@ mod tests {
         table.flush().await.unwrap();
         let from = "2026-03-01T00:00:00Z".parse().unwrap();
         let to = "2026-03-02T00:00:00Z".parse().unwrap();
-        let mut points = load(&table, None, from, to).await.unwrap();
+        let mut points = load(&table, None, from, to, None).await.unwrap();
         points.sort_by_key(|p| p.start);
         assert_eq!(points, vec![point(9), point(10), pushed]);
     }

@@ -27,6 +27,17 @@ pub struct RegistryData {
     customers_with_readings: BTreeSet<Id>,
 }
 
+impl RegistryData {
+    /// Every record of a kind, in key order.
+    pub fn list<E: Entity>(&self) -> Vec<E> {
+        E::table(self).values().cloned().collect()
+    }
+
+    pub fn contains<E: Entity>(&self, key: &E::Key) -> bool {
+        E::table(self).contains_key(key)
+    }
+}
+
 /// What `InUse` names when stored readings hold on to a record.
 pub const READINGS: &str = "readings";
 
@@ -325,6 +336,12 @@ impl Registry {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryData> {
         self.document.read()
+    }
+
+    /// The registry as this replica has it now, with its version.
+    pub fn snapshot(&self) -> (u64, RegistryData) {
+        let data = self.read().clone();
+        (self.version(), data)
     }
 
     /// The registry version this replica has read (every change is one).
