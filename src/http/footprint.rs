@@ -130,6 +130,7 @@ impl From<ReportError> for ApiError {
                 ApiError::not_found(format_args!("customer {customer}"))
             }
             ReportError::Store(store) => ApiError::internal(store),
+            ReportError::Render(_) => ApiError::internal(&error),
         }
     }
 }

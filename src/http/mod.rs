@@ -8,6 +8,7 @@ mod intensity;
 mod keys;
 mod metrics;
 mod ops;
+mod periods;
 pub mod problem;
 mod readings;
 mod registry;
@@ -19,6 +20,7 @@ use crate::storage::follower::Follower;
 use crate::storage::keys::Bootstrap;
 use crate::storage::location::Location;
 use crate::storage::logged::{LoggedTable, LoggedTableError, LoggedTableOptions};
+use crate::storage::periods::Periods;
 use crate::storage::replica::Replica;
 use crate::storage::{KeyStore, Registry, StorageError};
 use crate::supervisor::{Stage, Supervisor};
@@ -55,6 +57,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// Keeps the registry and keys current with other replicas; readiness asks it.
     pub follower: Arc<Follower>,
+    pub periods: Arc<Periods>,
     pub replica: Replica,
     pub metrics_public: bool,
 }
@@ -105,6 +108,7 @@ fn routes(config: &mut ServiceConfig) {
             scope::scope("/v1")
                 .configure(registry::configure)
                 .configure(history::configure)
+                .configure(periods::configure)
                 .configure(readings::configure)
                 .configure(intensity::configure)
                 .configure(footprint::configure)
@@ -204,9 +208,11 @@ impl Application {
             Bootstrap::Generated(token) => Some(token),
             Bootstrap::Unchanged | Bootstrap::FromEnvironment => None,
         };
+        let periods = Arc::new(Periods::open(&location, &replica.replica_id).await?);
         let follower = Follower::new(
             registry.clone(),
             keys.clone(),
+            periods.clone(),
             std::time::Duration::from_secs(settings.registry_poll_s.max(1)),
         );
         let options = LoggedTableOptions {
@@ -301,6 +307,7 @@ impl Application {
             clock,
             metrics: Arc::default(),
             follower,
+            periods,
             replica,
             metrics_public: settings.metrics_public,
         });

@@ -31,6 +31,7 @@ pub enum ErrorCode {
     Retired,
     NotFound,
     InUse,
+    PeriodClosed,
     UnsupportedMediaType,
     PayloadTooLarge,
     Unauthorized,
@@ -98,6 +99,11 @@ impl ErrorCode {
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             InUse => (StatusCode::CONFLICT, "in_use", "Still referenced"),
+            PeriodClosed => (
+                StatusCode::CONFLICT,
+                "period_closed",
+                "Period already closed",
+            ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

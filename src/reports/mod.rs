@@ -1,6 +1,7 @@
 //! Footprint reports: load what the accounting method needs from the stores, run it off the async
 //! executor, and render the result as JSON rows, NDJSON, CSV or Parquet.
 mod render;
+pub mod statement;
 
 pub use render::{Figures, FootprintRow, QualityShares};
 
@@ -63,6 +64,14 @@ pub enum ReportError {
     UnknownCustomer(Id),
     #[error(transparent)]
     Store(#[from] LoggedTableError),
+    #[error("cannot render the report: {0}")]
+    Render(String),
+}
+
+impl From<PolarsError> for ReportError {
+    fn from(error: PolarsError) -> Self {
+        ReportError::Render(error.to_string())
+    }
 }
 
 /// Longest range per granularity: hourly rows beyond a month belong in an export at day level.
@@ -160,18 +169,7 @@ pub struct Footprint {
     pub versions: Versions,
 }
 
-/// What a report read, by version: on a replica, how current it was (compare with the newest
-/// versions in the store); for an audit, what to read again to get the same numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"readings": 42, "intensity": 7, "registry": 12}))]
-pub struct Versions {
-    /// The readings table version (`null`: nothing committed yet).
-    pub readings: Option<u64>,
-    /// The intensity table version.
-    pub intensity: Option<u64>,
-    /// The registry log version (sites, zones, instruments as of the report).
-    pub registry: u64,
-}
+pub use crate::storage::periods::Versions;
 
 /// The state a report reads: the registry at a version and the tables at versions (`None`:
 /// nothing committed then, so nothing to read).

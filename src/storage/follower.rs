@@ -1,5 +1,6 @@
-//! Keeps this replica's registry and keys up with the versions other replicas write, so that a
-//! key revoked anywhere stops working here within one poll.
+//! Keeps this replica's registry, keys and closed periods up with the versions other replicas
+//! write, so that a key revoked anywhere stops working here within one poll.
+use super::periods::Periods;
 use super::{KeyStore, Registry, StorageError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 pub struct Follower {
     registry: Arc<Registry>,
     keys: Arc<KeyStore>,
+    periods: Arc<Periods>,
     interval: Duration,
     caught_up_at: Mutex<Instant>,
     failures: AtomicU64,
@@ -15,10 +17,16 @@ pub struct Follower {
 
 impl Follower {
     /// Both documents were read when they were opened: the follower starts caught up.
-    pub fn new(registry: Arc<Registry>, keys: Arc<KeyStore>, interval: Duration) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<Registry>,
+        keys: Arc<KeyStore>,
+        periods: Arc<Periods>,
+        interval: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             registry,
             keys,
+            periods,
             interval,
             caught_up_at: Mutex::new(Instant::now()),
             failures: AtomicU64::new(0),
@@ -28,6 +36,7 @@ impl Follower {
     pub async fn catch_up(&self) -> Result<(), StorageError> {
         self.keys.catch_up().await?;
         self.registry.catch_up().await?;
+        self.periods.catch_up().await?;
         *self.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(())
     }

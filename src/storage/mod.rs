@@ -7,6 +7,7 @@ pub mod keys;
 pub mod lease;
 pub mod location;
 pub mod logged;
+pub mod periods;
 pub mod readings;
 pub mod registry;
 pub mod replica;

@@ -36,7 +36,9 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,
-        "all_footprints" | "list_feeds" | "registry_history" => Admin,
+        "all_footprints" | "list_feeds" | "registry_history" | "close_period" => Admin,
+        "list_periods" | "get_period" => AnyKey,
+        "customer_statement" => OwnCustomer,
         _ => return None,
     })
 }
@@ -69,6 +71,7 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{instrument}", "ppa-2026-q1")
                 .replace("{mapping}", "kepler-fra1")
                 .replace("{id}", "key_unknown")
+                .replace("{period}", "setup-q1")
                 + if (path.ends_with("/intensity") || path.ends_with("/footprint"))
                     && method == "get"
                 {
@@ -98,6 +101,9 @@ async fn every_operation_enforces_its_roles() {
     app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
     app.put("/v1/customers/globex", json!({"name": "Globex"}))
         .await;
+    let period =
+        json!({"id": "setup-q1", "from": "2026-01-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"});
+    assert_eq!(app.post("/v1/periods", period).await.status(), 201);
     let (_, ingest) = app.create_key(json!({"role": "ingest"})).await;
     let (_, intensity) = app.create_key(json!({"role": "intensity"})).await;
     let (_, acme) = app

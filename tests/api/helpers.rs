@@ -86,6 +86,13 @@ impl TestApp {
         }
     }
 
+    /// Compacts every table now, as the background flusher does once a minute.
+    pub async fn compact(&self) {
+        for table in &self.tables {
+            table.compact().await.expect("compact");
+        }
+    }
+
     /// The readings table behind the server.
     pub fn readings(&self) -> &LoggedTable {
         &self.tables[0]

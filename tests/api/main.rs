@@ -10,6 +10,7 @@ mod helpers;
 mod integrity;
 mod intensity;
 mod operations;
+mod periods;
 mod readings;
 mod registry;
 mod telemetry;

@@ -1,0 +1,129 @@
+//! A customer's carbon statement for a closed period: the footprint computed from exactly the
+//! versions the period recorded, with what it rests on (sites and their PUE, zones and their
+//! residual mixes, the instruments that applied) and the method, sealed with a sha256 of its own
+//! canonical JSON. The same statement comes out byte for byte whatever changed since the close.
+use super::{Figures, FootprintQuery, FootprintRow, Pinned, RawQuery, ReportError, ReportSources};
+use crate::domain::{Customer, Id, Instrument, Site, Zone};
+use crate::storage::periods::{Period, Versions};
+use crate::storage::registry::RegistryData;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use utoipa::ToSchema;
+
+/// Bumped whenever the arithmetic of DESIGN §3 changes what a figure means.
+pub const METHOD_VERSION: &str = "1";
+
+/// What every statement says of how its figures were made.
+pub const METHOD: &str = "Energy is measured per reading and split per instant at every edge \
+(intensity interval, carry window, PUE schedule entry, instrument period, month). IT energy times \
+the site's PUE in force is facility energy. Location-based emissions: facility energy times the \
+grid intensity in force for the site's zone at that instant (actual, else estimated, else forecast, \
+carried forward at most max_carry_forward_s, else the zone's default factor). Market-based \
+emissions (GHG Protocol Scope 2): energy covered by contractual instruments at their factor, \
+allocated pro rata over the instrument period, the rest at the zone's residual mix for the year, \
+else location-based. Quality shares say which kind of intensity each kWh rests on.";
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Statement {
+    pub customer: String,
+    pub period: Period,
+    /// The versions the figures were computed from (the period's).
+    pub versions: Versions,
+    pub method_version: String,
+    pub method: String,
+    /// For the whole period.
+    pub totals: Figures,
+    /// Per month (UTC), site, zone and workload.
+    pub by_month: Vec<FootprintRow>,
+    /// The sites the customer's energy was used at, with the PUE (and schedule) applied.
+    pub sites: Vec<Site>,
+    /// Their grid zones, with the default factors and residual mixes applied.
+    pub zones: Vec<Zone>,
+    /// The contractual instruments at those sites over the period (the customer's own and the
+    /// site-wide ones, whose coverage is shared pro rata by energy).
+    pub instruments: Vec<Instrument>,
+    /// sha256 (hex) of this statement's JSON without this field, as served.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+}
+
+impl Statement {
+    /// The statement as served: its JSON with the seal in it.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+/// The period's statement for `customer`, computed from the period's versions.
+pub async fn statement(
+    sources: &ReportSources,
+    period: &Period,
+    customer: &Id,
+    registry: RegistryData,
+) -> Result<Statement, ReportError> {
+    if !registry.contains::<Customer>(customer) {
+        return Err(ReportError::UnknownCustomer(customer.clone()));
+    }
+    let query = FootprintQuery::parse(
+        Some(customer.clone()),
+        RawQuery {
+            from: period.from,
+            to: period.to,
+            granularity: Some("month"),
+            group_by: Some("site,zone,workload"),
+            tz: None,
+            workload: None,
+            site: None,
+        },
+    )?;
+    let pinned = Pinned {
+        registry,
+        versions: period.versions,
+    };
+    let footprint = sources.footprint_at(query, &pinned).await?;
+    let rows = footprint.rows().map_err(ReportError::from)?;
+    let totals = footprint.totals().map_err(ReportError::from)?;
+    let used_sites: BTreeSet<&str> = rows.iter().filter_map(|r| r.site.as_deref()).collect();
+    let sites: Vec<Site> = pinned
+        .registry
+        .list::<Site>()
+        .into_iter()
+        .filter(|site| used_sites.contains(site.id.as_str()))
+        .collect();
+    let used_zones: BTreeSet<&str> = sites.iter().map(|s| s.zone.as_str()).collect();
+    let zones: Vec<Zone> = pinned
+        .registry
+        .list::<Zone>()
+        .into_iter()
+        .filter(|zone| used_zones.contains(zone.zone.as_str()))
+        .collect();
+    let instruments: Vec<Instrument> = pinned
+        .registry
+        .list::<Instrument>()
+        .into_iter()
+        .filter(|i| {
+            used_sites.contains(i.site.as_str())
+                && i.from < period.to
+                && i.to > period.from
+                && i.customer.as_ref().is_none_or(|c| c == customer)
+        })
+        .collect();
+    let mut statement = Statement {
+        customer: customer.to_string(),
+        period: period.clone(),
+        versions: period.versions,
+        method_version: METHOD_VERSION.to_owned(),
+        method: METHOD.to_owned(),
+        totals,
+        by_month: rows,
+        sites,
+        zones,
+        instruments,
+        sha256: String::new(),
+    };
+    let unsealed =
+        serde_json::to_vec(&statement).map_err(|e| ReportError::Render(e.to_string()))?;
+    statement.sha256 = hex::encode(Sha256::digest(&unsealed));
+    Ok(statement)
+}

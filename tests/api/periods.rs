@@ -1,0 +1,157 @@
+//! Closed periods and statements: the statement of a closed period stays byte for byte what it
+//! was at the close, whatever arrives or changes later, across flushes, compaction and restarts.
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const STATEMENT: &str = "/v1/customers/acme/statements/2026-03";
+
+async fn statement_bytes(app: &TestApp, token: Option<&str>) -> (u16, Vec<u8>) {
+    let response = match token {
+        Some(token) => app.call(Method::GET, STATEMENT, Some(token), None).await,
+        None => app.get(STATEMENT).await,
+    };
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+fn intensity(gco2e_per_kwh: f64) -> Value {
+    json!({"zone": "DE", "source": "manual", "signal": "average", "points": [
+        {"start": "2026-03-01T09:00:00Z", "end": "2026-03-01T10:00:00Z",
+         "gco2e_per_kwh": gco2e_per_kwh, "kind": "actual"}]})
+}
+
+fn reading(customer: &str, start: &str) -> Value {
+    json!([{"site": "fra1", "customer": customer, "workload": "api", "start": start,
+            "duration_s": 3600, "energy_j": 3_600_000}])
+}
+
+#[tokio::test]
+async fn a_closed_periods_statement_never_changes_and_is_sealed() {
+    let app = spawn_app().await;
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    app.put("/v1/customers/globex", json!({"name": "Globex"}))
+        .await;
+    assert_eq!(
+        app.post("/v1/intensity", intensity(400.0)).await.status(),
+        200
+    );
+    let at_nine = "2026-03-01T09:00:00Z";
+    assert_eq!(
+        app.post("/v1/readings", reading("acme", at_nine))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post("/v1/readings", reading("globex", at_nine))
+            .await
+            .status(),
+        200
+    );
+
+    let period =
+        json!({"id": "2026-03", "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"});
+    let closed = app.post("/v1/periods", period.clone()).await;
+    assert_eq!(closed.status(), 201);
+    let closed: Value = closed.json().await.unwrap();
+    assert_eq!(closed["closed_by"], "bootstrap-admin");
+    assert!(
+        closed["versions"]["readings"].as_u64().is_some(),
+        "flushed before the close"
+    );
+
+    let (status, at_close) = statement_bytes(&app, None).await;
+    assert_eq!(status, 200);
+    let statement: Value = serde_json::from_slice(&at_close).unwrap();
+    // 3.6 MJ = 1 kWh IT; PUE 1.5 = 1.5 kWh facility; at 400 g/kWh = 600 g, no instruments.
+    assert_eq!(statement["totals"]["it_energy_kwh"], 1.0);
+    assert_eq!(statement["totals"]["facility_energy_kwh"], 1.5);
+    assert_eq!(statement["totals"]["location_emissions_gco2e"], 600.0);
+    assert_eq!(statement["by_month"].as_array().unwrap().len(), 1);
+    assert_eq!(statement["by_month"][0]["site"], "fra1");
+    assert_eq!(statement["sites"][0]["pue"], 1.5);
+    assert_eq!(statement["method_version"], "1");
+    // The seal: sha256 of the statement as served, without its last field (the seal itself).
+    let seal = statement["sha256"].as_str().unwrap();
+    let suffix = format!(",\"sha256\":\"{seal}\"}}");
+    let text = std::str::from_utf8(&at_close).unwrap();
+    let unsealed = format!(
+        "{}}}",
+        text.strip_suffix(&suffix).expect("the seal is last")
+    );
+    assert_eq!(hex::encode(Sha256::digest(unsealed.as_bytes())), seal);
+
+    // After the close: a late reading, revised intensity, a PUE change, a new instrument.
+    assert_eq!(
+        app.post("/v1/readings", reading("acme", "2026-03-01T10:00:00Z"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post("/v1/intensity", intensity(800.0)).await.status(),
+        200
+    );
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "Frankfurt 1", "zone": "DE", "pue": 2.0}),
+    )
+    .await;
+    let ppa = json!({"site": "fra1", "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z",
+                     "energy_mwh": 1.0, "gco2e_per_kwh": 0.0, "kind": "ppa"});
+    assert_eq!(app.put("/v1/instruments/ppa-1", ppa).await.status(), 201);
+    let live: Value = app
+        .get("/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        live["totals"]["it_energy_kwh"], 2.0,
+        "today's data has moved on"
+    );
+    assert_eq!(statement_bytes(&app, None).await.1, at_close, "unflushed");
+    app.flush().await;
+    app.compact().await;
+    assert_eq!(
+        statement_bytes(&app, None).await.1,
+        at_close,
+        "flushed and compacted"
+    );
+    let app = app.restart().await;
+    assert_eq!(
+        statement_bytes(&app, None).await.1,
+        at_close,
+        "after a restart"
+    );
+
+    // The customer's own key reads it; another customer's key finds nothing.
+    let (_, acme) = app
+        .create_key(json!({"role": "customer", "customer": "acme"}))
+        .await;
+    let (_, globex) = app
+        .create_key(json!({"role": "customer", "customer": "globex"}))
+        .await;
+    assert_eq!(
+        statement_bytes(&app, Some(&acme)).await,
+        (200, at_close.clone())
+    );
+    assert_eq!(statement_bytes(&app, Some(&globex)).await.0, 404);
+
+    // A closed period never changes.
+    assert_problem(app.post("/v1/periods", period).await, 409, "period_closed").await;
+    let bad =
+        json!({"id": "2026-04", "from": "2026-05-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"});
+    assert_problem(app.post("/v1/periods", bad).await, 422, "validation_failed").await;
+    let listed: Value = app.get("/v1/periods").await.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(app.get("/v1/periods/2026-03").await.status(), 200);
+    assert_eq!(app.get("/v1/periods/nope").await.status(), 404);
+}
