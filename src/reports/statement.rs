@@ -27,8 +27,13 @@ else location-based. Quality shares say which kind of intensity each kWh rests o
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Statement {
     pub customer: String,
+    /// The period as closed (its reissues are not part of any one statement).
     pub period: Period,
-    /// The versions the figures were computed from (the period's).
+    /// 1 as closed; 2, 3, ... as reissued.
+    pub statement_version: u32,
+    /// Why this version was issued (none for the close).
+    pub reason: Option<String>,
+    /// The versions the figures were computed from.
     pub versions: Versions,
     pub method_version: String,
     pub method: String,
@@ -55,13 +60,16 @@ impl Statement {
     }
 }
 
-/// The period's statement for `customer`, computed from the period's versions.
+/// Statement `issue` (1: as closed) of the period for `customer`, computed from the versions
+/// that issue recorded, with `registry` the registry at those versions.
 pub async fn statement(
     sources: &ReportSources,
     period: &Period,
+    issue: (u32, Versions),
     customer: &Id,
     registry: RegistryData,
 ) -> Result<Statement, ReportError> {
+    let (statement_version, versions) = issue;
     if !registry.contains::<Customer>(customer) {
         return Err(ReportError::UnknownCustomer(customer.clone()));
     }
@@ -77,10 +85,7 @@ pub async fn statement(
             site: None,
         },
     )?;
-    let pinned = Pinned {
-        registry,
-        versions: period.versions,
-    };
+    let pinned = Pinned { registry, versions };
     let footprint = sources.footprint_at(query, &pinned).await?;
     let rows = footprint.rows().map_err(ReportError::from)?;
     let totals = footprint.totals().map_err(ReportError::from)?;
@@ -111,8 +116,18 @@ pub async fn statement(
         .collect();
     let mut statement = Statement {
         customer: customer.to_string(),
-        period: period.clone(),
-        versions: period.versions,
+        // The period as closed: later reissues must not change an earlier statement's bytes.
+        period: Period {
+            reissues: Vec::new(),
+            ..period.clone()
+        },
+        statement_version,
+        reason: period
+            .reissues
+            .iter()
+            .find(|reissue| reissue.version == statement_version)
+            .map(|reissue| reissue.reason.clone()),
+        versions,
         method_version: METHOD_VERSION.to_owned(),
         method: METHOD.to_owned(),
         totals,

@@ -41,6 +41,41 @@ pub struct Period {
     pub method_version: String,
     /// The carbon-ledger release that closed it.
     pub service_version: String,
+    /// Statements issued again from later data (version 2, 3, ...), each with its reason;
+    /// version 1 is the close itself and stays as it was.
+    #[serde(default)]
+    pub reissues: Vec<Reissue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"version": 2, "issued_at": "2026-05-02T09:00:00Z", "issued_by": "bootstrap-admin",
+    "reason": "late meter data from fra1", "versions": {"readings": 57, "intensity": 9, "registry": 15}}))]
+pub struct Reissue {
+    /// The statement version it makes (2 for the first reissue).
+    pub version: u32,
+    pub issued_at: DateTime<Utc>,
+    pub issued_by: String,
+    pub reason: String,
+    pub versions: Versions,
+}
+
+impl Period {
+    /// The versions statement `version` is computed from (1: the close), if it exists.
+    pub fn versions_of(&self, version: u32) -> Option<Versions> {
+        match version {
+            1 => Some(self.versions),
+            _ => self
+                .reissues
+                .iter()
+                .find(|reissue| reissue.version == version)
+                .map(|reissue| reissue.versions),
+        }
+    }
+
+    /// The newest statement version.
+    pub fn latest_version(&self) -> u32 {
+        self.reissues.last().map_or(1, |reissue| reissue.version)
+    }
 }
 
 pub struct Periods {
@@ -75,6 +110,33 @@ impl Periods {
                         None
                     }
                 })
+            })
+            .await
+    }
+
+    /// Issues the period's statements again from `versions`; the new statement version, or
+    /// `None` when there is no such period.
+    pub async fn reissue(
+        &self,
+        id: &Id,
+        by: &str,
+        reason: &str,
+        issued_at: DateTime<Utc>,
+        versions: Versions,
+    ) -> Result<Option<Reissue>, StorageError> {
+        self.document
+            .change(by, |periods| {
+                Ok::<_, StorageError>(periods.get_mut(id).map(|period| {
+                    let reissue = Reissue {
+                        version: period.latest_version() + 1,
+                        issued_at,
+                        issued_by: by.to_owned(),
+                        reason: reason.to_owned(),
+                        versions,
+                    };
+                    period.reissues.push(reissue.clone());
+                    reissue
+                }))
             })
             .await
     }

@@ -36,7 +36,8 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,
-        "all_footprints" | "list_feeds" | "registry_history" | "close_period" => Admin,
+        "all_footprints" | "list_feeds" | "registry_history" | "close_period"
+        | "reissue_period" | "period_drift" => Admin,
         "list_periods" | "get_period" => AnyKey,
         "customer_statement" => OwnCustomer,
         _ => return None,

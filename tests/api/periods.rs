@@ -8,9 +8,13 @@ use sha2::{Digest, Sha256};
 const STATEMENT: &str = "/v1/customers/acme/statements/2026-03";
 
 async fn statement_bytes(app: &TestApp, token: Option<&str>) -> (u16, Vec<u8>) {
+    statement_at(app, token, STATEMENT).await
+}
+
+async fn statement_at(app: &TestApp, token: Option<&str>, path: &str) -> (u16, Vec<u8>) {
     let response = match token {
-        Some(token) => app.call(Method::GET, STATEMENT, Some(token), None).await,
-        None => app.get(STATEMENT).await,
+        Some(token) => app.call(Method::GET, path, Some(token), None).await,
+        None => app.get(path).await,
     };
     let status = response.status().as_u16();
     (status, response.bytes().await.unwrap().to_vec())
@@ -154,4 +158,65 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(app.get("/v1/periods/2026-03").await.status(), 200);
     assert_eq!(app.get("/v1/periods/nope").await.status(), 404);
+
+    // Drift names what changed since the close; a reissue makes version 2 from today's data.
+    let drift: Value = app
+        .get("/v1/periods/2026-03/drift")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let acme_drift = drift["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["customer"] == "acme")
+        .unwrap();
+    assert_eq!(acme_drift["late_readings"], 1);
+    assert_eq!(acme_drift["it_energy_kwh"], 1.0);
+    assert_eq!(acme_drift["issued"]["it_energy_kwh"], 1.0);
+    assert_eq!(acme_drift["today"]["it_energy_kwh"], 2.0);
+    assert_eq!(drift["intensity_points_after_issue"], 1, "the revision");
+    let changed: Vec<(String, String)> = drift["registry_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["changes"].as_array().unwrap().clone())
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["change"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        changed.contains(&("fra1".into(), "updated".into())),
+        "{changed:?}"
+    );
+    assert!(
+        changed.contains(&("ppa-1".into(), "created".into())),
+        "{changed:?}"
+    );
+
+    let reissued = app
+        .post(
+            "/v1/periods/2026-03/reissue",
+            json!({"reason": "late readings of fra1"}),
+        )
+        .await;
+    assert_eq!(reissued.status(), 201);
+    let reissued: Value = reissued.json().await.unwrap();
+    assert_eq!(reissued["version"], 2);
+    let (status, second) = statement_bytes(&app, Some(&acme)).await;
+    assert_eq!(status, 200);
+    let second: Value = serde_json::from_slice(&second).unwrap();
+    assert_eq!(second["statement_version"], 2);
+    assert_eq!(second["reason"], "late readings of fra1");
+    // 2 kWh at PUE 2.0 now.
+    assert_eq!(second["totals"]["it_energy_kwh"], 2.0);
+    assert_eq!(second["totals"]["facility_energy_kwh"], 4.0);
+    let first = statement_at(&app, Some(&acme), &format!("{STATEMENT}?version=1")).await;
+    assert_eq!(first, (200, at_close), "version 1 stays as it was");
+    let missing = statement_at(&app, None, &format!("{STATEMENT}?version=3")).await;
+    assert_eq!(missing.0, 404);
 }
