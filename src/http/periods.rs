@@ -4,6 +4,7 @@ use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::AppState;
 use crate::domain::{Customer, FieldError, Id, Invalid, Site, ZoneCode};
 use crate::reports::statement::{statement, Statement, METHOD_VERSION};
+use crate::reports::statement_formats;
 use crate::reports::{Figures, FootprintQuery, RawQuery};
 use crate::storage::intensity;
 use crate::storage::periods::{Period, Reissue, Versions};
@@ -20,6 +21,7 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(get_period)
         .service(reissue_period)
         .service(period_drift)
+        .service(period_export)
         .service(customer_statement);
 }
 
@@ -37,6 +39,43 @@ pub struct StatementParams {
     /// Statement version (1: as closed); the newest when absent.
     #[param(example = 1)]
     pub version: Option<u32>,
+    /// `json` (the default, sealed), `csv`, or `html` (a printable page).
+    #[param(example = "json")]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// Statement version (1: as closed); the newest when absent.
+    #[param(example = 1)]
+    pub version: Option<u32>,
+}
+
+/// The statement in the asked format.
+fn statement_response(
+    statement: &Statement,
+    format: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    match format.unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(statement.to_json().map_err(|e| ApiError::internal(&e))?)),
+        "csv" => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(
+                statement_formats::csv(std::slice::from_ref(statement))
+                    .map_err(|e| ApiError::internal(&e))?,
+            )),
+        "html" => Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(statement_formats::html(statement))),
+        other => Err(Invalid(vec![FieldError::new(
+            "format",
+            format!("{other:?} is not one of json, csv, html"),
+        )])
+        .into()),
+    }
 }
 
 /// This replica's acknowledged data flushed, then the versions everything stands at.
@@ -362,8 +401,59 @@ async fn customer_statement(
     let period = closed_period(&state, &period)?;
     let version = params.version.unwrap_or_else(|| period.latest_version());
     let statement = issued_statement(&state, &period, version, &customer).await?;
-    let body = statement.to_json().map_err(|e| ApiError::internal(&e))?;
+    statement_response(&statement, params.format.as_deref())
+}
+
+/// Every customer's statement of a period, as CSV
+///
+/// The sustainability team's export of a closed period: every customer's statement rows (month,
+/// site, zone, workload) under one header, the columns named like Google Cloud's carbon
+/// footprint export where they mean the same (kgCO2e, `carbon_model_version` is the method
+/// version), each row naming its statement version and seal. Admin only.
+#[utoipa::path(tag = "periods", security(("bearer" = [])),
+    params(("period" = String, Path, description = "Period id", example = "2026-Q1"), ExportParams),
+    responses((status = 200, description = "Every customer's statement rows", body = String,
+        content_type = "text/csv"), CommonErrors))]
+#[get("/periods/{period}/export")]
+async fn period_export(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    params: web::Query<ExportParams>,
+) -> Result<HttpResponse, ApiError> {
+    let period = closed_period(&state, &path)?;
+    let version = params.version.unwrap_or_else(|| period.latest_version());
+    let versions = period.versions_of(version).ok_or_else(|| {
+        ApiError::not_found(format_args!(
+            "statement version {version} of period {}",
+            period.id
+        ))
+    })?;
+    let customers: Vec<Id> = state
+        .registry
+        .at(versions.registry)
+        .await?
+        .map(|registry| {
+            registry
+                .list::<Customer>()
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut statements = Vec::with_capacity(customers.len());
+    for customer in &customers {
+        statements.push(issued_statement(&state, &period, version, customer).await?);
+    }
+    let body = statement_formats::csv(&statements).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"statements-{}-v{version}.csv\"",
+                period.id
+            ),
+        ))
         .body(body))
 }

@@ -2,6 +2,7 @@
 //! executor, and render the result as JSON rows, NDJSON, CSV or Parquet.
 mod render;
 pub mod statement;
+pub mod statement_formats;
 
 pub use render::{Figures, FootprintRow, QualityShares};
 

@@ -37,7 +37,7 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         "zone_intensity" | "whoami" => AnyKey,
         "customer_footprint" => OwnCustomer,
         "all_footprints" | "list_feeds" | "registry_history" | "close_period"
-        | "reissue_period" | "period_drift" => Admin,
+        | "reissue_period" | "period_drift" | "period_export" => Admin,
         "list_periods" | "get_period" => AnyKey,
         "customer_statement" => OwnCustomer,
         _ => return None,

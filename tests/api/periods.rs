@@ -219,4 +219,57 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert_eq!(first, (200, at_close), "version 1 stays as it was");
     let missing = statement_at(&app, None, &format!("{STATEMENT}?version=3")).await;
     assert_eq!(missing.0, 404);
+
+    // The same statement as CSV and as a printable page; the period export holds every customer.
+    let (status, csv) = statement_at(
+        &app,
+        Some(&acme),
+        &format!("{STATEMENT}?version=1&format=csv"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("usage_month,customer,workload,location.location,location.region,carbon_model_version,carbon_footprint_kgCO2e.scope2.location_based"), "{csv}");
+    // 600 g = 0.6 kg, both bases (no instrument at the close).
+    assert!(
+        lines[1].starts_with("2026-03-01,acme,api,fra1,DE,1,0.6,0.6,1,1.5,2026-03,1,"),
+        "{csv}"
+    );
+    let (status, page) = statement_at(
+        &app,
+        Some(&acme),
+        &format!("{STATEMENT}?version=1&format=html"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    assert!(
+        page.contains("<h1>Carbon statement: acme</h1>") && page.contains("0.600 kgCO2e"),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "a printable page runs nothing");
+    let bad_format = app.get(&format!("{STATEMENT}?format=xml")).await;
+    assert_problem(bad_format, 422, "validation_failed").await;
+    let export = app.get("/v1/periods/2026-03/export?version=1").await;
+    assert_eq!(export.status(), 200);
+    let export = export.text().await.unwrap();
+    assert!(
+        export
+            .lines()
+            .any(|l| l.starts_with("2026-03-01,acme,api,fra1,DE")),
+        "{export}"
+    );
+    assert!(
+        export
+            .lines()
+            .any(|l| l.starts_with("2026-03-01,globex,api,fra1,DE")),
+        "{export}"
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/periods/2026-03/export", Some(&acme), None)
+            .await
+            .status(),
+        403
+    );
 }

@@ -7,6 +7,7 @@ import os
 import pathlib
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 
 import pytest
@@ -276,3 +277,30 @@ def test_no_serious_accessibility_violations(server, browser):
               f"{len(result['violations'])} violations, {len(serious)} serious or critical")
         assert not serious, serious
         tab.close()
+
+
+def test_the_printable_statement_of_a_closed_period_fits_a4(server, browser):
+    base, keys = server
+    period = {"id": "demo-week", "from": FROM, "to": TO}
+    try:
+        call(base, "/v1/periods", ADMIN, period)
+    except urllib.error.HTTPError as error:
+        assert error.code == 409  # closed by an earlier run against the same server
+    statement = call(base, "/v1/customers/acme/statements/demo-week", keys["acme"])
+    tab = Page(browser, base, extra_http_headers={"Authorization": f"Bearer {keys['acme']}"})
+    tab.open("/v1/customers/acme/statements/demo-week?format=html")
+    expect(tab.page.locator("h1")).to_have_text("Carbon statement: acme")
+    kwh = f"{statement['totals']['it_energy_kwh']:.3f} kWh"
+    expect(tab.page.locator(".totals")).to_contain_text(kwh)
+    expect(tab.page.locator(".seal")).to_contain_text(statement["sha256"])
+    tab.page.emulate_media(media="print")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tab.page.screenshot(path=str(SHOTS / "statement-print.png"), full_page=True)
+    pdf = tab.page.pdf(format="A4")
+    pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+    print(f"\nstatement: {len(statement['by_month'])} rows, {pages} A4 page(s), {len(pdf)} bytes of PDF")
+    assert 1 <= pages <= 2, pages
+    # Nothing wider than the printed page; close() checks nothing came from elsewhere.
+    overflow = tab.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, overflow
+    tab.close()
