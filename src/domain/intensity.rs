@@ -177,29 +177,35 @@ pub struct InForce<'p> {
 }
 
 /// The points in force over time, as maximal stretches ordered by start; gaps have none.
+/// `points` come in the order they were stored: of two that rank equal (same kind and signal,
+/// received at the same instant), the one stored later is in force, as a resend replaces.
 pub fn in_force(points: &[IntensityPoint]) -> Vec<InForce<'_>> {
     let mut edges: Vec<DateTime<Utc>> = points.iter().flat_map(|p| [p.start, p.end]).collect();
     edges.sort_unstable();
     edges.dedup();
-    let mut by_start: Vec<&IntensityPoint> = points.iter().collect();
-    by_start.sort_by_key(|p| p.start);
+    let mut by_start: Vec<(usize, &IntensityPoint)> = points.iter().enumerate().collect();
+    by_start.sort_by_key(|(_, p)| p.start);
     let mut stretches: Vec<InForce<'_>> = Vec::new();
-    let mut active: Vec<&IntensityPoint> = Vec::new();
+    let mut active: Vec<(usize, &IntensityPoint)> = Vec::new();
     let mut next = 0;
     for window in edges.windows(2) {
         let (from, to) = (window[0], window[1]);
-        active.retain(|p| p.end > from);
-        while next < by_start.len() && by_start[next].start <= from {
-            if by_start[next].end > from {
+        active.retain(|(_, p)| p.end > from);
+        while next < by_start.len() && by_start[next].1.start <= from {
+            if by_start[next].1.end > from {
                 active.push(by_start[next]);
             }
             next += 1;
         }
-        let best = active
-            .iter()
-            .copied()
-            .reduce(|best, p| if outranks(p, best) { p } else { best });
-        if let Some(point) = best {
+        let best = active.iter().copied().reduce(|best, candidate| {
+            let ties = !outranks(best.1, candidate.1) && !outranks(candidate.1, best.1);
+            if outranks(candidate.1, best.1) || (ties && candidate.0 > best.0) {
+                candidate
+            } else {
+                best
+            }
+        });
+        if let Some((_, point)) = best {
             match stretches.last_mut() {
                 Some(last) if last.end == from && std::ptr::eq(last.point, point) => last.end = to,
                 _ => stretches.push(InForce {

@@ -1,6 +1,6 @@
 //! The intensity table: every point ever received (superseded ones too, for audit); which is in
 //! force is decided when reading (`domain::intensity::in_force`).
-use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec};
+use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec, SEQ};
 use crate::domain::intensity::{IntensityPoint, PointKind, Signal};
 use crate::domain::ZoneCode;
 use chrono::DateTime;
@@ -155,7 +155,10 @@ pub async fn load(
             Some(filter),
             version,
         )
-        .await?;
+        .await?
+        // In the order they were logged, which decides between points that otherwise rank equal
+        // (files and the buffer come back in no particular order).
+        .sort([SEQ], SortMultipleOptions::default());
     blocking(move || points(&scan.collect()?)).await
 }
 
