@@ -3,12 +3,14 @@
 //! residual mixes, the instruments that applied) and the method, sealed with a sha256 of its own
 //! canonical JSON. The same statement comes out byte for byte whatever changed since the close.
 use super::{Figures, FootprintQuery, FootprintRow, Pinned, RawQuery, ReportError, ReportSources};
-use crate::domain::{Customer, Id, Instrument, Site, Zone};
+use crate::domain::intensity::in_force;
+use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
+use crate::storage::intensity;
 use crate::storage::periods::{Period, Versions};
 use crate::storage::registry::RegistryData;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
 
 /// Bumped whenever the arithmetic of DESIGN §3 changes what a figure means.
@@ -48,9 +50,66 @@ pub struct Statement {
     /// The contractual instruments at those sites over the period (the customer's own and the
     /// site-wide ones, whose coverage is shared pro rata by energy).
     pub instruments: Vec<Instrument>,
+    /// Per zone, which intensity sources and kinds were in force over the period, for how long.
+    pub intensity_sources: Vec<IntensitySource>,
     /// sha256 (hex) of this statement's JSON without this field, as served.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"zone": "DE", "source": "electricity_maps", "kind": "actual", "hours": 718.5}))]
+pub struct IntensitySource {
+    pub zone: String,
+    pub source: String,
+    /// `actual`, `estimated` or `forecast`.
+    pub kind: String,
+    /// Hours of the period this source and kind were in force for the zone.
+    pub hours: f64,
+}
+
+/// The intensity in force for `zones` over the period at the pinned version, by source and kind.
+async fn intensity_sources(
+    sources: &ReportSources,
+    zones: &[ZoneCode],
+    period: &Period,
+    version: Option<u64>,
+) -> Result<Vec<IntensitySource>, ReportError> {
+    let Some(version) = version else {
+        return Ok(Vec::new());
+    };
+    let stored = intensity::load(
+        &sources.intensity,
+        Some(zones),
+        period.from,
+        period.to,
+        Some(version),
+    )
+    .await?;
+    let mut hours: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for zone in zones {
+        let points: Vec<_> = stored.iter().filter(|p| &p.zone == zone).cloned().collect();
+        for stretch in in_force(&points) {
+            let (start, end) = (stretch.start.max(period.from), stretch.end.min(period.to));
+            if end > start {
+                let key = (
+                    zone.to_string(),
+                    stretch.point.source.clone(),
+                    stretch.point.kind.as_str().to_owned(),
+                );
+                *hours.entry(key).or_default() += (end - start).num_seconds() as f64 / 3600.0;
+            }
+        }
+    }
+    Ok(hours
+        .into_iter()
+        .map(|((zone, source, kind), hours)| IntensitySource {
+            zone,
+            source,
+            kind,
+            hours,
+        })
+        .collect())
 }
 
 impl Statement {
@@ -114,6 +173,14 @@ pub async fn statement(
                 && i.customer.as_ref().is_none_or(|c| c == customer)
         })
         .collect();
+    let zone_codes: Vec<ZoneCode> = sites
+        .iter()
+        .map(|s| s.zone.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let intensity_sources =
+        intensity_sources(sources, &zone_codes, period, versions.intensity).await?;
     let mut statement = Statement {
         customer: customer.to_string(),
         // The period as closed: later reissues must not change an earlier statement's bytes.
@@ -135,6 +202,7 @@ pub async fn statement(
         sites,
         zones,
         instruments,
+        intensity_sources,
         sha256: String::new(),
     };
     let unsealed =

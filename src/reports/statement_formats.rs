@@ -134,6 +134,20 @@ pub fn html(statement: &Statement) -> String {
     if instruments.is_empty() {
         instruments.push_str("<li>None: market-based figures use residual mixes, else location-based intensity.</li>");
     }
+    let mut intensity = String::new();
+    for source in &statement.intensity_sources {
+        let _ = write!(
+            intensity,
+            "<li>{}: {} ({}), {} h</li>",
+            escape(&source.zone),
+            escape(&source.source),
+            escape(&source.kind),
+            number(source.hours, 1)
+        );
+    }
+    if intensity.is_empty() {
+        intensity.push_str("<li>None stored: default factors apply.</li>");
+    }
     let quality = &totals.quality;
     format!(
         r#"<!doctype html>
@@ -164,6 +178,7 @@ th, td {{ border-bottom: 1px solid #ddd; padding: .25em .4em; text-align: left; 
 <table><thead><tr><th>Month</th><th>Site</th><th>Zone</th><th>Workload</th><th>IT kWh</th><th>Facility kWh</th><th>Location kgCO2e</th><th>Market kgCO2e</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <h2>Sites and PUE</h2><ul>{sites}</ul>
+<h2>Grid intensity in force</h2><ul>{intensity}</ul>
 <h2>Contractual instruments</h2><ul>{instruments}</ul>
 <h2>Method (version {method_version})</h2><p>{method}</p>
 <p class="seal">Computed from readings table version {readings}, intensity table version {intensity}, registry version {registry}. sha256 of the JSON statement: {sha}</p>

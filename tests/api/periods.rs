@@ -82,6 +82,11 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert_eq!(statement["by_month"][0]["site"], "fra1");
     assert_eq!(statement["sites"][0]["pue"], 1.5);
     assert_eq!(statement["method_version"], "1");
+    // The one hour of manual actual intensity in force for DE over the period.
+    assert_eq!(
+        statement["intensity_sources"],
+        json!([{"zone": "DE", "source": "manual", "kind": "actual", "hours": 1.0}])
+    );
     // The seal: sha256 of the statement as served, without its last field (the seal itself).
     let seal = statement["sha256"].as_str().unwrap();
     let suffix = format!(",\"sha256\":\"{seal}\"}}");
