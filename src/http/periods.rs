@@ -53,14 +53,12 @@ pub struct ExportParams {
 }
 
 /// The statement in the asked format.
-fn statement_response(
-    statement: &Statement,
-    format: Option<&str>,
-) -> Result<HttpResponse, ApiError> {
+fn statement_response(issued: Issued, format: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let statement = &issued.statement;
     match format.unwrap_or("json") {
         "json" => Ok(HttpResponse::Ok()
             .content_type("application/json")
-            .body(statement.to_json().map_err(|e| ApiError::internal(&e))?)),
+            .body(issued.json)),
         "csv" => Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .body(
@@ -98,8 +96,40 @@ fn closed_period(state: &AppState, raw: &str) -> Result<Period, ApiError> {
         .ok_or_else(|| ApiError::not_found(format_args!("period {id}")))
 }
 
-/// A customer's statement of a period at one of its versions.
+/// A customer's statement of a period at one of its versions: as first issued when it has been,
+/// else computed from the recorded versions and kept as issued.
 async fn issued_statement(
+    state: &AppState,
+    period: &Period,
+    version: u32,
+    customer: &Id,
+) -> Result<Issued, ApiError> {
+    let stored = match state.periods.issued(&period.id, version, customer).await? {
+        Some(bytes) => bytes,
+        None => {
+            let computed = compute_statement(state, period, version, customer).await?;
+            let bytes = computed.to_json().map_err(|e| ApiError::internal(&e))?;
+            state
+                .periods
+                .issue(&period.id, version, customer, bytes.into())
+                .await?
+        }
+    };
+    let statement = serde_json::from_slice(&stored).map_err(|e| ApiError::internal(&e))?;
+    Ok(Issued {
+        statement,
+        json: stored,
+    })
+}
+
+/// A statement, and its JSON exactly as issued.
+struct Issued {
+    statement: Statement,
+    json: bytes::Bytes,
+}
+
+/// A customer's statement of a period at one of its versions, computed from the versions recorded.
+async fn compute_statement(
     state: &AppState,
     period: &Period,
     version: u32,
@@ -302,7 +332,9 @@ async fn period_drift(
         .unwrap_or_default();
     let mut drifts = Vec::new();
     for customer in &customers {
-        let issued = issued_statement(&state, &period, version, customer).await?;
+        let issued = issued_statement(&state, &period, version, customer)
+            .await?
+            .statement;
         let query = FootprintQuery::parse(
             Some(customer.clone()),
             RawQuery {
@@ -400,8 +432,8 @@ async fn customer_statement(
     caller.require_customer(&customer)?;
     let period = closed_period(&state, &period)?;
     let version = params.version.unwrap_or_else(|| period.latest_version());
-    let statement = issued_statement(&state, &period, version, &customer).await?;
-    statement_response(&statement, params.format.as_deref())
+    let issued = issued_statement(&state, &period, version, &customer).await?;
+    statement_response(issued, params.format.as_deref())
 }
 
 /// Every customer's statement of a period, as CSV
@@ -443,7 +475,11 @@ async fn period_export(
         .unwrap_or_default();
     let mut statements = Vec::with_capacity(customers.len());
     for customer in &customers {
-        statements.push(issued_statement(&state, &period, version, customer).await?);
+        statements.push(
+            issued_statement(&state, &period, version, customer)
+                .await?
+                .statement,
+        );
     }
     let body = statement_formats::csv(&statements).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok()

@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// Shares of facility energy by how its intensity was obtained; they sum to 1.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
 pub struct QualityShares {
     pub actual: f64,
     pub estimated: f64,
@@ -23,7 +23,7 @@ pub struct QualityShares {
 }
 
 /// The figures of a row or of the totals.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
 pub struct Figures {
     pub it_energy_kwh: f64,
     /// IT energy times the site's PUE.
@@ -44,7 +44,7 @@ pub struct Figures {
 }
 
 /// One bucket of one group.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
 #[schema(example = json!({"bucket_start": "2026-03-01T09:00:00Z", "workload": "api",
     "it_energy_kwh": 0.075, "facility_energy_kwh": 0.1125, "location_emissions_gco2e": 37.125,
     "market_emissions_gco2e": 28.0, "location_intensity_gco2e_per_kwh": 330.0, "readings": 1,

@@ -8,7 +8,7 @@ use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::intensity;
 use crate::storage::periods::{Period, Versions};
 use crate::storage::registry::RegistryData;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
@@ -26,7 +26,7 @@ emissions (GHG Protocol Scope 2): energy covered by contractual instruments at t
 allocated pro rata over the instrument period, the rest at the zone's residual mix for the year, \
 else location-based. Quality shares say which kind of intensity each kWh rests on.";
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Statement {
     pub customer: String,
     /// The period as closed (its reissues are not part of any one statement).
@@ -53,11 +53,11 @@ pub struct Statement {
     /// Per zone, which intensity sources and kinds were in force over the period, for how long.
     pub intensity_sources: Vec<IntensitySource>,
     /// sha256 (hex) of this statement's JSON without this field, as served.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"zone": "DE", "source": "electricity_maps", "kind": "actual", "hours": 718.5}))]
 pub struct IntensitySource {
     pub zone: String,

@@ -1,9 +1,10 @@
 //! Closed reporting periods, shared by every replica like the registry. A period records the
 //! versions it was closed at, so its statements are computed from exactly that state for ever.
-use super::location::Location;
+use super::location::{Created, Location};
 use super::shared_document::SharedDocument;
 use super::StorageError;
 use crate::domain::Id;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -80,12 +81,14 @@ impl Period {
 
 pub struct Periods {
     document: SharedDocument<BTreeMap<Id, Period>>,
+    location: Location,
 }
 
 impl Periods {
     pub async fn open(location: &Location, replica: &str) -> Result<Self, StorageError> {
         Ok(Self {
             document: SharedDocument::open(location, "periods", replica, None).await?,
+            location: location.clone(),
         })
     }
 
@@ -139,6 +142,47 @@ impl Periods {
                 }))
             })
             .await
+    }
+
+    fn statement_path(&self, id: &Id, version: u32, customer: &Id) -> object_store::path::Path {
+        self.location.path_of(&format!(
+            "periods/{id}/statements/v{version}/{customer}.json"
+        ))
+    }
+
+    /// A statement as first issued, if it has been.
+    pub async fn issued(
+        &self,
+        id: &Id,
+        version: u32,
+        customer: &Id,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(self
+            .location
+            .get(&self.statement_path(id, version, customer))
+            .await?)
+    }
+
+    /// Keeps a statement as issued: the first one stored wins (another replica may have issued the
+    /// same statement a moment earlier) and is returned. Recomputing it from the recorded versions
+    /// gives the same figures; keeping the first makes it the same bytes too, as float sums
+    /// running in parallel may differ in the last digit.
+    pub async fn issue(
+        &self,
+        id: &Id,
+        version: u32,
+        customer: &Id,
+        statement: Bytes,
+    ) -> Result<Bytes, StorageError> {
+        let path = self.statement_path(id, version, customer);
+        match self.location.create(&path, statement.clone()).await? {
+            Created::Written => Ok(statement),
+            Created::AlreadyExists => self
+                .location
+                .get(&path)
+                .await?
+                .ok_or_else(|| StorageError::Store(format!("{path} was there and is gone"))),
+        }
     }
 
     /// Reads periods closed on other replicas.

@@ -279,7 +279,7 @@ def test_no_serious_accessibility_violations(server, browser):
         tab.close()
 
 
-def test_the_printable_statement_of_a_closed_period_fits_a4(server, browser):
+def test_the_printable_statement_of_a_closed_period_fits_a4_and_the_dashboard_offers_it(server, browser):
     base, keys = server
     period = {"id": "demo-week", "from": FROM, "to": TO}
     try:
@@ -303,4 +303,17 @@ def test_the_printable_statement_of_a_closed_period_fits_a4(server, browser):
     # Nothing wider than the printed page; close() checks nothing came from elsewhere.
     overflow = tab.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, overflow
+    tab.close()
+
+    # The dashboard lists the closed period, and its CSV download is the API's statement CSV.
+    tab = Page(browser, base)
+    tab.open(WEEK)
+    tab.sign_in(keys["acme"])
+    tab.wait_for_figures()
+    expect(tab.page.locator("#statements")).to_contain_text("demo-week")
+    with tab.page.expect_download() as download:
+        tab.page.locator("#statements li", has_text="demo-week").get_by_role("button", name="CSV").click()
+    exported = pathlib.Path(download.value.path()).read_bytes()
+    expected = call(base, "/v1/customers/acme/statements/demo-week?format=csv", keys["acme"], accept="text/csv")
+    assert exported == expected and b"demo-week" in exported
     tab.close()

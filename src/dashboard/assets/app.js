@@ -1,5 +1,6 @@
 // The dashboard: sign-in with an API key, then the footprint view (and, for admin keys, the
 // operator view), all drawn from the public API. The address holds every filter.
+import { showStatements } from "./statements.js";
 import * as api from "./api.js";
 import * as format from "./format.js";
 import * as view from "./view.js";
@@ -384,6 +385,7 @@ async function render() {
   $("nav-footprint").setAttribute("aria-current", "page");
   showOnly("footprint");
   showFilters();
+  showStatements(state.customer);
   status("Loading figures…");
   $("figures").setAttribute("aria-busy", "true");
   const c = state.customer;
