@@ -140,6 +140,24 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
         at_close,
         "after a restart"
     );
+    // A statement first asked for now still shows the period as closed: globex's one reading,
+    // 1 kWh x PUE 1.5 x 400 g/kWh, not the revised intensity or the new PUE.
+    let globex_statement: Value = app
+        .get("/v1/customers/globex/statements/2026-03")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(globex_statement["totals"]["facility_energy_kwh"], 1.5);
+    assert_eq!(
+        globex_statement["totals"]["location_emissions_gco2e"],
+        600.0
+    );
+    assert_eq!(
+        globex_statement["instruments"],
+        json!([]),
+        "the PPA came after the close"
+    );
 
     // The customer's own key reads it; another customer's key finds nothing.
     let (_, acme) = app
