@@ -37,6 +37,18 @@ async function call(path, { key = savedKey(), accept = "application/json" } = {}
 export const json = async (path, options) => (await call(path, options)).json();
 export const blob = async (path, options) => (await call(path, options)).blob();
 
+/** Saves the answer at `path` as a file named `name`, as a download the browser shows. */
+export async function download(path, name) {
+  const data = await blob(path);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(data);
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
 /** The query string of a report request; absent and empty values are left out. */
 export function query(params) {
   const search = new URLSearchParams();

@@ -460,14 +460,7 @@ async function exportView(kind) {
     format: kind,
   });
   try {
-    const data = await api.blob(path);
-    const link = document.createElement("a");
-    link.href = URL.createObjectURL(data);
-    link.download = `footprint-${state.customer || "all"}-${view.iso(state.from).slice(0, 10)}.${kind}`;
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    await api.download(path, `footprint-${state.customer || "all"}-${view.iso(state.from).slice(0, 10)}.${kind}`);
   } catch (problem) {
     status(`The export failed: ${problem.message}`, "problem");
   }

@@ -5,17 +5,6 @@ import * as api from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
-async function download(path, name) {
-  const data = await api.blob(path);
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(data);
-  link.download = name;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
-}
-
 function button(label, onClick) {
   const element = document.createElement("button");
   element.type = "button";
@@ -52,12 +41,12 @@ export async function showStatements(customer) {
     if (customer) {
       const base = `/v1/customers/${encodeURIComponent(customer)}/statements/${id}`;
       item.append(
-        button("Printable statement", () => download(`${base}?format=html`, `statement-${customer}-${period.id}.html`)),
+        button("Printable statement", () => api.download(`${base}?format=html`, `statement-${customer}-${period.id}.html`)),
         " ",
-        button("CSV", () => download(`${base}?format=csv`, `statement-${customer}-${period.id}.csv`)),
+        button("CSV", () => api.download(`${base}?format=csv`, `statement-${customer}-${period.id}.csv`)),
       );
     } else {
-      item.append(button("All customers' statements (CSV)", () => download(`/v1/periods/${id}/export`, `statements-${period.id}.csv`)));
+      item.append(button("All customers' statements (CSV)", () => api.download(`/v1/periods/${id}/export`, `statements-${period.id}.csv`)));
     }
     list.append(item);
   }
