@@ -108,6 +108,13 @@ impl PartitionCache {
     }
 
     /// Re-keys `date` after its files were rewritten without changing its rows.
+    /// Drops what is cached of `date`: its files changed in a way this replica did not make.
+    pub(super) fn forget(&mut self, date: &str) {
+        if let Some(old) = self.dates.remove(date) {
+            self.rows -= old.frame.height();
+        }
+    }
+
     pub(super) fn renamed(&mut self, date: &str, old: &[String], new: Vec<String>) {
         if let Some(entry) = self.dates.get_mut(date).filter(|e| e.files == old) {
             entry.files = new;

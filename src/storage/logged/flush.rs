@@ -152,12 +152,16 @@ impl LoggedTable {
         let files = self.table.files(None).await?;
         for day in days {
             let date = day_of(day * MICROS_PER_DAY);
+            // This flush added one file to the date. Any other change (another replica's commit
+            // in between) means the date holds rows the cache has never seen: read it afresh.
+            let (had, has) = (file_names(before, &date), file_names(&files, &date));
+            if has.len() != had.len() + 1 || !had.iter().all(|name| has.contains(name)) {
+                self.lock_cache().forget(&date);
+                continue;
+            }
             // Rows cached from other files than the date had before this flush are not folded:
             // the next read loads the date afresh.
-            let Some(cached) = self
-                .lock_cache()
-                .get(&date, &file_names(before, &date), None)
-            else {
+            let Some(cached) = self.lock_cache().get(&date, &had, None) else {
                 continue;
             };
             let spec = self.spec;
@@ -209,10 +213,15 @@ impl LoggedTable {
             })
             .await?;
             self.table.replace(&files, new).await?;
-            // The compacted file holds what the cached rows already are: rows resolved newest-wins.
-            let now = self.table.files(None).await?;
-            self.lock_cache()
-                .renamed(&date, &file_names(&files, &date), file_names(&now, &date));
+            let now = file_names(&self.table.files(None).await?, &date);
+            let mut cache = self.lock_cache();
+            match now.len() {
+                // Only the compacted file: it holds what the cached rows already are.
+                1 => cache.renamed(&date, &file_names(&files, &date), now),
+                // Another replica added to the date meanwhile: rows the cache has not seen.
+                _ => cache.forget(&date),
+            }
+            drop(cache);
             tracing::info!(table = self.spec.name, %date, files = files.len(), "compacted a partition");
             compacted += 1;
         }

@@ -267,3 +267,60 @@ async fn a_reading_is_filed_under_the_utc_date_of_its_start() {
     dates.sort();
     assert_eq!(dates, ["2026-03-01", "2026-03-02"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_cache_never_hides_what_another_replica_committed_to_a_cached_date() {
+    for place in TestStore::all() {
+        // Reads look for other replicas' commits only at a commit of their own, so the other
+        // replica's commit lands while this one works from an older listing, as under load.
+        let options = LoggedTableOptions {
+            refresh_interval: std::time::Duration::from_secs(3600),
+            compact_min_files: 2,
+            ..Default::default()
+        };
+        let a = open_with(&place, options.clone()).await;
+        let other_wal = tempfile::tempdir().unwrap();
+        let other = crate::storage::replica::Replica {
+            replica_id: "other".into(),
+            legacy_wal: false,
+        };
+        let b = LoggedTable::open(
+            &place.location,
+            other_wal.path(),
+            &other,
+            readings::SPEC,
+            options,
+        )
+        .await
+        .unwrap();
+        a.append(batch(&[("api", T0, 1.0)])).await.unwrap();
+        a.flush().await.unwrap();
+        assert_eq!(
+            energies(&a, None).await,
+            [("api".into(), 1.0)],
+            "cached on a"
+        );
+        a.append(batch(&[("web", T0, 3.0)])).await.unwrap();
+        a.flush().await.unwrap();
+        // b commits to the date a has cached; a, not yet aware, compacts the date as it knows it.
+        b.append(batch(&[("db", T0, 2.0)])).await.unwrap();
+        b.flush().await.unwrap();
+        assert_eq!(a.compact().await.unwrap(), 1);
+        let all = [("api".into(), 1.0), ("db".into(), 2.0), ("web".into(), 3.0)];
+        assert_eq!(
+            energies(&a, None).await,
+            all,
+            "a sees b's rows after its compaction"
+        );
+        assert_eq!(energies(&b, None).await, all);
+        // And after a flush of a's own that lands beside another of b's.
+        b.append(batch(&[("ml", T0, 5.0)])).await.unwrap();
+        b.flush().await.unwrap();
+        a.append(batch(&[("etl", T0, 4.0)])).await.unwrap();
+        a.flush().await.unwrap();
+        let mut every: Vec<(String, f64)> = all.to_vec();
+        every.extend([("etl".into(), 4.0), ("ml".into(), 5.0)]);
+        every.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(energies(&a, None).await, every);
+    }
+}
