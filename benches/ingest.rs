@@ -60,14 +60,7 @@ async fn run(format: &str, durable: bool) -> Outcome {
                 while Instant::now() < deadline {
                     let body = &bodies[c][n % bodies[c].len()];
                     let sent = Instant::now();
-                    let response = client
-                        .post(format!("{base}/v1/readings"))
-                        .bearer_auth(TOKEN)
-                        .header("content-type", body.content_type)
-                        .body(body.bytes.clone())
-                        .send()
-                        .await
-                        .unwrap();
+                    let response = bodies::post(&client, &base, body).await;
                     assert_eq!(
                         response.status(),
                         200,

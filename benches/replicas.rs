@@ -93,15 +93,7 @@ async fn ingest(servers: &[BenchServer], format: &str, round: usize) -> f64 {
                 let mut batches = 0;
                 while Instant::now() < deadline {
                     let body = &bodies[c][batches % bodies[c].len()];
-                    let response = client
-                        .post(format!("{base}/v1/readings"))
-                        .bearer_auth(TOKEN)
-                        .header("content-type", body.content_type)
-                        .body(body.bytes.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
+                    assert_eq!(bodies::post(&client, &base, body).await.status(), 200);
                     batches += 1;
                 }
                 batches

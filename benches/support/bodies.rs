@@ -4,6 +4,18 @@ use serde_json::json;
 
 pub const BATCH: usize = 10_000;
 
+/// Posts one batch to a server's `/v1/readings`.
+pub async fn post(client: &reqwest::Client, base: &str, body: &Body) -> reqwest::Response {
+    client
+        .post(format!("{base}/v1/readings"))
+        .bearer_auth(super::support::TOKEN)
+        .header("content-type", body.content_type)
+        .body(body.bytes.clone())
+        .send()
+        .await
+        .unwrap()
+}
+
 pub struct Body {
     pub content_type: &'static str,
     pub bytes: Vec<u8>,

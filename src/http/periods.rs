@@ -81,11 +81,7 @@ async fn current_versions(state: &AppState) -> Result<Versions, ApiError> {
     for table in [&state.readings, &state.intensity] {
         table.flush().await.map_err(|e| ApiError::internal(&e))?;
     }
-    Ok(Versions {
-        readings: state.readings.table_version().await,
-        intensity: state.intensity.table_version().await,
-        registry: state.registry.version(),
-    })
+    Ok(state.reports.versions().await)
 }
 
 fn closed_period(state: &AppState, raw: &str) -> Result<Period, ApiError> {
@@ -395,11 +391,7 @@ async fn period_drift(
         period: period.id.to_string(),
         statement_version: version,
         versions: issued_versions,
-        today: Versions {
-            readings: state.readings.table_version().await,
-            intensity: state.intensity.table_version().await,
-            registry: state.registry.version(),
-        },
+        today: state.reports.versions().await,
         customers: drifts,
         intensity_points_after_issue: points_now.saturating_sub(points_then),
         registry_changes,

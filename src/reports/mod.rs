@@ -180,13 +180,21 @@ pub struct Pinned {
 }
 
 impl ReportSources {
+    /// The versions the tables and the registry stand at, as this replica has read them.
+    pub async fn versions(&self) -> Versions {
+        Versions {
+            readings: self.readings.table_version().await,
+            intensity: self.intensity.table_version().await,
+            registry: self.registry.version(),
+        }
+    }
+
     /// The report over the latest state: every acknowledged reading, the registry as it is now.
     pub async fn footprint(&self, query: FootprintQuery) -> Result<Footprint, ReportError> {
         let (registry_version, registry) = self.registry.snapshot();
         let versions = Versions {
-            readings: self.readings.table_version().await,
-            intensity: self.intensity.table_version().await,
             registry: registry_version,
+            ..self.versions().await
         };
         self.report(query, &registry, versions, false).await
     }

@@ -68,7 +68,7 @@ pub struct FootprintRow {
 
 /// Answers carry 9 decimals: a nanowatt-hour or a nanogram is far below what any meter resolves,
 /// and it keeps float noise (`37.12499999999999`) out of dashboards. The engine itself never rounds.
-fn presented(value: f64) -> f64 {
+pub(super) fn presented(value: f64) -> f64 {
     (value * 1e9).round() / 1e9
 }
 

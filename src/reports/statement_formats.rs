@@ -1,6 +1,7 @@
 //! Statements as CSV (one row per month, site, zone and workload, for spreadsheets and the
 //! operator's period export) and as a printable HTML page (A4, the figures and the method on it,
 //! which a customer saves as PDF from the browser).
+use super::render::presented;
 use super::statement::Statement;
 use crate::domain::InstrumentKind;
 use std::fmt::Write;
@@ -54,7 +55,7 @@ pub fn csv(statements: &[Statement]) -> Result<Vec<u8>, csv::Error> {
 }
 
 fn kg(grams: f64) -> String {
-    ((grams / 1e3 * 1e9).round() / 1e9).to_string()
+    presented(grams / 1e3).to_string()
 }
 
 fn escape(text: &str) -> String {

@@ -392,7 +392,7 @@ impl Registry {
     }
 
     pub fn contains<E: Entity>(&self, key: &E::Key) -> bool {
-        E::table(&self.read()).contains_key(key)
+        self.read().contains::<E>(key)
     }
 
     /// The keys of every record of a kind, without cloning the records.
@@ -401,7 +401,7 @@ impl Registry {
     }
 
     pub fn list<E: Entity>(&self) -> Vec<E> {
-        E::table(&self.read()).values().cloned().collect()
+        self.read().list::<E>()
     }
 
     /// Applies `change` to the newest registry and stores the result; readers see it only once it
