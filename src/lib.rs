@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod insights;
 pub mod reports;
 pub mod sources;
 pub mod storage;

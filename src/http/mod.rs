@@ -4,6 +4,7 @@ pub mod auth;
 mod feeds;
 mod footprint;
 mod history;
+mod insights;
 mod intensity;
 mod keys;
 mod metrics;
@@ -13,6 +14,7 @@ pub mod problem;
 mod readings;
 mod registry;
 mod telemetry;
+mod windows;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -78,6 +80,7 @@ errors are RFC 9457 problem details with a stable `code`.",
         (name = "ingest", description = "Power telemetry from agents (admin or ingest keys)"),
         (name = "intensity", description = "Grid carbon intensity per zone"),
         (name = "reports", description = "Energy and emissions footprints"),
+        (name = "insights", description = "From reporting to reducing: greenest windows (also in the Carbon Aware SDK's shape), shift opportunities, footprint forecasts"),
         (name = "keys", description = "API keys (admin)"),
         (name = "telemetry", description = "Telemetry from Prometheus and exporters: mappings, receivers, visibility")
     )
@@ -114,8 +117,11 @@ fn routes(config: &mut ServiceConfig) {
                 .configure(footprint::configure)
                 .configure(feeds::configure)
                 .configure(keys::configure)
-                .configure(telemetry::configure),
+                .configure(telemetry::configure)
+                .configure(windows::configure)
+                .configure(insights::configure),
         )
+        .service(scope::scope("/emissions").configure(windows::configure_carbon_aware_sdk))
         .service(scope::scope("/api/v1").configure(telemetry::configure_receivers))
         .service(scope::scope("/otlp/v1").configure(telemetry::configure_otlp));
 }

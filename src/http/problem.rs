@@ -32,6 +32,7 @@ pub enum ErrorCode {
     NotFound,
     InUse,
     PeriodClosed,
+    InsufficientHistory,
     UnsupportedMediaType,
     PayloadTooLarge,
     Unauthorized,
@@ -103,6 +104,11 @@ impl ErrorCode {
                 StatusCode::CONFLICT,
                 "period_closed",
                 "Period already closed",
+            ),
+            InsufficientHistory => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "insufficient_history",
+                "Too little history",
             ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -4,7 +4,7 @@ mod render;
 pub mod statement;
 pub mod statement_formats;
 
-pub use render::{Figures, FootprintRow, QualityShares};
+pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
 use crate::accounting::timeline::{Granularity, Window};
 use crate::accounting::{self, Context, GroupKey, Report};

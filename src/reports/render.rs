@@ -114,12 +114,15 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
         .collect())
 }
 
+/// An instant as RFC 3339 with the offset of `tz` (how bucket starts go on the wire).
+pub fn local_rfc3339(t: DateTime<chrono::Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
 fn bucket_text(us: Option<i64>, tz: Tz) -> String {
     us.and_then(DateTime::from_timestamp_micros)
-        .map(|t| {
-            t.with_timezone(&tz)
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        })
+        .map(|t| local_rfc3339(t, tz))
         .unwrap_or_default()
 }
 
