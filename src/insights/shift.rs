@@ -330,4 +330,57 @@ mod tests {
         // -2 h would start before the first point: not a candidate, not a guess.
         assert_eq!(run.emissions_at(&curve, Duration::hours(-2)), None);
     }
+
+    #[test]
+    fn the_forecast_choice_is_priced_at_what_the_grid_then_did() {
+        // Actuals hourly from 00:00: 300, 200, 100, 100, 400, 500 (as above). The forecast
+        // stored at 00:30, before the 01:00 run, promised 50 for 03:00-05:00 and 250 elsewhere,
+        // so it picks +2 h (2 x 50 + 1 x 50 = 150 g by the forecast). The grid then did 100 and
+        // 400: 2 x 100 + 1 x 400 = 600 g against the 500 g the run emitted, a saving of -100 g.
+        // A forecast stored after the run started (01:30) says 0 everywhere and is ignored.
+        let mut points = series(
+            "2026-03-01T00:00:00Z",
+            60,
+            &[300.0, 200.0, 100.0, 100.0, 400.0, 500.0],
+            PointKind::Actual,
+        );
+        let mut forecast = series(
+            "2026-03-01T00:00:00Z",
+            60,
+            &[250.0, 250.0, 250.0, 50.0, 50.0, 250.0],
+            PointKind::Forecast,
+        );
+        let mut late = series("2026-03-01T00:00:00Z", 60, &[0.0; 6], PointKind::Forecast);
+        forecast
+            .iter_mut()
+            .for_each(|p| p.received_at = at("2026-03-01T00:30:00Z"));
+        late.iter_mut()
+            .for_each(|p| p.received_at = at("2026-03-01T01:30:00Z"));
+        points.append(&mut forecast);
+        points.append(&mut late);
+        let series = HourlyEnergy {
+            workload: "batch".into(),
+            site: "fra1".into(),
+            zone: "GB".into(),
+            hours: vec![
+                (at("2026-03-01T01:00:00Z"), 2.0),
+                (at("2026-03-01T02:00:00Z"), 1.0),
+            ],
+        };
+        let found = opportunities(
+            &[series],
+            &HashMap::from([("GB".to_string(), points)]),
+            Duration::hours(2),
+            Duration::minutes(15),
+        );
+        let run = &found[0].runs[0];
+        assert_eq!(run.actual_gco2e, Some(500.0));
+        assert_eq!(run.best.as_ref().unwrap().emissions_gco2e, 300.0);
+        let choice = run.as_forecast.as_ref().unwrap();
+        assert_eq!(choice.offset_min, 120);
+        assert_eq!(choice.emissions_gco2e, 600.0);
+        assert_eq!(choice.saving_gco2e, -100.0);
+        assert_eq!(found[0].as_forecast_runs, 1);
+        assert_eq!(found[0].saving_gco2e, 200.0);
+    }
 }

@@ -7,6 +7,7 @@ mod errors;
 mod feeds;
 mod footprint;
 mod helpers;
+mod insights;
 mod integrity;
 mod intensity;
 mod operations;
