@@ -36,6 +36,9 @@ expected = [
     '"location_emissions_gco2e":37.125',
     "bucket_start,customer,site,it_energy_kwh,facility_energy_kwh,location_emissions_gco2e",
     "2026-03-01T00:00:00Z,acme,fra1,",
+    '"windows":[{"start":"2026-03-01T11:00:00Z","end":"2026-03-01T13:00:00Z","average_gco2e_per_kwh":130.0',
+    '"saving_gco2e":1850.0',
+    '"optimalDataPoints":[{"location":"DE","timestamp":"2026-03-01T11:00:00Z","duration":120,"value":130.0}]',
 ]
 missing = [e for e in expected if e not in result.stdout]
 if missing:
