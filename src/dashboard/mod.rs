@@ -48,6 +48,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("tables.js", JS),
     asset!("operator.js", JS),
     asset!("statements.js", JS),
+    asset!("insights.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("vendor/uplot/uPlot.iife.min.js", JS),
     asset!("vendor/uplot/uPlot.min.css", CSS),

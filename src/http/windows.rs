@@ -187,8 +187,15 @@ async fn zone_windows(
         .unwrap_or_else(|| curve.end().map_or(from, |end| end.min(horizon)));
     let length = Duration::minutes(params.duration_min);
     let candidates = rolling(&curve, on_grid(from), to, length, STEP);
-    let run_now = rolling(&curve, from, to, length, length).into_iter().next();
-    let run_now = run_now.filter(|c| c.start == from);
+    let run_now = (from + length <= to)
+        .then(|| curve.average(from, from + length))
+        .flatten()
+        .map(|(average, kinds)| Candidate {
+            start: from,
+            end: from + length,
+            average_gco2e_per_kwh: average,
+            kinds,
+        });
     let baseline = run_now.as_ref().map(|c| c.average_gco2e_per_kwh);
     let count = candidates.len();
     let windows = greenest(candidates, limit)

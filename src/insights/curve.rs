@@ -42,12 +42,19 @@ impl Curve {
     /// The points of `signal` only, with DESIGN §2's precedence among them (best kind, then the
     /// latest received). `points` come in stored order, as `in_force` expects.
     pub fn of_signal(points: &[IntensityPoint], signal: Signal) -> Self {
-        let chosen: Vec<IntensityPoint> = points
-            .iter()
-            .filter(|p| p.signal == signal)
-            .cloned()
-            .collect();
-        let stretches = in_force(&chosen);
+        // Most zones publish one signal: then nothing needs copying out.
+        let chosen: Vec<IntensityPoint>;
+        let of_signal = if points.iter().all(|p| p.signal == signal) {
+            points
+        } else {
+            chosen = points
+                .iter()
+                .filter(|p| p.signal == signal)
+                .cloned()
+                .collect();
+            &chosen
+        };
+        let stretches = in_force(of_signal);
         let mut curve = Curve {
             starts: Vec::with_capacity(stretches.len()),
             ends: Vec::with_capacity(stretches.len()),
@@ -120,7 +127,11 @@ impl Curve {
     /// The time-weighted average intensity over [from, to) and the kinds it rests on; `None` unless
     /// points cover all of it.
     pub fn average(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<(f64, KindShares)> {
-        let (a, b) = (from.timestamp_micros(), to.timestamp_micros());
+        self.average_us(from.timestamp_micros(), to.timestamp_micros())
+    }
+
+    /// `average` over [a, b) in microseconds.
+    pub fn average_us(&self, a: i64, b: i64) -> Option<(f64, KindShares)> {
         if b <= a {
             return None;
         }

@@ -22,43 +22,53 @@ pub fn rolling(
     step: Duration,
 ) -> Vec<Candidate> {
     let mut candidates = Vec::new();
-    if length <= Duration::zero() || step <= Duration::zero() {
+    let (length_us, step_us) = (length.num_microseconds(), step.num_microseconds());
+    let (Some(length_us), Some(step_us)) = (length_us, step_us) else {
+        return candidates;
+    };
+    if length_us <= 0 || step_us <= 0 {
         return candidates;
     }
-    let mut start = from;
-    while start + length <= to {
-        if let Some((average, kinds)) = curve.average(start, start + length) {
-            candidates.push(Candidate {
-                start,
-                end: start + length,
-                average_gco2e_per_kwh: average,
-                kinds,
-            });
+    let (mut start, last) = (from.timestamp_micros(), to.timestamp_micros() - length_us);
+    while start <= last {
+        if let Some((average, kinds)) = curve.average_us(start, start + length_us) {
+            if let Some(at) = DateTime::from_timestamp_micros(start) {
+                candidates.push(Candidate {
+                    start: at,
+                    end: at + length,
+                    average_gco2e_per_kwh: average,
+                    kinds,
+                });
+            }
         }
-        start += step;
+        start += step_us;
     }
     candidates
 }
 
 /// The `limit` lowest-average windows that do not overlap one another (the best first; of equal
 /// averages, the earliest), so the answer offers real alternatives rather than one window shifted
-/// by a step.
-pub fn greenest(mut candidates: Vec<Candidate>, limit: usize) -> Vec<Candidate> {
-    candidates.sort_by(|a, b| {
-        a.average_gco2e_per_kwh
-            .total_cmp(&b.average_gco2e_per_kwh)
-            .then(a.start.cmp(&b.start))
-    });
+/// by a step. `candidates` are ordered by start, as `rolling` gives them.
+pub fn greenest(candidates: Vec<Candidate>, limit: usize) -> Vec<Candidate> {
+    // A pass per window asked for (a handful) instead of sorting a year of candidates.
     let mut chosen: Vec<Candidate> = Vec::with_capacity(limit);
-    for candidate in candidates {
-        if chosen.len() == limit {
-            break;
-        }
-        let overlaps = chosen
-            .iter()
-            .any(|c| c.start < candidate.end && candidate.start < c.end);
-        if !overlaps {
-            chosen.push(candidate);
+    while chosen.len() < limit {
+        let free = |c: &&Candidate| {
+            !chosen
+                .iter()
+                .any(|taken| taken.start < c.end && c.start < taken.end)
+        };
+        // Candidates come ordered by start, so the first of equal averages is the earliest.
+        let best = candidates.iter().filter(free).reduce(|best, c| {
+            if c.average_gco2e_per_kwh < best.average_gco2e_per_kwh {
+                c
+            } else {
+                best
+            }
+        });
+        match best {
+            Some(best) => chosen.push(best.clone()),
+            None => break,
         }
     }
     chosen

@@ -317,3 +317,62 @@ def test_the_printable_statement_of_a_closed_period_fits_a4_and_the_dashboard_of
     expected = call(base, "/v1/customers/acme/statements/demo-week?format=csv", keys["acme"], accept="text/csv")
     assert exported == expected and b"demo-week" in exported
     tab.close()
+
+
+@pytest.fixture(scope="module")
+def live():
+    """A server whose data ends now (the real clock): 28 days of hourly readings for acme in GB,
+    the grid's actuals for those days and its forecast for the next 24 hours, cleanest 06:00-08:00
+    from now."""
+    ledger = Ledger(tempfile.mkdtemp(), ADMIN)
+    ledger.call("/v1/sites/lon1", {"name": "London 1", "zone": "GB", "pue": 1.2}, method="PUT")
+    ledger.call("/v1/customers/acme", {"name": "Acme"}, method="PUT")
+    key = ledger.call("/v1/api-keys", {"role": "customer", "customer": "acme"})["token"]
+    hour = int(time.time()) // 3600 * 3600
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    readings = [
+        {"site": "lon1", "customer": "acme", "workload": "batch", "start": stamp(t), "duration_s": 3600,
+         "power_w": 400 + 300 * (9 <= time.gmtime(t).tm_hour < 17)}
+        for t in range(hour - 28 * 86400, hour, 3600)
+    ]
+    ledger.call("/v1/readings", readings)
+    actuals = [{"start": stamp(t), "end": stamp(t + 86400), "gco2e_per_kwh": 200, "kind": "actual"}
+               for t in range(hour - 28 * 86400, hour, 86400)]
+    forecast = [{"start": stamp(t), "end": stamp(t + 1800), "kind": "forecast",
+                 "gco2e_per_kwh": 60 if hour + 6 * 3600 <= t < hour + 8 * 3600 else 240}
+                for t in range(hour, hour + 24 * 3600, 1800)]
+    for points in (actuals, forecast):
+        ledger.call("/v1/intensity", {"zone": "GB", "source": "manual", "signal": "average", "points": points})
+    yield ledger.base, key, hour
+    ledger.stop()
+
+
+def test_when_to_run_shift_opportunities_and_the_forecast_continue_the_chart(live, browser):
+    base, key, hour = live
+    tab = Page(browser, base)
+    tab.open("/dashboard/?range=30d")
+    tab.sign_in(key)
+    tab.wait_for_figures()
+    # The greenest 2 hours from now are the forecast's dip, exactly as the API says.
+    windows = call(base, "/v1/zones/GB/windows?duration_min=120&limit=1", key)
+    best = windows["windows"][0]
+    assert best["average_gco2e_per_kwh"] == 60.0
+    assert windows["run_now"]["average_gco2e_per_kwh"] > 60.0
+    row = tab.page.locator("#table-windows tbody tr").first
+    expect(row).to_contain_text(best["start"][:10] + " " + best["start"][11:16])
+    expect(row).to_contain_text("60 g CO₂e/kWh")
+    expect(row).not_to_contain_text("no data")
+    # Shift opportunities of batch's one long run, as the API gives them.
+    expect(tab.page.locator("#table-shift tbody tr").first).to_contain_text("batch")
+    # The forecast: 28 days of history are enough; the note names its totals and backtest.
+    expect(tab.page.locator("#forecast-note")).to_contain_text("Dashed: the next 30d forecast", timeout=60_000)
+    answer = call(base, "/v1/customers/acme/forecast?horizon=30d&granularity=day&group_by=none", key)
+    assert answer["models"][0]["workload"] == "batch"
+    assert answer["backtest"]["mae_kwh"] <= answer["backtest"]["baseline_mae_kwh"]
+    drawn = tab.page.evaluate("document.querySelectorAll('#chart-over-time .u-legend tr').length")
+    assert drawn >= 5, drawn  # time, batch, intensity, markers, and the forecast with its bounds
+    # A longer job length asks again.
+    tab.page.select_option("#job-length", "240")
+    expect(tab.page.locator("#table-windows tbody tr").first).to_contain_text("GB")
+    tab.shot("insights-desktop")
+    tab.close()

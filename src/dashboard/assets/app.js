@@ -7,6 +7,7 @@ import * as view from "./view.js";
 import * as charts from "./charts.js";
 import { table } from "./tables.js";
 import { showOperator } from "./operator.js";
+import { forecast, showAdvice } from "./insights.js";
 
 const $ = (id) => document.getElementById(id);
 const TOP_WORKLOADS = 5;
@@ -155,7 +156,7 @@ function showKpis(totals, previous) {
 
 const seconds = (iso) => Date.parse(iso) / 1000;
 
-function showOverTime(series, byWorkload) {
+function showOverTime(series, byWorkload, predicted = null) {
   const times = series.rows.map((r) => seconds(r.bucket_start));
   const index = new Map(times.map((t, i) => [t, i]));
   const totals = new Map();
@@ -172,7 +173,7 @@ function showOverTime(series, byWorkload) {
   }
   const intensity = series.rows.map((r) => (r.facility_energy_kwh > 0 ? r.location_intensity_gco2e_per_kwh : null));
   const flagged = series.rows.map((r, i) => (r.facility_energy_kwh > 0 && r.quality.actual < 0.999999 ? intensity[i] : null));
-  charts.overTime($("chart-over-time"), { times, stacks, intensity, flagged });
+  charts.overTime($("chart-over-time"), { times, stacks, intensity, flagged, forecast: predicted });
   if (!firstChartMarked) {
     firstChartMarked = true;
     performance.mark("carbon-ledger:first-chart");
@@ -408,11 +409,14 @@ async function render() {
         : api.json(api.footprintPath(c, { from: hourlyPart.from, to: hourlyPart.to, granularity: "hour", ...filters })),
     ]);
     rest.catch(() => {}); // awaited below; an early failure of the chart's requests must not leave it unhandled
+    const predicted = forecast(c, state);
     const [series, byWorkload] = await chartData;
     if (current !== generation) return;
     if (series.totals.readings > 0) {
       $("figures").hidden = false;
       showOverTime(series, byWorkload);
+      // The forecast (a model fit per workload) arrives later: the chart is drawn again with it.
+      predicted.then((p) => p && current === generation && showOverTime(series, byWorkload, p));
     }
     const [breakdown, choices, previous, hourly] = await rest;
     if (current !== generation) return;
@@ -438,6 +442,7 @@ async function render() {
     if (current !== generation) return;
     showProfile(hourly ?? series, hourlyPart, zones[0], sources.get(zones[0])?.points ?? []);
     showMethod(breakdown, [...sources].map(([zone, s]) => [zone, s.info]));
+    showAdvice(c, state, zones, () => current === generation);
     status(`${format.count(series.totals.readings)} readings, ${format.bucket(range.from, "hour")} to ${format.bucket(range.to, "hour")} UTC.`);
     performance.mark("carbon-ledger:rendered");
   } catch (problem) {

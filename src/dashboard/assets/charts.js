@@ -31,13 +31,20 @@ const axis = (stroke, extra = {}) => ({
   ...extra,
 });
 
+/** `values` at `times` re-laid onto `onto` (null where a time has no value). */
+function relaid(times, values, onto) {
+  const at = new Map(times.map((t, i) => [t, values[i]]));
+  return onto.map((t) => at.get(t) ?? null);
+}
+
 /**
  * Emissions per bucket stacked by workload, grid intensity on the right axis, and a marker where a
- * bucket rests on anything but measured actuals.
+ * bucket rests on anything but measured actuals; with a `forecast` ({times, values, lower, upper})
+ * a dashed line continues the total, inside its interval band.
  * `times` are bucket starts (seconds), `stacks` [{name, values, other}], `intensity` and
  * `flagged` (the intensity value, or null) one value per bucket.
  */
-export function overTime(container, { times, stacks, intensity, flagged }) {
+export function overTime(container, { times, stacks, intensity, flagged, forecast = null }) {
   const text = css("--text");
   const cumulative = [];
   let running = times.map(() => 0);
@@ -45,6 +52,8 @@ export function overTime(container, { times, stacks, intensity, flagged }) {
     running = running.map((sum, i) => sum + (stack.values[i] ?? 0));
     cumulative.push(running);
   }
+  const all = forecast ? [...new Set([...times, ...forecast.times])].sort((a, b) => a - b) : times;
+  const past = (values) => (forecast ? relaid(times, values, all) : values);
   // The tallest (every workload) is drawn first, each smaller sum over it: stacked bars.
   const order = stacks.map((_, i) => stacks.length - 1 - i);
   const bars = window.uPlot.paths.bars({ size: [0.85, 40] });
@@ -88,7 +97,23 @@ export function overTime(container, { times, stacks, intensity, flagged }) {
     legend: { live: true },
     cursor: { points: { show: false } },
   };
-  return place(container, options, [times, ...order.map((i) => cumulative[i]), intensity, flagged]);
+  const data = [all, ...order.map((i) => past(cumulative[i])), past(intensity), past(flagged)];
+  if (forecast) {
+    // The dashed line leaves from the last measured total, so it reads as its continuation.
+    const line = relaid(forecast.times, forecast.values, all);
+    const last = times.length - 1;
+    if (last >= 0 && line[all.indexOf(times[last])] == null) line[all.indexOf(times[last])] = running[last];
+    const edge = (label) => ({ label, scale: "g", stroke: "transparent", points: { show: false }, value: (u, v) => (v == null ? "" : format.text(format.emissions(v))) });
+    series.push(
+      { label: "Forecast", scale: "g", stroke: css("--forecast"), width: 2, dash: [6, 4], points: { show: false }, value: (u, v) => (v == null ? "" : format.text(format.emissions(v))) },
+      edge("Forecast upper bound"),
+      edge("Forecast lower bound"),
+    );
+    const at = series.length - 3;
+    options.bands = [{ series: [at + 1, at + 2], fill: css("--band") }];
+    data.push(line, relaid(forecast.times, forecast.upper, all), relaid(forecast.times, forecast.lower, all));
+  }
+  return place(container, options, data);
 }
 
 /** Mean energy per hour of day (bars) against the grid's mean intensity at that hour (line). */
