@@ -6,6 +6,7 @@ use super::AppState;
 use crate::accounting::timeline::{Granularity, Window};
 use crate::domain::intensity::Signal;
 use crate::domain::{Id, ZoneCode};
+use crate::insights::cache::ForecastKey;
 use crate::insights::curve::Curve;
 use crate::insights::footprint_forecast::{self, forecast_footprint, PROFILE_WEEKS};
 use crate::insights::forecast::{
@@ -19,6 +20,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -88,7 +90,7 @@ pub struct ShiftParams {
     #[param(example = "2026-03-08T00:00:00Z")]
     pub to: DateTime<Utc>,
     /// How far each run could have moved, earlier or later, in hours (1 to 24; default 6).
-    #[param(example = 6)]
+    #[param(example = 6, minimum = 1, maximum = 24)]
     pub flex_h: Option<i64>,
     /// Only these workloads (comma list); all when absent.
     #[param(example = "batch")]
@@ -191,22 +193,22 @@ async fn shift_opportunities(
 #[into_params(parameter_in = Query)]
 pub struct ForecastParams {
     /// How far ahead: hours, days or weeks (`48h`, `30d`, `4w`; at most 90 days; default 30d).
-    #[param(example = "30d")]
+    #[param(example = "30d", pattern = "^[0-9]{1,4}[hdw]$")]
     pub horizon: Option<String>,
     /// `hour`, `day` (the default), `month` or `total`.
-    #[param(example = "day")]
+    #[param(example = "day", pattern = "^(hour|day|month|total)$")]
     pub granularity: Option<String>,
     /// `workload` (the default): a row per workload and bucket; `none`: only the bucket sums.
-    #[param(example = "workload")]
+    #[param(example = "workload", pattern = "^(workload|none)$")]
     pub group_by: Option<String>,
     /// IANA time zone of day and month buckets (default UTC).
     #[param(example = "Europe/London")]
     pub tz: Option<String>,
     /// Prediction interval level, 0.5 to 0.99 (default 0.8).
-    #[param(example = 0.8)]
+    #[param(example = 0.8, minimum = 0.5, maximum = 0.99)]
     pub level: Option<f64>,
     /// Days of hourly history to learn from (24 to 365; default 35).
-    #[param(example = 35)]
+    #[param(example = 35, minimum = 24, maximum = 365)]
     pub history_days: Option<i64>,
 }
 
@@ -309,24 +311,21 @@ at least its level); emissions bounds are the energy bounds at the expected inte
 
 fn horizon(raw: Option<&str>) -> Result<Duration, ApiError> {
     let raw = raw.unwrap_or("30d");
-    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let count: i64 = number
-        .parse()
-        .map_err(|_| invalid(format!("horizon {raw:?} is not like 48h, 30d or 4w")))?;
-    let span = match unit {
-        "h" => Duration::hours(count),
-        "d" => Duration::days(count),
-        "w" => Duration::weeks(count),
-        _ => {
-            return Err(invalid(format!(
-                "horizon {raw:?} is not like 48h, 30d or 4w"
-            )))
-        }
-    };
-    if span < Duration::hours(1) || span > MAX_HORIZON {
-        return Err(invalid("horizon must be from 1 hour to 90 days"));
-    }
-    Ok(span)
+    let unlike = || invalid(format!("horizon {raw:?} is not like 48h, 30d or 4w"));
+    let (unit, hours) = [('h', 1), ('d', 24), ('w', 168)]
+        .into_iter()
+        .find(|(unit, _)| raw.ends_with(*unit))
+        .ok_or_else(unlike)?;
+    let count: i64 = raw
+        .strip_suffix(unit)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(unlike)?;
+    // Checked all the way: a huge count is a refusal, never an overflow.
+    count
+        .checked_mul(hours)
+        .and_then(Duration::try_hours)
+        .filter(|span| (Duration::hours(1)..=MAX_HORIZON).contains(span))
+        .ok_or_else(|| invalid("horizon must be from 1 hour to 90 days"))
 }
 
 /// A customer's footprint forecast
@@ -387,8 +386,67 @@ async fn forecast(
     let now = state.clock.now();
     let start = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
     let history_from = start - Duration::days(history_days);
+    let window = Window {
+        from: start,
+        to: start + span,
+        granularity,
+        tz,
+    };
+    let key = ForecastKey {
+        customer: customer.to_string(),
+        start_us: start.timestamp_micros(),
+        end_us: window.to.timestamp_micros(),
+        granularity: granularity.as_str(),
+        tz: tz.name().to_owned(),
+        level_bits: level.to_bits(),
+        history_days,
+        versions: state.reports.versions().await,
+        acknowledged: (
+            state.readings.acknowledged(),
+            state.intensity.acknowledged(),
+        ),
+    };
+    let outcome = match state.forecasts.get(&key) {
+        Some(outcome) => outcome,
+        None => {
+            let request = footprint_forecast::Request { window, level };
+            let outcome =
+                Arc::new(forecast_outcome(&state.reports, &customer, history_from, request).await?);
+            state.forecasts.put(key, outcome.clone());
+            outcome
+        }
+    };
+    if outcome.models.is_empty() {
+        let longest = outcome.skipped.iter().map(|s| s.history_h).max();
+        return Err(ApiError::new(
+            ErrorCode::InsufficientHistory,
+            format!(
+                "a forecast needs {MIN_HISTORY_H} hours (24 days) of hourly history in the last \
+                 {history_days} days; the longest series of customer {customer} has {}",
+                longest.unwrap_or(0)
+            ),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(answer(
+        &outcome,
+        &customer,
+        history_from,
+        window,
+        level,
+        by_workload,
+    )))
+}
+
+/// Fits and prices every series of the customer (off the async executor).
+async fn forecast_outcome(
+    sources: &ReportSources,
+    customer: &Id,
+    history_from: DateTime<Utc>,
+    request: footprint_forecast::Request,
+) -> Result<footprint_forecast::Outcome, ApiError> {
+    let (start, end) = (request.window.from, request.window.to);
     let series = hourly_energy(
-        &state.reports,
+        sources,
         Some(customer.clone()),
         history_from,
         start,
@@ -397,17 +455,8 @@ async fn forecast(
     .await?;
     let zones = series.iter().map(|s| s.zone.clone()).collect();
     let profile_from = history_from.min(start - Duration::hours(PROFILE_WEEKS * WEEK_H as i64));
-    let points = points_by_zone(&state.reports, zones, profile_from, start + span).await?;
-    let request = footprint_forecast::Request {
-        window: Window {
-            from: start,
-            to: start + span,
-            granularity,
-            tz,
-        },
-        level,
-    };
-    let outcome = web::block(move || {
+    let points = points_by_zone(sources, zones, profile_from, end).await?;
+    web::block(move || {
         let curves: HashMap<String, Curve> = points
             .iter()
             .map(|(zone, p)| (zone.clone(), Curve::of_signal(p, Signal::Average)))
@@ -415,28 +464,26 @@ async fn forecast(
         forecast_footprint(&series, &curves, request)
     })
     .await
-    .map_err(|e| ApiError::internal(&e))?;
-    if outcome.models.is_empty() {
-        let longest = outcome
-            .skipped
-            .iter()
-            .map(|s| s.history_h)
-            .max()
-            .unwrap_or(0);
-        return Err(ApiError::new(
-            ErrorCode::InsufficientHistory,
-            format!(
-                "a forecast needs {MIN_HISTORY_H} hours (24 days) of hourly history in the last \
-                 {history_days} days; the longest series of customer {customer} has {longest}"
-            ),
-        ));
-    }
+    .map_err(|e| ApiError::internal(&e))
+}
+
+/// The answer's shape of an outcome.
+fn answer(
+    outcome: &footprint_forecast::Outcome,
+    customer: &Id,
+    history_from: DateTime<Utc>,
+    window: Window,
+    level: f64,
+    by_workload: bool,
+) -> ForecastResponse {
+    let (start, tz, granularity) = (window.from, window.tz, window.granularity);
+    let span = window.to - window.from;
     let text = |t: DateTime<Utc>| local_rfc3339(t, tz);
     let mean = |f: fn(&footprint_forecast::SeriesModel) -> f64| {
         outcome.models.iter().map(f).sum::<f64>() / outcome.models.len() as f64
     };
     let (mae, baseline_mae) = (mean(|m| m.mae_kwh), mean(|m| m.baseline_mae_kwh));
-    let answer = ForecastResponse {
+    ForecastResponse {
         customer: customer.to_string(),
         from: start,
         to: start + span,
@@ -493,7 +540,42 @@ async fn forecast(
             baseline_mae_kwh: baseline_mae,
             skill: (baseline_mae > 0.0).then(|| 1.0 - mae / baseline_mae),
         },
-        skipped: outcome.skipped,
-    };
-    Ok(HttpResponse::Ok().json(answer))
+        skipped: outcome.skipped.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn horizons_read_as_hours_days_or_weeks_within_90_days() {
+        assert_eq!(horizon(None).unwrap(), Duration::days(30));
+        assert_eq!(horizon(Some("48h")).unwrap(), Duration::hours(48));
+        assert_eq!(horizon(Some("4w")).unwrap(), Duration::weeks(4));
+        for bad in [
+            "0h",
+            "91d",
+            "-1d",
+            "d",
+            "30",
+            "5é",
+            "9999999999999999w",
+            "1.5d",
+        ] {
+            assert!(horizon(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_horizon_parser_never_panics(raw in ".{0,24}", count in any::<i64>(), unit in "[hdw]") {
+            for raw in [raw.clone(), format!("{count}{unit}")] {
+                if let Ok(span) = horizon(Some(&raw)) {
+                    prop_assert!(span >= Duration::hours(1) && span <= MAX_HORIZON);
+                }
+            }
+        }
+    }
 }

@@ -60,6 +60,8 @@ pub struct AppState {
     /// Keeps the registry and keys current with other replicas; readiness asks it.
     pub follower: Arc<Follower>,
     pub periods: Arc<Periods>,
+    /// The last footprint forecasts, by everything they depend on.
+    pub forecasts: crate::insights::cache::ForecastCache,
     pub replica: Replica,
     pub metrics_public: bool,
 }
@@ -314,6 +316,7 @@ impl Application {
             metrics: Arc::default(),
             follower,
             periods,
+            forecasts: Default::default(),
             replica,
             metrics_public: settings.metrics_public,
         });

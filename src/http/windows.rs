@@ -49,7 +49,7 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 #[into_params(parameter_in = Query)]
 pub struct WindowParams {
     /// How long the job runs, in minutes (1 to 10,080).
-    #[param(example = 120)]
+    #[param(example = 120, minimum = 1, maximum = 10080)]
     pub duration_min: i64,
     /// Earliest start, RFC 3339 (default: now).
     #[param(example = "2026-03-01T09:00:00Z")]
@@ -58,13 +58,13 @@ pub struct WindowParams {
     #[param(example = "2026-03-03T09:00:00Z")]
     pub to: Option<DateTime<Utc>>,
     /// How many windows (1 to 50, default 5).
-    #[param(example = 3)]
+    #[param(example = 3, minimum = 1, maximum = 50)]
     pub limit: Option<usize>,
     /// `average` (the default) or `marginal`.
-    #[param(example = "average")]
+    #[param(example = "average", pattern = "^(average|marginal)$")]
     pub signal: Option<String>,
     /// The job's energy, to state savings in grams as well as per kWh.
-    #[param(example = 12.5)]
+    #[param(example = 12.5, minimum = 0)]
     pub energy_kwh: Option<f64>,
 }
 
@@ -263,13 +263,13 @@ pub struct SdkForecastParams {
     #[param(example = "2026-03-01T11:00:00Z")]
     pub data_end_at: Option<DateTime<Utc>>,
     /// The job's length in minutes (default: one point's length).
-    #[param(example = 60)]
+    #[param(example = 60, minimum = 1, maximum = 10080)]
     pub window_size: Option<i64>,
 }
 
 /// The query as the SDK's clients send it, repeated `location` included.
-fn sdk_params(request: &HttpRequest) -> Result<SdkForecastParams, ApiError> {
-    let pairs = url::form_urlencoded::parse(request.query_string().as_bytes());
+fn sdk_params(query: &str) -> Result<SdkForecastParams, ApiError> {
+    let pairs = url::form_urlencoded::parse(query.as_bytes());
     let mut params = SdkForecastParams {
         location: Vec::new(),
         data_start_at: None,
@@ -360,7 +360,7 @@ async fn sdk_current_forecast(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = sdk_params(&request)?;
+    let params = sdk_params(request.query_string())?;
     let now = state.clock.now();
     let start = params.data_start_at.unwrap_or(now);
     let mut answers = Vec::with_capacity(params.location.len());
@@ -405,4 +405,38 @@ async fn sdk_current_forecast(
         ));
     }
     Ok(HttpResponse::Ok().json(answers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever arrives, the SDK query parser answers a value or a refusal, never a panic,
+        /// and what it accepts is within bounds.
+        #[test]
+        fn the_sdk_query_parser_never_panics(query in ".{0,80}", size in any::<i64>()) {
+            for raw in [query.clone(), format!("location=GB&windowSize={size}&{query}")] {
+                if let Ok(params) = sdk_params(&raw) {
+                    prop_assert!(!params.location.is_empty());
+                    prop_assert!(params.window_size.is_none_or(|w| (1..=MAX_JOB_MIN).contains(&w)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_locations_and_times_parse_as_the_sdk_sends_them() {
+        let params = sdk_params(
+            "location=GB&location=DE&dataStartAt=2026-03-01T09%3A00%3A00Z&windowSize=30",
+        )
+        .unwrap();
+        assert_eq!(params.location, ["GB", "DE"]);
+        assert_eq!(params.window_size, Some(30));
+        assert_eq!(
+            params.data_start_at,
+            Some("2026-03-01T09:00:00Z".parse().unwrap())
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! From reporting to reducing (DESIGN §3's per-instant figures turned into advice): the greenest
 //! windows to run a job in, what moving past runs would have saved, and next weeks' footprint.
 //! Plain functions over what the reports read; location-based intensity only, never market-based.
+pub mod cache;
 pub mod curve;
 pub mod footprint_forecast;
 pub mod forecast;

@@ -349,4 +349,34 @@ async fn a_forecast_needs_history_then_prices_the_grid_forecast_and_the_profile(
         .as_str()
         .unwrap()
         .contains("rolling origin"));
+
+    // Asked again, the same forecast (kept, not refitted); once the data it read change and are
+    // committed, a new one: 1,000 W from the same hours doubles the energy.
+    let path = "/v1/customers/acme/forecast?horizon=48h&granularity=day";
+    let again: Value = app.get(path).await.json().await.unwrap();
+    assert_eq!(again, body);
+    let doubled: Vec<Value> = history
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["power_w"] = json!(1000);
+            r
+        })
+        .collect();
+    assert_eq!(app.post("/v1/readings", json!(doubled)).await.status(), 200);
+    app.flush().await;
+    let after: Value = app.get(path).await.json().await.unwrap();
+    close(&after["totals"]["energy_kwh"], 72.0);
+    for bad in [
+        "horizon=0h",
+        "horizon=91d",
+        "horizon=9999999999999999w",
+        "level=1",
+        "history_days=7",
+        "granularity=week",
+        "tz=Mars/Olympus",
+    ] {
+        let path = format!("/v1/customers/acme/forecast?{bad}");
+        assert_problem(app.get(&path).await, 400, "invalid_query").await;
+    }
 }

@@ -121,6 +121,8 @@ pub struct LoggedTable {
     stats: FlushStats,
     /// Only the replica holding it compacts the table.
     compaction: Lease,
+    /// The newest batch this replica acknowledged (0: none since it started).
+    acknowledged: std::sync::atomic::AtomicU64,
 }
 
 pub fn utc_micros() -> DataType {
@@ -212,6 +214,7 @@ impl LoggedTable {
             options,
             stats: FlushStats::default(),
             compaction,
+            acknowledged: Default::default(),
         }))
     }
 
@@ -237,10 +240,18 @@ impl LoggedTable {
             self.flush().await?;
         }
         let lsn = self.wal.append(batch.payload, batch.frame).await?;
+        self.acknowledged
+            .fetch_max(lsn, std::sync::atomic::Ordering::Release);
         if self.buffered_rows() >= self.options.flush_rows {
             self.wake_flusher.notify_one();
         }
         Ok(lsn)
+    }
+
+    /// The newest batch this replica acknowledged since it started: with `table_version`, it
+    /// changes whenever what a read would see changes (other replicas' writes show as versions).
+    pub fn acknowledged(&self) -> Lsn {
+        self.acknowledged.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The latest table version (for reports that name what they read).
