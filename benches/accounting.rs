@@ -200,6 +200,7 @@ fn engine(
         default_factors: &defaults,
         points,
         instruments: &[],
+        holdings: &Default::default(),
         max_carry_forward: chrono::Duration::hours(2),
     };
     let window = Window {

@@ -3,6 +3,7 @@
 //!
 //! Splitting (`split`) sums the readings that lie inside one segment and cuts the few that cross
 //! an edge into parts; the parts are then joined to the segments' factors and aggregated.
+pub mod embodied;
 pub mod market;
 #[cfg(test)]
 mod properties;
@@ -13,6 +14,7 @@ pub mod timeline;
 
 use crate::domain::{Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::readings::{CUSTOMER, ENERGY_J, SITE, WORKLOAD};
+use embodied::{Holdings, EMBODIED_KNOWN_SHARE, HELD};
 use market::{Market, PeriodEnergy};
 use polars::prelude::*;
 use split::Splitter;
@@ -57,6 +59,7 @@ const SHARE: &str = "share";
 const WHOLE_READINGS: &str = "whole_readings";
 const SPLIT_READINGS: &str = "split_readings";
 const INTENSITY_KWH: &str = "kwh_with_intensity";
+const KNOWN_KWH: &str = "kwh_with_hardware";
 
 /// Makes polars run every query on its streaming engine. Measured on the 10 M-reading benchmark,
 /// an explicit `Engine::Streaming` on the parts query alone left the engine at 6.8 s, while
@@ -106,6 +109,7 @@ pub struct Inputs<'a> {
     /// Intensity pieces per zone covering the timeline (see `timeline::zone_pieces`).
     pub pieces: &'a HashMap<ZoneCode, Vec<timeline::IntensityPiece>>,
     pub instruments: &'a [Instrument],
+    pub holdings: &'a Holdings,
 }
 
 /// A report's segments as frames, ready to split readings against.
@@ -113,6 +117,7 @@ pub struct Timeline {
     segments: DataFrame,
     splitter: Arc<Splitter>,
     market_overrides: DataFrame,
+    held: DataFrame,
 }
 
 fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -126,7 +131,13 @@ impl Timeline {
         window: &Window,
         shares: &HashMap<Id, f64>,
     ) -> PolarsResult<Self> {
-        let segments = timeline::segments(inputs.sites, inputs.pieces, inputs.instruments, window);
+        let segments = timeline::segments(
+            inputs.sites,
+            inputs.pieces,
+            inputs.instruments,
+            inputs.holdings,
+            window,
+        );
         let market = Market {
             sites: inputs.sites,
             zones: inputs.zones,
@@ -232,6 +243,7 @@ impl Timeline {
             ],
         )?;
         Ok(Self {
+            held: inputs.holdings.held_segments(&segments, inputs.sites)?,
             segments: frame,
             splitter: Arc::new(splitter),
             market_overrides,
@@ -256,6 +268,12 @@ impl Timeline {
                 [col(SEG_ID), col(CUSTOMER)],
                 [col(SEG_ID), col(CUSTOMER)],
                 JoinArgs::new(JoinType::Left),
+            )
+            .join(
+                self.held.clone().lazy(),
+                [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
+                [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
+                JoinArgs::new(JoinType::Left),
             );
         let it_kwh = col(ENERGY_J) / lit(3.6e6) * col(SHARE);
         let facility = col(IT_KWH) * col(PUE);
@@ -275,6 +293,10 @@ impl Timeline {
                     .then(col(FACILITY_KWH))
                     .otherwise(lit(0.0))
                     .alias(INTENSITY_KWH),
+                when(col(HELD).fill_null(lit(false)))
+                    .then(col(IT_KWH))
+                    .otherwise(lit(0.0))
+                    .alias(KNOWN_KWH),
             ]))
     }
 }
@@ -288,6 +310,9 @@ pub struct Context<'a> {
     /// Intensity points of the sites' zones from `points_from(window)` to `window.to`.
     pub points: &'a [crate::domain::intensity::IntensityPoint],
     pub instruments: &'a [Instrument],
+    /// The reservations the report counts embodied emissions of (already filtered like its
+    /// readings).
+    pub holdings: &'a Holdings,
     pub max_carry_forward: chrono::Duration,
 }
 
@@ -376,6 +401,7 @@ pub fn footprint(
         zones: context.zones,
         pieces: &pieces,
         instruments: &instruments,
+        holdings: context.holdings,
     };
     // The parts are few (whole readings are summed per segment), so they are collected once and
     // both rows and totals are aggregated from that frame rather than reading the readings twice.
@@ -384,11 +410,33 @@ pub fn footprint(
         .collect()?;
     let mut keys = vec![BUCKET];
     keys.extend(group_by.iter().map(|k| k.column()));
+    let embodied = context.holdings.per_bucket(window, context.sites)?;
+    let rows = aggregate(parts.clone().lazy(), &keys);
+    let totals = aggregate(parts.lazy(), &[]);
     Ok(Report {
-        rows: aggregate(parts.clone().lazy(), &keys).collect()?,
-        totals: aggregate(parts.lazy(), &[]).collect()?,
+        rows: embodied::with_embodied(rows, &embodied, &keys, &FIGURES)?.collect()?,
+        totals: embodied::with_embodied(totals, &embodied, &[], &FIGURES)?.collect()?,
     })
 }
+
+/// The figures `aggregate` gives every group, after its keys.
+const FIGURES: [&str; 15] = [
+    IT_KWH,
+    FACILITY_KWH,
+    LOCATION_G,
+    MARKET_G,
+    LOCATION_INTENSITY,
+    READINGS,
+    QUALITY_COLUMNS[0],
+    QUALITY_COLUMNS[1],
+    QUALITY_COLUMNS[2],
+    QUALITY_COLUMNS[3],
+    QUALITY_COLUMNS[4],
+    QUALITY_COLUMNS[5],
+    MARKET_FALLBACK_SHARE,
+    MARKET_INSTRUMENT_SHARE,
+    EMBODIED_KNOWN_SHARE,
+];
 
 /// Sums per group of the report's columns (DESIGN §3 step 7). `keys` empty gives the totals.
 pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
@@ -400,6 +448,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         col(FALLBACK_KWH).sum().alias(FALLBACK_KWH),
         col(COVERED_KWH).sum().alias(COVERED_KWH),
         col(INTENSITY_KWH).sum().alias(INTENSITY_KWH),
+        col(KNOWN_KWH).sum().alias(KNOWN_KWH),
         col(READINGS).sum().alias(WHOLE_READINGS),
         col(READING_ID)
             .drop_nulls()
@@ -436,6 +485,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         ratio(col(LOCATION_G), col(INTENSITY_KWH)).alias(LOCATION_INTENSITY),
         ratio(col(FALLBACK_KWH), col(FACILITY_KWH)).alias(MARKET_FALLBACK_SHARE),
         ratio(col(COVERED_KWH), col(FACILITY_KWH)).alias(MARKET_INSTRUMENT_SHARE),
+        ratio(col(KNOWN_KWH), col(IT_KWH)).alias(EMBODIED_KNOWN_SHARE),
     ];
     derived.extend(
         QUALITY_COLUMNS
@@ -443,12 +493,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
             .map(|name| ratio(col(*name), col(FACILITY_KWH)).alias(*name)),
     );
     let mut columns: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
-    columns.extend([IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G].map(col));
-    columns.push(col(LOCATION_INTENSITY));
-    columns.push(col(READINGS));
-    columns.extend(QUALITY_COLUMNS.map(col));
-    columns.push(col(MARKET_FALLBACK_SHARE));
-    columns.push(col(MARKET_INSTRUMENT_SHARE));
+    columns.extend(FIGURES.map(col));
     grouped.with_columns(derived).select(columns)
 }
 
@@ -472,14 +517,16 @@ pub fn period_energy(
     };
     let empty = HashMap::new();
     let no_zones = HashMap::new();
+    let no_holdings = Holdings::default();
     let inputs = Inputs {
         sites,
         zones: &no_zones,
         pieces: &empty,
         instruments,
+        holdings: &no_holdings,
     };
     let timeline = Timeline::build(&inputs, &window, &HashMap::new())?;
-    let segments = timeline::segments(sites, &empty, instruments, &window);
+    let segments = timeline::segments(sites, &empty, instruments, &no_holdings, &window);
     let energy = timeline
         .parts(readings)?
         .group_by([col(SEG_ID), col(CUSTOMER)])

@@ -64,6 +64,7 @@ pub(super) struct Setup {
     pub zones: HashMap<ZoneCode, Zone>,
     pub points: Vec<IntensityPoint>,
     pub instruments: Vec<Instrument>,
+    pub holdings: Holdings,
     pub max_carry: Duration,
 }
 
@@ -74,6 +75,7 @@ impl Setup {
             zones: HashMap::new(),
             points,
             instruments: vec![],
+            holdings: Holdings::default(),
             max_carry: Duration::hours(2),
         }
     }
@@ -101,6 +103,7 @@ impl Setup {
             default_factors: &defaults,
             points: &self.points,
             instruments: &self.instruments,
+            holdings: &self.holdings,
             max_carry_forward: self.max_carry,
         };
         footprint(&context, window, group_by, readings.clone(), readings).unwrap()

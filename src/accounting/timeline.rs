@@ -256,6 +256,7 @@ pub fn segments(
     sites: &[Site],
     zone_pieces: &HashMap<ZoneCode, Vec<IntensityPiece>>,
     instruments: &[Instrument],
+    holdings: &super::embodied::Holdings,
     window: &Window,
 ) -> Vec<Segment> {
     let start = window.from - LOOKBACK;
@@ -276,6 +277,7 @@ pub fn segments(
                 .filter(|i| i.site == site.id)
                 .flat_map(|i| [i.from, i.to]),
         );
+        edges.extend(holdings.edges(&site.id));
         let edges: Vec<_> = edges.range(start..=window.to).copied().collect();
         for span in edges.windows(2) {
             let (from, to) = (span[0], span[1]);

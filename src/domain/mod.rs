@@ -1,5 +1,7 @@
 //! Records that parse: once a value of these types exists it is valid, so no layer re-checks it.
 pub mod default_factors;
+pub mod embodied;
+pub mod functional_unit;
 mod ids;
 pub mod intensity;
 mod keys;

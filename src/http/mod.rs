@@ -1,6 +1,7 @@
 //! The HTTP layer: routes registered once for both the server and the OpenAPI contract, bearer-key
 //! auth, metrics, and the single error -> problem+json mapping.
 pub mod auth;
+mod embodied;
 mod feeds;
 mod footprint;
 mod history;
@@ -13,6 +14,7 @@ mod periods;
 pub mod problem;
 mod readings;
 mod registry;
+mod sci;
 mod telemetry;
 mod windows;
 
@@ -50,6 +52,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
+    pub functional_units: Arc<LoggedTable>,
     pub reports: crate::reports::ReportSources,
     pub feeds: crate::sources::feeds::FeedsStatus,
     pub telemetry: Arc<crate::sources::Telemetry>,
@@ -83,6 +86,7 @@ errors are RFC 9457 problem details with a stable `code`.",
         (name = "intensity", description = "Grid carbon intensity per zone"),
         (name = "reports", description = "Energy and emissions footprints"),
         (name = "insights", description = "From reporting to reducing: greenest windows (also in the Carbon Aware SDK's shape), shift opportunities, footprint forecasts"),
+        (name = "embodied", description = "Hardware and reservations (admin): embodied emissions (Scope 3) and the Software Carbon Intensity"),
         (name = "keys", description = "API keys (admin)"),
         (name = "telemetry", description = "Telemetry from Prometheus and exporters: mappings, receivers, visibility")
     )
@@ -112,6 +116,8 @@ fn routes(config: &mut ServiceConfig) {
         .service(
             scope::scope("/v1")
                 .configure(registry::configure)
+                .configure(embodied::configure)
+                .configure(sci::configure)
                 .configure(history::configure)
                 .configure(periods::configure)
                 .configure(readings::configure)
@@ -177,6 +183,7 @@ pub struct Application {
     server: Server,
     readings: Arc<LoggedTable>,
     intensity: Arc<LoggedTable>,
+    functional_units: Arc<LoggedTable>,
     /// Every background task (sources, followers, flushers), stopped in that order before the
     /// last flush, so that none is halfway through a Delta call when the runtime shuts down.
     background: Supervisor,
@@ -259,10 +266,22 @@ impl Application {
             &wal_dir,
             &replica,
             crate::storage::intensity::SPEC,
-            options,
+            options.clone(),
         )
         .await?;
         background.add(Stage::Storage, intensity.spawn_flusher(flush_interval));
+        let functional_units = LoggedTable::open(
+            &location,
+            &wal_dir,
+            &replica,
+            crate::storage::functional_units::SPEC,
+            options,
+        )
+        .await?;
+        background.add(
+            Stage::Storage,
+            functional_units.spawn_flusher(flush_interval),
+        );
         if settings.demo && crate::demo::load(&registry, &readings, &intensity).await? {
             tracing::info!(
                 from = crate::demo::FROM,
@@ -296,10 +315,12 @@ impl Application {
             registry: registry.clone(),
             readings: readings.clone(),
             intensity: intensity.clone(),
+            functional_units: functional_units.clone(),
             reports: crate::reports::ReportSources {
                 registry: registry.clone(),
                 readings: readings.clone(),
                 intensity: intensity.clone(),
+                functional_units: functional_units.clone(),
                 default_factors: Arc::new(crate::domain::default_factors::shipped()),
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
             },
@@ -357,6 +378,7 @@ impl Application {
             server,
             readings,
             intensity,
+            functional_units,
             background,
             generated_admin_token,
             drain: std::time::Duration::from_secs(settings.shutdown_flush_s),
@@ -367,10 +389,15 @@ impl Application {
         self.port
     }
 
-    /// The readings and intensity tables behind the server, for callers that move acknowledged
-    /// rows from the log into the table on their own schedule (tests that interleave flushes).
-    pub fn tables(&self) -> [Arc<LoggedTable>; 2] {
-        [self.readings.clone(), self.intensity.clone()]
+    /// The readings, intensity and functional-units tables behind the server, for callers that
+    /// move acknowledged rows from the log into the table on their own schedule (tests that
+    /// interleave flushes).
+    pub fn tables(&self) -> [Arc<LoggedTable>; 3] {
+        [
+            self.readings.clone(),
+            self.intensity.clone(),
+            self.functional_units.clone(),
+        ]
     }
 
     /// The admin token made on a first start without `CARBON_LEDGER_ADMIN_TOKEN`: show it once.
@@ -388,7 +415,7 @@ impl Application {
         self.server.await?;
         self.background.stop().await;
         // Bounded: an orchestrator kills at 30 s, and what is not flushed is safe in the log.
-        for table in [&self.readings, &self.intensity] {
+        for table in [&self.readings, &self.intensity, &self.functional_units] {
             match tokio::time::timeout(self.drain, table.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {

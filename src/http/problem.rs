@@ -28,11 +28,13 @@ pub enum ErrorCode {
     ValidationFailed,
     UnknownSite,
     UnknownCustomer,
+    UnknownHardware,
     Retired,
     NotFound,
     InUse,
     PeriodClosed,
     InsufficientHistory,
+    NoFunctionalUnits,
     UnsupportedMediaType,
     PayloadTooLarge,
     Unauthorized,
@@ -93,6 +95,11 @@ impl ErrorCode {
                 "unknown_customer",
                 "Unknown customer",
             ),
+            UnknownHardware => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_hardware",
+                "Unknown hardware",
+            ),
             Retired => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "retired",
@@ -109,6 +116,11 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "insufficient_history",
                 "Too little history",
+            ),
+            NoFunctionalUnits => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_functional_units",
+                "No functional units",
             ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -284,10 +296,10 @@ impl From<RegistryError> for ApiError {
         };
         match &error {
             RegistryError::UnknownReference { kind, .. } => {
-                let code = if *kind == "site" {
-                    ErrorCode::UnknownSite
-                } else {
-                    ErrorCode::UnknownCustomer
+                let code = match *kind {
+                    "site" => ErrorCode::UnknownSite,
+                    "hardware" => ErrorCode::UnknownHardware,
+                    _ => ErrorCode::UnknownCustomer,
                 };
                 let mut api = Self::new(code, error.to_string());
                 api.errors
@@ -295,6 +307,14 @@ impl From<RegistryError> for ApiError {
                 api
             }
             RegistryError::InUse { .. } => Self::new(ErrorCode::InUse, error.to_string()),
+            RegistryError::Overbooked { .. } => {
+                let mut api = Self::new(ErrorCode::ValidationFailed, error.to_string());
+                api.errors.push(field_error(FieldError::new(
+                    "reserved",
+                    "more than the hardware has at some instant",
+                )));
+                api
+            }
             RegistryError::Storage(_) => Self::internal(&error),
         }
     }
@@ -355,6 +375,19 @@ impl From<IngestError> for ApiError {
             }
             IngestError::TooManyRows { .. } => {
                 Self::new(ErrorCode::PayloadTooLarge, error.to_string())
+            }
+            IngestError::InvalidRows { ref errors, .. } => {
+                let mut api = Self::new(ErrorCode::ValidationFailed, error.to_string());
+                api.errors = errors
+                    .iter()
+                    .map(|(row, e)| ProblemField {
+                        row: Some(*row),
+                        field: e.field.clone(),
+                        pointer: format!("/{row}/{}", e.field),
+                        reason: e.reason.clone(),
+                    })
+                    .collect();
+                api
             }
             IngestError::Invalid(ref invalid) => {
                 let kinds = |kind| invalid.errors.iter().all(|e| e.kind == kind);

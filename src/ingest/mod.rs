@@ -2,6 +2,7 @@
 //! straight into a `ReadingBatchBuilder`'s columns.
 mod arrow;
 mod csv;
+pub mod functional_units;
 mod json;
 
 pub use json::named_field;
@@ -54,6 +55,13 @@ pub enum IngestError {
     TooManyRows { limit: usize },
     #[error("{} of {} readings are invalid; nothing was stored", .0.invalid_rows, .0.rows)]
     Invalid(InvalidBatch),
+    /// Rows other than readings (functional units) that failed their checks.
+    #[error("{invalid_rows} of {rows} rows are invalid; nothing was stored")]
+    InvalidRows {
+        rows: usize,
+        invalid_rows: usize,
+        errors: Vec<(usize, crate::domain::FieldError)>,
+    },
 }
 
 impl IngestError {

@@ -1,13 +1,16 @@
 //! Footprint reports: load what the accounting method needs from the stores, run it off the async
 //! executor, and render the result as JSON rows, NDJSON, CSV or Parquet.
 mod render;
+pub mod sci;
 pub mod statement;
 pub mod statement_formats;
 
 pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
+use crate::accounting::embodied::Holdings;
 use crate::accounting::timeline::{Granularity, Window};
 use crate::accounting::{self, Context, GroupKey, Report};
+use crate::domain::embodied::{Hardware, Reservation};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
 use crate::storage::registry::RegistryData;
@@ -157,6 +160,7 @@ pub struct ReportSources {
     pub registry: Arc<Registry>,
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
+    pub functional_units: Arc<LoggedTable>,
     pub default_factors: Arc<HashMap<ZoneCode, f64>>,
     pub max_carry_forward: Duration,
 }
@@ -229,6 +233,13 @@ impl ReportSources {
             .map(|z| (z.zone.clone(), z))
             .collect();
         let instruments: Vec<Instrument> = registry.list::<Instrument>();
+        let holdings = Holdings::new(
+            &registry.list::<Hardware>(),
+            &registry.list::<Reservation>(),
+            query.customer.as_ref(),
+            &query.workloads,
+            &query.sites,
+        );
         // Pinned to a version that did not exist yet: that table held nothing then.
         let at = |version: Option<u64>| match (pinned, version) {
             (false, _) => Some(None),
@@ -287,6 +298,7 @@ impl ReportSources {
             default_factors: &self.default_factors,
             points: &points,
             instruments: &instruments,
+            holdings: &holdings,
             max_carry_forward: self.max_carry_forward,
         };
         let relevant = context.relevant_instruments(&window);
@@ -328,6 +340,7 @@ impl ReportSources {
                 default_factors: &default_factors,
                 points: &points,
                 instruments: &instruments,
+                holdings: &holdings,
                 max_carry_forward: max_carry,
             };
             accounting::footprint(

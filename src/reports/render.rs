@@ -1,6 +1,7 @@
 //! A report's frames as the API's shapes: JSON rows with nested quality shares, and flat records
 //! (quality shares as `quality_*` columns) for NDJSON, CSV and Parquet.
 use super::Footprint;
+use crate::accounting::embodied::{EMBODIED_G, EMBODIED_KNOWN_SHARE};
 use crate::accounting::{
     GroupKey, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G, LOCATION_INTENSITY, MARKET_FALLBACK_SHARE,
     MARKET_G, MARKET_INSTRUMENT_SHARE, QUALITY_COLUMNS, READINGS,
@@ -41,6 +42,13 @@ pub struct Figures {
     /// Share of facility energy covered by contractual instruments (PPAs, RECs, GOs, green
     /// tariffs) at their own factors; the rest is priced at the residual mix or the fallback.
     pub market_instrument_share: f64,
+    /// Embodied emissions (Scope 3) of the hardware the workloads reserved over the bucket:
+    /// each reservation's share of its machine's manufacturing and transport emissions,
+    /// amortised over the machine's lifespan. Zero where no reservation is registered.
+    pub embodied_gco2e: f64,
+    /// Share of IT energy whose workload held registered hardware at that instant: how much of
+    /// the energy `embodied_gco2e` speaks for.
+    pub embodied_known_share: f64,
 }
 
 /// One bucket of one group.
@@ -50,7 +58,7 @@ pub struct Figures {
     "market_emissions_gco2e": 28.0, "location_intensity_gco2e_per_kwh": 330.0, "readings": 1,
     "quality": {"actual": 1.0, "estimated": 0.0, "forecast": 0.0, "carried_forward": 0.0,
                 "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0,
-    "market_instrument_share": 0.25}))]
+    "market_instrument_share": 0.25, "embodied_gco2e": 3.73, "embodied_known_share": 1.0}))]
 pub struct FootprintRow {
     /// Start of the bucket, RFC 3339 with the offset of the report's time zone.
     pub bucket_start: String,
@@ -86,6 +94,10 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
         floats(frame, MARKET_FALLBACK_SHARE)?,
         floats(frame, MARKET_INSTRUMENT_SHARE)?,
     );
+    let (embodied, known) = (
+        floats(frame, EMBODIED_G)?,
+        floats(frame, EMBODIED_KNOWN_SHARE)?,
+    );
     let readings = frame.column(READINGS)?.i64()?.clone();
     let quality: Vec<Float64Chunked> = QUALITY_COLUMNS
         .iter()
@@ -110,6 +122,8 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
             },
             market_location_fallback_share: get(&fallback, i),
             market_instrument_share: get(&covered, i),
+            embodied_gco2e: get(&embodied, i),
+            embodied_known_share: get(&known, i),
         })
         .collect())
 }
@@ -178,7 +192,12 @@ impl Footprint {
             READINGS,
         ]);
         header.extend(QUALITY_COLUMNS);
-        header.extend([MARKET_FALLBACK_SHARE, MARKET_INSTRUMENT_SHARE]);
+        header.extend([
+            MARKET_FALLBACK_SHARE,
+            MARKET_INSTRUMENT_SHARE,
+            EMBODIED_G,
+            EMBODIED_KNOWN_SHARE,
+        ]);
         header
     }
 
@@ -216,6 +235,8 @@ impl Footprint {
                     Value::from(q.missing),
                     Value::from(f.market_location_fallback_share),
                     Value::from(f.market_instrument_share),
+                    Value::from(f.embodied_gco2e),
+                    Value::from(f.embodied_known_share),
                 ]);
                 record
             })
@@ -241,6 +262,8 @@ impl Footprint {
             LOCATION_INTENSITY,
             MARKET_FALLBACK_SHARE,
             MARKET_INSTRUMENT_SHARE,
+            EMBODIED_G,
+            EMBODIED_KNOWN_SHARE,
         ];
         for name in figures.into_iter().chain(QUALITY_COLUMNS) {
             let rounded = Column::from(floats(&frame, name)?.into_series());

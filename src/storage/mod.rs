@@ -2,6 +2,7 @@
 //! (`location`), and what stays on this replica's disk (its write-ahead log, its id).
 mod durable;
 pub mod follower;
+pub mod functional_units;
 pub mod intensity;
 pub mod keys;
 pub mod lease;

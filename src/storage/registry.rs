@@ -1,4 +1,5 @@
-//! The registry: sites, customers, zones, instruments and telemetry mappings, held in memory and
+//! The registry: sites, customers, zones, instruments, telemetry mappings, hardware and its
+//! reservations, held in memory and
 //! shared by every replica as a log of versions in the store (`SharedDocument`). Reads never wait
 //! for the store; a change is visible once it is stored.
 //!
@@ -7,6 +8,7 @@
 use super::location::Location;
 use super::shared_document::SharedDocument;
 use super::{DurableDocument, StorageError};
+use crate::domain::embodied::{peak_reserved, Hardware, Reservation};
 use crate::domain::mapping::{literal, Mapping};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,8 @@ pub struct RegistryData {
     zones: BTreeMap<ZoneCode, Zone>,
     instruments: BTreeMap<Id, Instrument>,
     mappings: BTreeMap<Id, Mapping>,
+    hardware: BTreeMap<Id, Hardware>,
+    reservations: BTreeMap<Id, Reservation>,
     /// Sites and customers that readings were accepted for, marked before those readings were
     /// acknowledged.
     sites_with_readings: BTreeSet<Id>,
@@ -50,6 +54,14 @@ pub enum RegistryError {
         kind: &'static str,
         id: String,
         by: String,
+    },
+    /// Reservations would hold more of a machine than it has.
+    #[error("hardware {hardware} has {total} {unit}; its reservations would hold {peak} at once")]
+    Overbooked {
+        hardware: String,
+        total: f64,
+        unit: String,
+        peak: f64,
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -113,6 +125,12 @@ impl Entity for Site {
         }
         instrument_naming(data, |instrument| &instrument.site == key)
             .or_else(|| mapping_naming(data, |m| &m.site, key))
+            .or_else(|| {
+                data.hardware
+                    .values()
+                    .find(|hardware| &hardware.site == key)
+                    .map(|hardware| format!("hardware {}", hardware.id))
+            })
     }
 }
 
@@ -135,6 +153,7 @@ impl Entity for Customer {
         }
         instrument_naming(data, |instrument| instrument.customer.as_ref() == Some(key))
             .or_else(|| mapping_naming(data, |m| &m.customer, key))
+            .or_else(|| reservation_naming(data, |r| &r.customer == key))
     }
 }
 
@@ -222,6 +241,92 @@ impl Entity for Mapping {
     }
 }
 
+fn reservation_naming(data: &RegistryData, names: impl Fn(&Reservation) -> bool) -> Option<String> {
+    data.reservations
+        .values()
+        .find(|reservation| names(reservation))
+        .map(|reservation| format!("reservation {}", reservation.id))
+}
+
+/// Refuses a machine whose reservations (with `replacing` swapped in) would hold more than it has.
+fn check_capacity(
+    data: &RegistryData,
+    hardware: &Hardware,
+    replacing: Option<&Reservation>,
+) -> Result<(), RegistryError> {
+    let held = data
+        .reservations
+        .values()
+        .filter(|r| r.hardware == hardware.id && replacing.is_none_or(|new| new.id != r.id))
+        .chain(replacing);
+    let peak = peak_reserved(held);
+    if peak > hardware.total * (1.0 + 1e-12) {
+        return Err(RegistryError::Overbooked {
+            hardware: hardware.id.to_string(),
+            total: hardware.total,
+            unit: format!("{:?}", hardware.shared_by).to_lowercase(),
+            peak,
+        });
+    }
+    Ok(())
+}
+
+impl Entity for Hardware {
+    type Key = Id;
+    const KIND: &'static str = "hardware";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.hardware
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.hardware
+    }
+    fn check_references(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        if !data.sites.contains_key(&self.site) {
+            return Err(RegistryError::UnknownReference {
+                kind: Site::KIND,
+                id: self.site.to_string(),
+            });
+        }
+        check_capacity(data, self, None)
+    }
+    fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
+        reservation_naming(data, |r| &r.hardware == key)
+    }
+}
+
+impl Entity for Reservation {
+    type Key = Id;
+    const KIND: &'static str = "reservation";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.reservations
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.reservations
+    }
+    fn check_references(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        if !data.customers.contains_key(&self.customer) {
+            return Err(RegistryError::UnknownReference {
+                kind: Customer::KIND,
+                id: self.customer.to_string(),
+            });
+        }
+        let hardware =
+            data.hardware
+                .get(&self.hardware)
+                .ok_or_else(|| RegistryError::UnknownReference {
+                    kind: Hardware::KIND,
+                    id: self.hardware.to_string(),
+                })?;
+        check_capacity(data, hardware, Some(self))
+    }
+}
+
 /// What one registry version did to one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -287,6 +392,8 @@ fn changes(before: &RegistryData, after: &RegistryData) -> Vec<RecordChange> {
     changes_of::<Zone>(before, after, &mut out);
     changes_of::<Instrument>(before, after, &mut out);
     changes_of::<Mapping>(before, after, &mut out);
+    changes_of::<Hardware>(before, after, &mut out);
+    changes_of::<Reservation>(before, after, &mut out);
     for (kind, old, new) in [
         (
             Site::KIND,

@@ -31,11 +31,15 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "put_zone" | "delete_zone" | "list_instruments" | "get_instrument" | "put_instrument"
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" | "list_mappings"
         | "get_mapping" | "put_mapping" | "delete_mapping" | "telemetry_sources"
-        | "telemetry_unmapped" => Admin,
-        "post_readings" | "remote_write_receiver" | "otlp_metrics" => Ingest,
+        | "telemetry_unmapped" | "list_hardware" | "get_hardware" | "put_hardware"
+        | "delete_hardware" | "list_reservations" | "get_reservation" | "put_reservation"
+        | "delete_reservation" => Admin,
+        "post_readings" | "remote_write_receiver" | "otlp_metrics" | "post_functional_units" => {
+            Ingest
+        }
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" | "zone_windows" | "sdk_current_forecast" => AnyKey,
-        "customer_footprint" | "shift_opportunities" | "forecast" => OwnCustomer,
+        "customer_footprint" | "shift_opportunities" | "forecast" | "sci" => OwnCustomer,
         "all_footprints" | "list_feeds" | "registry_history" | "close_period"
         | "reissue_period" | "period_drift" | "period_export" => Admin,
         "list_periods" | "get_period" => AnyKey,
@@ -73,11 +77,16 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{mapping}", "kepler-fra1")
                 .replace("{id}", "key_unknown")
                 .replace("{period}", "setup-q1")
+                .replace("{hardware}", "fra1-r42-s07")
+                .replace("{reservation}", "acme-api-2026-03")
                 + match (method.as_str(), path.rsplit('/').next()) {
                     ("get", Some("intensity" | "footprint" | "shift-opportunities")) => {
                         "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"
                     }
                     ("get", Some("windows")) => "?duration_min=60",
+                    ("get", Some("sci")) => {
+                        "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&unit=requests"
+                    }
                     ("get", Some("current")) => "?location=DE",
                     _ => "",
                 };
@@ -161,8 +170,13 @@ async fn every_operation_enforces_its_roles() {
                 assert_eq!(other["detail"], "customer acme does not exist", "{name}");
                 for token in [ADMIN_TOKEN.to_owned(), acme.clone()] {
                     let status = call(Some(token)).await.status();
-                    // acme has no history to forecast from: the documented 422, past auth.
-                    let expected = if op.id == "forecast" { 422 } else { 200 };
+                    // acme has no history to forecast from and no functional units to divide by:
+                    // the documented 422s, past auth.
+                    let expected = if ["forecast", "sci"].contains(&op.id.as_str()) {
+                        422
+                    } else {
+                        200
+                    };
                     assert_eq!(status, expected, "{name}");
                 }
             }

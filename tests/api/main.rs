@@ -3,6 +3,7 @@ mod auth;
 mod consistency;
 mod crash;
 mod dashboard;
+mod embodied;
 mod errors;
 mod feeds;
 mod footprint;
