@@ -39,6 +39,8 @@ expected = [
     '"windows":[{"start":"2026-03-01T11:00:00Z","end":"2026-03-01T13:00:00Z","average_gco2e_per_kwh":130.0',
     '"saving_gco2e":1850.0',
     '"optimalDataPoints":[{"location":"DE","timestamp":"2026-03-01T11:00:00Z","duration":120,"value":130.0}]',
+    '"embodied_kgco2e":1633.125',
+    '"embodied_gco2e":11.651862158,"functional_units":1000.0,"sci_gco2e_per_unit":0.048776862',
 ]
 missing = [e for e in expected if e not in result.stdout]
 if missing:

@@ -1,7 +1,10 @@
 //! The demo data set behind `serve --demo`: three sites in three grid zones, two customers, a
 //! week of 5-minute readings (2024-03-04 to 2024-03-11) and intensity from the providers' recorded
 //! payloads in `fixtures/providers`, repeated to span the week, so a new user's first footprint
-//! request has something to show.
+//! request has something to show. Two machines with reservations and a week of hourly requests
+//! give acme's `web` an embodied share and an SCI per request.
+use crate::domain::embodied::{HardwareSpec, ReservationSpec, SharedBy};
+use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::intensity::IntensityPoint;
 use crate::domain::reading::ReadingBatch;
 use crate::domain::{
@@ -10,7 +13,7 @@ use crate::domain::{
 };
 use crate::sources::feeds::{electricity_maps, uk_carbon_intensity, watttime, FeedError};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::{intensity, readings, Registry, RegistryError};
+use crate::storage::{functional_units, intensity, readings, Registry, RegistryError};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -122,7 +125,75 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
             )
             .await?;
     }
+    hardware(registry).await
+}
+
+/// A 64-vCPU server in London with 16 vCPUs held by acme's web all week, and an 8-GPU server in
+/// San Francisco with 4 GPUs held by acme's ml-training: both from the shipped class table.
+async fn hardware(registry: &Registry) -> Result<(), DemoError> {
+    let machines = [
+        (
+            "lon1-r01-s01",
+            "lon1",
+            "server-2s-256gb",
+            SharedBy::Vcpu,
+            64.0,
+        ),
+        ("sfo1-gpu-01", "sfo1", "gpu-server-8x", SharedBy::Gpu, 8.0),
+    ];
+    for (machine, site, class, shared_by, total) in machines {
+        let spec = HardwareSpec {
+            site: site.into(),
+            class: class.into(),
+            embodied_kgco2e: None,
+            lifespan_years: None,
+            shared_by,
+            total,
+            in_service: time("2023-09-01T00:00:00Z").date_naive(),
+        };
+        registry
+            .put(BY, spec.parse(id(machine)?).map_err(invalid)?)
+            .await?;
+    }
+    let holds = [
+        ("acme-web-lon1", "lon1-r01-s01", "web", 16.0),
+        ("acme-ml-sfo1", "sfo1-gpu-01", "ml-training", 4.0),
+    ];
+    for (reservation, machine, workload, reserved) in holds {
+        let spec = ReservationSpec {
+            hardware: machine.into(),
+            customer: "acme".into(),
+            workload: workload.into(),
+            from: time(FROM),
+            to: time(TO),
+            reserved,
+        };
+        registry
+            .put(BY, spec.parse(id(reservation)?).map_err(invalid)?)
+            .await?;
+    }
     Ok(())
+}
+
+/// The daily cycle of the demo's load: highest at 14:00 UTC.
+fn daily_cycle(hour: f64) -> f64 {
+    1.0 + 0.35 * ((hour - 14.0) / 24.0 * std::f64::consts::TAU).cos()
+}
+
+/// Hourly requests served by acme's web, following the same daily cycle as its power.
+fn requests() -> Result<Vec<FunctionalUnit>, DemoError> {
+    let (site, customer, workload) = (id("lon1")?, id("acme")?, id("web")?);
+    Ok((0..7 * 24)
+        .map(|hour| FunctionalUnit {
+            site: site.clone(),
+            customer: customer.clone(),
+            workload: workload.clone(),
+            start: time(FROM) + Duration::hours(hour),
+            duration_s: 3600,
+            unit: "requests".into(),
+            count: (18_000.0 * daily_cycle(f64::from(hour as i32 % 24))).round(),
+        })
+        .collect())
 }
 
 /// Recorded points repeated every `period` so they span the demo week.
@@ -183,7 +254,7 @@ fn readings_batch() -> ReadingBatch {
         for step in 0..(7 * 288) {
             let at = start + Duration::minutes(5 * step);
             let hour = f64::from(step as i32 % 288) / 12.0;
-            let daily = 1.0 + 0.35 * ((hour - 14.0) / 24.0 * std::f64::consts::TAU).cos();
+            let daily = daily_cycle(hour);
             batch.site.push(site);
             batch.customer.push(customer);
             batch.workload.push(workload);
@@ -204,6 +275,7 @@ pub async fn load(
     registry_store: &Registry,
     readings_table: &LoggedTable,
     intensity_table: &LoggedTable,
+    units_table: &LoggedTable,
 ) -> Result<bool, DemoError> {
     if !registry_store.list::<Site>().is_empty() {
         return Ok(false);
@@ -216,7 +288,10 @@ pub async fn load(
         .await?;
     let frame = readings::frame(batch).map_err(LoggedTableError::from)?;
     readings_table.append(LoggedTable::prepare(frame)?).await?;
+    let units = functional_units::frame(&requests()?).map_err(LoggedTableError::from)?;
+    units_table.append(LoggedTable::prepare(units)?).await?;
     readings_table.flush().await?;
     intensity_table.flush().await?;
+    units_table.flush().await?;
     Ok(true)
 }

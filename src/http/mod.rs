@@ -282,7 +282,9 @@ impl Application {
             Stage::Storage,
             functional_units.spawn_flusher(flush_interval),
         );
-        if settings.demo && crate::demo::load(&registry, &readings, &intensity).await? {
+        if settings.demo
+            && crate::demo::load(&registry, &readings, &intensity, &functional_units).await?
+        {
             tracing::info!(
                 from = crate::demo::FROM,
                 to = crate::demo::TO,

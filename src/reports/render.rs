@@ -44,10 +44,13 @@ pub struct Figures {
     pub market_instrument_share: f64,
     /// Embodied emissions (Scope 3) of the hardware the workloads reserved over the bucket:
     /// each reservation's share of its machine's manufacturing and transport emissions,
-    /// amortised over the machine's lifespan. Zero where no reservation is registered.
+    /// amortised over the machine's lifespan. Zero where no reservation is registered (and in
+    /// statements issued before embodied emissions were counted).
+    #[serde(default)]
     pub embodied_gco2e: f64,
     /// Share of IT energy whose workload held registered hardware at that instant: how much of
     /// the energy `embodied_gco2e` speaks for.
+    #[serde(default)]
     pub embodied_known_share: f64,
 }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
 
 /// Bumped whenever the arithmetic of DESIGN §3 changes what a figure means.
-pub const METHOD_VERSION: &str = "1";
+pub const METHOD_VERSION: &str = "2";
 
 /// What every statement says of how its figures were made.
 pub const METHOD: &str = "Energy is measured per reading and split per instant at every edge \
@@ -24,7 +24,7 @@ grid intensity in force for the site's zone at that instant (actual, else estima
 carried forward at most max_carry_forward_s, else the zone's default factor). Market-based \
 emissions (GHG Protocol Scope 2): energy covered by contractual instruments at their factor, \
 allocated pro rata over the instrument period, the rest at the zone's residual mix for the year, \
-else location-based. Quality shares say which kind of intensity each kWh rests on.";
+else location-based. Quality shares say which kind of intensity each kWh rests on. Embodied emissions (Scope 3, from version 2): each hardware reservation carries the machine's embodied kgCO2e times the reserved share of its resources times the reserved time over its lifespan (8,760 h a year), nothing before its service starts or after its lifespan ends.";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Statement {

@@ -7,7 +7,7 @@ use crate::domain::InstrumentKind;
 use std::fmt::Write;
 
 /// Columns named like Google Cloud's carbon footprint export where they mean the same, in kg.
-const CSV_HEADER: [&str; 14] = [
+const CSV_HEADER: [&str; 16] = [
     "usage_month",
     "customer",
     "workload",
@@ -22,6 +22,8 @@ const CSV_HEADER: [&str; 14] = [
     "statement_version",
     "statement_sha256",
     "market_instrument_share",
+    "carbon_footprint_kgCO2e.scope3.embodied",
+    "embodied_known_share",
 ];
 
 /// Every statement's rows under one header, in the order given.
@@ -46,6 +48,8 @@ pub fn csv(statements: &[Statement]) -> Result<Vec<u8>, csv::Error> {
                 &statement.statement_version.to_string(),
                 statement.sha256.as_str(),
                 &row.figures.market_instrument_share.to_string(),
+                &kg(row.figures.embodied_gco2e),
+                &row.figures.embodied_known_share.to_string(),
             ])?;
         }
     }
@@ -174,6 +178,7 @@ th, td {{ border-bottom: 1px solid #ddd; padding: .25em .4em; text-align: left; 
 <div>IT energy<b>{it} kWh</b></div><div>Facility energy<b>{facility} kWh</b></div>
 <div>Scope 2, location-based<b>{location} kgCO2e</b></div><div>Scope 2, market-based<b>{market} kgCO2e</b></div>
 </section>
+<p>Scope 3, embodied emissions of the hardware the workloads reserved: <strong>{embodied} kgCO2e</strong>, registered for {embodied_known}% of the IT energy.</p>
 <p>Intensity behind the energy: actual {actual}%, estimated {estimated}%, forecast {forecast}%, carried forward {carried}%, default factor {default}%. Covered by instruments: {instrument_share}%.</p>
 <h2>By month, site and workload</h2>
 <table><thead><tr><th>Month</th><th>Site</th><th>Zone</th><th>Workload</th><th>IT kWh</th><th>Facility kWh</th><th>Location kgCO2e</th><th>Market kgCO2e</th></tr></thead>
@@ -200,6 +205,8 @@ th, td {{ border-bottom: 1px solid #ddd; padding: .25em .4em; text-align: left; 
         facility = number(totals.facility_energy_kwh, 3),
         location = number(totals.location_emissions_gco2e / 1e3, 3),
         market = number(totals.market_emissions_gco2e / 1e3, 3),
+        embodied = number(totals.embodied_gco2e / 1e3, 3),
+        embodied_known = number(totals.embodied_known_share * 100.0, 1),
         actual = number(quality.actual * 100.0, 1),
         estimated = number(quality.estimated * 100.0, 1),
         forecast = number(quality.forecast * 100.0, 1),

@@ -60,6 +60,17 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
         200
     );
 
+    // A whole 1,000 kg, 4-year machine held by acme's api for the reading's hour.
+    let machine = json!({"site": "fra1", "class": "server-minimal", "shared_by": "node",
+        "total": 1, "in_service": "2025-01-01"});
+    assert_eq!(app.put("/v1/hardware/srv1", machine).await.status(), 201);
+    let hold = |from: &str, to: &str| {
+        json!({"hardware": "srv1", "customer": "acme", "workload": "api", "from": from,
+               "to": to, "reserved": 1})
+    };
+    let held = hold("2026-03-01T09:00:00Z", "2026-03-01T10:00:00Z");
+    assert_eq!(app.put("/v1/reservations/r1", held).await.status(), 201);
+
     let period =
         json!({"id": "2026-03", "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"});
     let closed = app.post("/v1/periods", period.clone()).await;
@@ -81,7 +92,10 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert_eq!(statement["by_month"].as_array().unwrap().len(), 1);
     assert_eq!(statement["by_month"][0]["site"], "fra1");
     assert_eq!(statement["sites"][0]["pue"], 1.5);
-    assert_eq!(statement["method_version"], "1");
+    assert_eq!(statement["method_version"], "2");
+    // Scope 3 beside it: 1,000,000 g x 1 h / 35,040 h = 28.538812785 g, all of the energy known.
+    assert_eq!(statement["totals"]["embodied_gco2e"], 28.538812785);
+    assert_eq!(statement["totals"]["embodied_known_share"], 1.0);
     // The one hour of manual actual intensity in force for DE over the period.
     assert_eq!(
         statement["intensity_sources"],
@@ -116,6 +130,8 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     let ppa = json!({"site": "fra1", "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z",
                      "energy_mwh": 1.0, "gco2e_per_kwh": 0.0, "kind": "ppa"});
     assert_eq!(app.put("/v1/instruments/ppa-1", ppa).await.status(), 201);
+    let later = hold("2026-03-01T10:00:00Z", "2026-03-01T12:00:00Z");
+    assert_eq!(app.put("/v1/reservations/r2", later).await.status(), 201);
     let live: Value = app
         .get("/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z")
         .await
@@ -238,6 +254,8 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     // 2 kWh at PUE 2.0 now.
     assert_eq!(second["totals"]["it_energy_kwh"], 2.0);
     assert_eq!(second["totals"]["facility_energy_kwh"], 4.0);
+    // And three hours of the machine: 3 x 1,000,000 g / 35,040 h.
+    assert_eq!(second["totals"]["embodied_gco2e"], 85.616438356);
     let first = statement_at(&app, Some(&acme), &format!("{STATEMENT}?version=1")).await;
     assert_eq!(first, (200, at_close), "version 1 stays as it was");
     let missing = statement_at(&app, None, &format!("{STATEMENT}?version=3")).await;
@@ -256,9 +274,11 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert!(lines[0].starts_with("usage_month,customer,workload,location.location,location.region,carbon_model_version,carbon_footprint_kgCO2e.scope2.location_based"), "{csv}");
     // 600 g = 0.6 kg, both bases (no instrument at the close).
     assert!(
-        lines[1].starts_with("2026-03-01,acme,api,fra1,DE,1,0.6,0.6,1,1.5,2026-03,1,"),
+        lines[1].starts_with("2026-03-01,acme,api,fra1,DE,2,0.6,0.6,1,1.5,2026-03,1,"),
         "{csv}"
     );
+    // Scope 3: 28.538812785 g = 0.028538813 kg, for all of the energy.
+    assert!(lines[1].ends_with(",0.028538813,1"), "{csv}");
     let (status, page) = statement_at(
         &app,
         Some(&acme),
@@ -268,7 +288,10 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert_eq!(status, 200);
     let page = String::from_utf8(page).unwrap();
     assert!(
-        page.contains("<h1>Carbon statement: acme</h1>") && page.contains("0.600 kgCO2e"),
+        page.contains("<h1>Carbon statement: acme</h1>")
+            && page.contains("0.600 kgCO2e")
+            && page
+                .contains("<strong>0.029 kgCO2e</strong>, registered for 100.0% of the IT energy"),
         "{page}"
     );
     assert!(!page.contains("<script"), "a printable page runs nothing");
