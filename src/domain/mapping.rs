@@ -1,7 +1,8 @@
 //! Telemetry mappings: which metric's series become whose readings. A mapping names a metric,
 //! label matchers (anchored regexes, all must match), the metric's unit, and templates that build
 //! the reading's site, customer and workload from the series' labels (`"{pod_name}"`), with
-//! optional lookup maps applied to a rendered value.
+//! optional lookup maps applied to a rendered value. A counter of things (`count_total`, such as
+//! `http_requests_total`) maps to functional units instead: the R of the SCI.
 use super::{Checks, Id, Invalid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ pub enum Unit {
     Milliwatts,
     /// A power gauge in microwatts (Scaphandre).
     Microwatts,
+    /// A counter of things done (`http_requests_total`): its increases are functional units.
+    CountTotal,
 }
 
 impl Unit {
@@ -29,14 +32,14 @@ impl Unit {
     pub fn is_counter(self) -> bool {
         matches!(
             self,
-            Unit::JoulesTotal | Unit::MicrojoulesTotal | Unit::KwhTotal
+            Unit::JoulesTotal | Unit::MicrojoulesTotal | Unit::KwhTotal | Unit::CountTotal
         )
     }
 
     /// Joules per counter unit, or watts per gauge unit.
     pub fn scale(self) -> f64 {
         match self {
-            Unit::JoulesTotal | Unit::Watts => 1.0,
+            Unit::JoulesTotal | Unit::Watts | Unit::CountTotal => 1.0,
             Unit::MicrojoulesTotal | Unit::Microwatts => 1e-6,
             Unit::KwhTotal => 3.6e6,
             Unit::Milliwatts => 1e-3,
@@ -117,6 +120,10 @@ pub struct MappingSpec {
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Lowest first, then id; the first matching mapping wins. Default 100.
     pub priority: Option<i32>,
+    /// With `unit` `count_total`: the functional unit the counter's increases are counted in
+    /// (`requests`), posted as functional units rather than readings.
+    #[schema(example = "requests")]
+    pub functional_unit: Option<String>,
 }
 
 /// A stored mapping.
@@ -139,6 +146,9 @@ pub struct Mapping {
     pub workload: String,
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
     pub priority: i32,
+    /// Set with `unit` `count_total`: the series become functional units of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functional_unit: Option<String>,
 }
 
 /// One piece of a template.
@@ -282,6 +292,23 @@ impl MappingSpec {
                 "maps apply to site, customer or workload",
             );
         }
+        let counts_things = unit == Some(Unit::CountTotal);
+        match (&self.functional_unit, counts_things) {
+            (Some(name), true) => {
+                if let Err(reason) = super::functional_unit::check_unit(name) {
+                    checks.require(false, "functional_unit", reason);
+                }
+            }
+            (None, true) => checks.require(
+                false,
+                "functional_unit",
+                "is required with unit count_total (requests, jobs, ...)",
+            ),
+            (Some(_), false) => {
+                checks.require(false, "functional_unit", "applies only to unit count_total")
+            }
+            (None, false) => {}
+        }
         checks.finish(|| {
             Some(Mapping {
                 id,
@@ -294,6 +321,7 @@ impl MappingSpec {
                 workload,
                 maps: self.maps,
                 priority: self.priority.unwrap_or(100),
+                functional_unit: self.functional_unit,
             })
         })
     }
@@ -321,6 +349,7 @@ mod tests {
             workload: workload.map(str::to_owned),
             maps: BTreeMap::new(),
             priority: None,
+            functional_unit: None,
         }
     }
 

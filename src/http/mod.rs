@@ -302,6 +302,7 @@ impl Application {
             telemetry: telemetry.clone(),
             registry: registry.clone(),
             readings: readings.clone(),
+            functional_units: functional_units.clone(),
             clock: clock.clone(),
             max_power_w: settings.max_power_w,
         };

@@ -15,14 +15,15 @@ pub mod scrape;
 pub mod series;
 mod state_store;
 
+use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::mapping::{anchored, render, Mapping};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
 use crate::domain::{Customer, Grant, Id, Site};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::{readings, Registry, RegistryError, StorageError};
+use crate::storage::{functional_units, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use series::{Counts, Delta, Resolution, State, Target, Windows};
+use series::{Counts, Delta, Resolution, State, Target, WindowKey, Windows};
 use state_store::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -133,6 +134,7 @@ const MAX_UNMAPPED_LISTED: usize = 1000;
 pub struct IngestContext<'a> {
     pub registry: &'a Registry,
     pub readings: &'a LoggedTable,
+    pub functional_units: &'a LoggedTable,
     pub grant: &'a Grant,
     pub now: DateTime<Utc>,
     pub max_power_w: f64,
@@ -250,6 +252,7 @@ impl Telemetry {
                 site: site.to_string(),
                 customer: customer.to_string(),
                 workload: workload.to_string(),
+                functional_unit: mapping.functional_unit.clone(),
             },
             unit: mapping.unit,
             until_ms,
@@ -337,7 +340,15 @@ impl Telemetry {
         );
         let window_s = self.settings.windows().window_ms / 1000;
         let mut batch = ReadingBatch::default();
+        let mut units = Vec::new();
         for (key, joules) in &changed {
+            if let Some(unit) = &key.target.functional_unit {
+                match Self::functional_unit(key, unit, *joules, window_s) {
+                    Some(count) => units.push(count),
+                    None => counts.ignore("invalid_functional_unit", 1),
+                }
+                continue;
+            }
             if joules / window_s as f64 > ctx.max_power_w {
                 counts.ignore("over_max_power", 1);
                 continue;
@@ -351,7 +362,7 @@ impl Telemetry {
             batch.power_w.push(None);
         }
         let delta = state.delta(&changed);
-        match self.commit(batch, delta, &ctx).await {
+        match self.commit(batch, units, delta, &ctx).await {
             Ok(()) => {
                 self.record(source, Ok((&counts, newest, state.series())));
                 self.snapshot_when_due(&state).await;
@@ -399,11 +410,31 @@ impl Telemetry {
         }
     }
 
-    /// The readings, then the state change that made them: a crash between the two leaves the
-    /// old state, and the sender's retry recomputes the same windows, which replace themselves.
+    /// A window of a counter of things as one functional-unit count, its identity the window.
+    fn functional_unit(
+        key: &WindowKey,
+        unit: &str,
+        count: f64,
+        window_s: i64,
+    ) -> Option<FunctionalUnit> {
+        Some(FunctionalUnit {
+            site: Id::parse(&key.target.site).ok()?,
+            customer: Id::parse(&key.target.customer).ok()?,
+            workload: Id::parse(&key.target.workload).ok()?,
+            start: DateTime::from_timestamp_millis(key.start_ms)?,
+            duration_s: window_s,
+            unit: unit.to_owned(),
+            count,
+        })
+    }
+
+    /// The readings and counts, then the state change that made them: a crash in between leaves
+    /// the old state, and the sender's retry recomputes the same windows, which replace
+    /// themselves.
     async fn commit(
         &self,
         batch: ReadingBatch,
+        units: Vec<FunctionalUnit>,
         delta: Delta,
         ctx: &IngestContext<'_>,
     ) -> Result<(), TelemetryError> {
@@ -415,6 +446,23 @@ impl Telemetry {
                 .await
                 .and_then(LoggedTable::prepare)?;
             ctx.readings.append(prepared).await?;
+        }
+        if !units.is_empty() {
+            let ids = |f: fn(&FunctionalUnit) -> &Id| {
+                let mut ids: Vec<Id> = units.iter().map(f).cloned().collect();
+                ids.sort();
+                ids.dedup();
+                ids
+            };
+            let (sites, customers) = (ids(|u| &u.site), ids(|u| &u.customer));
+            ctx.registry
+                .mark_with_readings("telemetry", &sites, &customers)
+                .await?;
+            let prepared =
+                crate::storage::logged::blocking(move || functional_units::frame(&units))
+                    .await
+                    .and_then(LoggedTable::prepare)?;
+            ctx.functional_units.append(prepared).await?;
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {

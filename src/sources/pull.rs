@@ -17,6 +17,7 @@ pub struct Sinks {
     pub telemetry: Arc<Telemetry>,
     pub registry: Arc<Registry>,
     pub readings: Arc<LoggedTable>,
+    pub functional_units: Arc<LoggedTable>,
     pub clock: Arc<dyn Clock>,
     pub max_power_w: f64,
 }
@@ -46,6 +47,7 @@ where
                     let context = IngestContext {
                         registry: &sinks.registry,
                         readings: &sinks.readings,
+                        functional_units: &sinks.functional_units,
                         grant: &Grant::Admin,
                         now,
                         max_power_w: sinks.max_power_w,

@@ -19,12 +19,15 @@ pub struct Windows {
     pub max_gap_ms: i64,
 }
 
-/// Where a series' energy goes.
+/// Where a series' energy (or, for a counter of things, its count) goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Target {
     pub site: String,
     pub customer: String,
     pub workload: String,
+    /// Set for counters of things: the windows sum units of this name, not joules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functional_unit: Option<String>,
 }
 
 /// One window of one target.
@@ -389,6 +392,7 @@ mod tests {
             site: "fra1".into(),
             customer: "acme".into(),
             workload: workload.into(),
+            functional_unit: None,
         }
     }
 

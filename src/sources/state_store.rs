@@ -140,6 +140,7 @@ mod tests {
             site: "fra1".into(),
             customer: "acme".into(),
             workload: "api".into(),
+            functional_unit: None,
         };
         let changed = state.convert(
             &[series],

@@ -566,3 +566,86 @@ async fn remote_write_2_bodies_are_read_through_their_symbol_table() {
     // 7,200 J = 0.002 kWh.
     assert!((kwh(&it_kwh(&app, "workload").await) - 0.002).abs() < 1e-9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_of_requests_becomes_functional_units_for_the_sci() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    let requests = json!({"metric": "http_requests_total", "unit": "count_total",
+        "functional_unit": "requests", "site": "fra1", "customer": "acme",
+        "workload": "{container_name}"});
+    let mapping = app
+        .put("/v1/telemetry/mappings/requests-fra1", requests.clone())
+        .await;
+    assert_eq!(mapping.status(), 201);
+    // A counter of things needs the unit it counts, and only such a counter takes one.
+    let mut unnamed = requests.clone();
+    unnamed.as_object_mut().unwrap().remove("functional_unit");
+    let problem = assert_problem(
+        app.put("/v1/telemetry/mappings/bad", unnamed).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "functional_unit");
+    let mut energy_named = requests;
+    energy_named["unit"] = json!("joules_total");
+    assert_problem(
+        app.put("/v1/telemetry/mappings/bad", energy_named).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    let package: &[(&str, &str)] = &[
+        NAME,
+        ("container_name", "api"),
+        ("node_name", "fra1-n1"),
+        ("zone", "package"),
+    ];
+    let served: &[(&str, &str)] = &[
+        ("__name__", "http_requests_total"),
+        ("container_name", "api"),
+    ];
+    // Energy: +3,600 J and +7,200 J. Requests: +300, +600, then a reset to 50 (which counts 50).
+    let body = write_request(&[
+        (
+            package,
+            &[
+                (T0, 1_000.0),
+                (T0 + 30_000, 4_600.0),
+                (T0 + 60_000, 11_800.0),
+            ],
+        ),
+        (
+            served,
+            &[
+                (T0, 100.0),
+                (T0 + 30_000, 400.0),
+                (T0 + 60_000, 1_000.0),
+                (T0 + 90_000, 50.0),
+            ],
+        ),
+    ]);
+    assert_eq!(remote_write(&app, body.clone()).await.status(), 204);
+    assert_eq!(remote_write(&app, body).await.status(), 204, "a retry");
+    // The counts are not energy: the footprint still holds 10,800 J.
+    let footprint = it_kwh(&app, "workload").await;
+    assert!(
+        (kwh(&footprint) - 10_800.0 / 3.6e6).abs() < 1e-12,
+        "{footprint}"
+    );
+    let sci: Value = app
+        .get("/v1/customers/acme/sci?from=2026-03-01T09:00:00Z&to=2026-03-01T10:00:00Z&unit=requests")
+        .await
+        .json()
+        .await
+        .unwrap();
+    // 300 + 600 + 50 = 950 requests, once whatever was retried.
+    assert_eq!(sci["totals"]["functional_units"], 950.0);
+    let grams = footprint["totals"]["location_emissions_gco2e"]
+        .as_f64()
+        .unwrap();
+    let per_request = sci["totals"]["sci_gco2e_per_unit"].as_f64().unwrap();
+    assert!((per_request - grams / 950.0).abs() < 1e-9, "{sci}");
+}
