@@ -1,13 +1,59 @@
 //! Invariants of DESIGN §3 over generated readings and intensity.
+use super::embodied::{EMBODIED_G, EMBODIED_KNOWN_SHARE};
 use super::tests::{hours, point, readings, value, Setup};
 use super::timeline::Granularity;
 use super::*;
+use crate::domain::embodied::{HardwareSpec, Reservation, SharedBy};
 use crate::domain::intensity::PointKind;
 use proptest::prelude::*;
 
 fn day_readings() -> impl Strategy<Value = Vec<(u32, i32, f64, u8)>> {
     // (start second of the day, duration_s, energy_j, workload)
     prop::collection::vec((0u32..86_000, 1i32..=3600, 0.0f64..5e6, 0u8..4), 1..40)
+}
+
+fn holds() -> impl Strategy<Value = Vec<(u32, u32, u8, u8)>> {
+    // (start minute, length in minutes, workload, vCPUs): at most 6 x 7 of 64, never overbooked.
+    prop::collection::vec((0u32..1500, 1u32..600, 0u8..4, 1u8..8), 0..6)
+}
+
+/// `setup` with a 64-vCPU machine at fra1 and these reservations of acme's workloads.
+fn holding(mut setup: Setup, holds: &[(u32, u32, u8, u8)]) -> Setup {
+    let machine = HardwareSpec {
+        site: "fra1".into(),
+        class: "server-2s-256gb".into(),
+        embodied_kgco2e: None,
+        lifespan_years: None,
+        shared_by: SharedBy::Vcpu,
+        total: 64.0,
+        in_service: "2025-01-01".parse().unwrap(),
+    }
+    .parse(Id::parse("s1").unwrap())
+    .unwrap();
+    let base = tests::t("2026-03-01T00:00:00Z");
+    let reservations: Vec<Reservation> = holds
+        .iter()
+        .enumerate()
+        .map(|(i, (start, minutes, workload, vcpus))| {
+            let from = base + chrono::Duration::minutes(i64::from(*start));
+            Reservation {
+                id: Id::parse(&format!("r{i}")).unwrap(),
+                hardware: machine.id.clone(),
+                customer: Id::parse("acme").unwrap(),
+                workload: Id::parse(&format!("w{workload}")).unwrap(),
+                from,
+                to: from + chrono::Duration::minutes(i64::from(*minutes)),
+                reserved: f64::from(*vcpus),
+            }
+        })
+        .collect();
+    setup.holdings = Holdings::new(&[machine], &reservations, None, &[], &[]);
+    setup
+}
+
+/// IT energy whose workload held hardware: what `embodied_known_share` is a share of.
+fn known_kwh(frame: &DataFrame, row: usize) -> f64 {
+    value(frame, EMBODIED_KNOWN_SHARE, row) * value(frame, IT_KWH, row)
 }
 
 fn setup(gaps: &[bool]) -> Setup {
@@ -69,8 +115,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn totals_do_not_depend_on_grouping_or_bucket(input in day_readings(), gaps in prop::collection::vec(any::<bool>(), 48)) {
-        let setup = setup(&gaps);
+    fn totals_do_not_depend_on_grouping_or_bucket(input in day_readings(), gaps in prop::collection::vec(any::<bool>(), 48), holds in holds()) {
+        let setup = holding(setup(&gaps), &holds);
         let rows = rows(&input);
         let mut window = hours("2026-03-01T00:00:00Z", "2026-03-02T02:00:00Z");
         let baseline = setup.run(&window, &[], frame(&rows)).totals;
@@ -81,13 +127,15 @@ proptest! {
         ] {
             window.granularity = granularity;
             let report = setup.run(&window, &group_by, frame(&rows));
-            for column in [IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G, READINGS] {
+            for column in [IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G, READINGS, EMBODIED_G] {
                 prop_assert!(close(value(&report.totals, column, 0), value(&baseline, column, 0)), "{column}");
                 let summed: f64 = (0..report.rows.height()).map(|i| value(&report.rows, column, i)).sum();
                 if column != READINGS {
                     prop_assert!(close(summed, value(&baseline, column, 0)), "rows sum to totals: {column}");
                 }
             }
+            let known: f64 = (0..report.rows.height()).map(|i| known_kwh(&report.rows, i)).sum();
+            prop_assert!(close(known, known_kwh(&baseline, 0)), "known energy");
         }
     }
 
@@ -107,15 +155,16 @@ proptest! {
     }
 
     #[test]
-    fn a_window_split_in_two_adds_up_to_the_whole(input in day_readings()) {
-        let setup = setup(&[false; 48]);
+    fn a_window_split_in_two_adds_up_to_the_whole(input in day_readings(), holds in holds()) {
+        let setup = holding(setup(&[false; 48]), &holds);
         let rows = rows(&input);
         let whole = setup.run(&hours("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"), &[], frame(&rows)).totals;
         let morning = setup.run(&hours("2026-03-01T00:00:00Z", "2026-03-01T12:00:00Z"), &[], frame(&rows)).totals;
         let evening = setup.run(&hours("2026-03-01T12:00:00Z", "2026-03-02T00:00:00Z"), &[], frame(&rows)).totals;
-        for column in [IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G] {
+        for column in [IT_KWH, FACILITY_KWH, LOCATION_G, MARKET_G, EMBODIED_G] {
             prop_assert!(close(value(&morning, column, 0) + value(&evening, column, 0), value(&whole, column, 0)), "{column}");
         }
+        prop_assert!(close(known_kwh(&morning, 0) + known_kwh(&evening, 0), known_kwh(&whole, 0)), "known energy");
     }
 
     #[test]
