@@ -115,6 +115,9 @@ def test_a_customer_sees_its_own_figures_exactly_as_the_api_gives_them(server, b
                         ("intensity", "location_intensity_gco2e_per_kwh")]:
         close_to(tab.kpi(name), api[field])
     close_to(float(tab.page.get_attribute("#instrument-share", "data-value")), api["market_instrument_share"])
+    # The demo's reservations: acme's web and ml-training hold hardware, so there are grams to show.
+    assert api["embodied_gco2e"] > 0
+    close_to(float(tab.page.get_attribute("#embodied", "data-value")), api["embodied_gco2e"])
     assert tab.page.input_value("#f-customer") == "acme"
     assert tab.page.is_disabled("#f-customer")
     for width in WIDTHS:

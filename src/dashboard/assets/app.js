@@ -237,7 +237,7 @@ function showQuality(quality) {
 }
 
 function showBasis(totals) {
-  const max = Math.max(totals.location_emissions_gco2e, totals.market_emissions_gco2e, 1e-12);
+  const max = Math.max(totals.location_emissions_gco2e, totals.market_emissions_gco2e, totals.embodied_gco2e, 1e-12);
   const row = (name, value, kind) => {
     const line = document.createElement("div");
     line.className = "bar-row";
@@ -253,7 +253,11 @@ function showBasis(totals) {
   };
   const bars = document.createElement("div");
   bars.className = "bars";
-  bars.append(row("Location-based", totals.location_emissions_gco2e, "location"), row("Market-based", totals.market_emissions_gco2e, "market"));
+  bars.append(
+    row("Location-based", totals.location_emissions_gco2e, "location"),
+    row("Market-based", totals.market_emissions_gco2e, "market"),
+    row("Embodied (Scope 3)", totals.embodied_gco2e, "embodied"),
+  );
   const covered = document.createElement("p");
   covered.id = "instrument-share";
   covered.dataset.value = String(totals.market_instrument_share);
@@ -263,7 +267,13 @@ function showBasis(totals) {
   fallback.textContent = totals.market_location_fallback_share > 0
     ? `${format.share(totals.market_location_fallback_share)} had neither an instrument nor a residual mix for its zone and year, so its market-based figure uses the location-based intensity.`
     : "Energy no instrument covers is priced at its zone's residual mix.";
-  $("basis").replaceChildren(bars, covered, fallback);
+  const embodied = document.createElement("p");
+  embodied.id = "embodied";
+  embodied.dataset.value = String(totals.embodied_gco2e);
+  embodied.textContent = totals.embodied_known_share > 0
+    ? `Embodied emissions of the hardware the workloads reserved: ${format.text(format.emissions(totals.embodied_gco2e))}, registered for ${format.share(totals.embodied_known_share)} of the IT energy.`
+    : "No hardware reservations are registered for this energy, so its embodied emissions (Scope 3) are not counted.";
+  $("basis").replaceChildren(bars, covered, fallback, embodied);
 }
 
 function sumBy(rows, key) {
