@@ -53,29 +53,47 @@ impl Quality {
 pub enum Granularity {
     Hour,
     Day,
+    /// ISO weeks: from Monday's local midnight.
+    Week,
     Month,
+    /// Calendar quarters: from January, April, July and October.
+    Quarter,
+    Year,
     Total,
 }
 
 impl Granularity {
+    pub const ALL: [Self; 7] = [
+        Self::Hour,
+        Self::Day,
+        Self::Week,
+        Self::Month,
+        Self::Quarter,
+        Self::Year,
+        Self::Total,
+    ];
+
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "hour" => Some(Self::Hour),
-            "day" => Some(Self::Day),
-            "month" => Some(Self::Month),
-            "total" => Some(Self::Total),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|g| g.as_str() == raw)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hour => "hour",
             Self::Day => "day",
+            Self::Week => "week",
             Self::Month => "month",
+            Self::Quarter => "quarter",
+            Self::Year => "year",
             Self::Total => "total",
         }
     }
+}
+
+/// The first day of the month `months` after `date`'s month.
+fn first_of_month(date: NaiveDate, months: u32) -> Option<NaiveDate> {
+    let index = date.year() * 12 + date.month0() as i32 + months as i32;
+    NaiveDate::from_ymd_opt(index.div_euclid(12), index.rem_euclid(12) as u32 + 1, 1)
 }
 
 /// What a report covers: [from, to), bucketed in an IANA time zone.
@@ -114,10 +132,23 @@ impl Window {
                     - Duration::nanoseconds(i64::from(local.nanosecond()))
             }
             Granularity::Day => local_midnight(self.tz, local.date_naive()),
-            Granularity::Month => local_midnight(
-                self.tz,
-                NaiveDate::from_ymd_opt(local.year(), local.month(), 1).unwrap_or_default(),
-            ),
+            Granularity::Week => {
+                let back = local.weekday().num_days_from_monday();
+                local_midnight(
+                    self.tz,
+                    local.date_naive() - Duration::days(i64::from(back)),
+                )
+            }
+            Granularity::Month | Granularity::Quarter | Granularity::Year => {
+                let date = local.date_naive();
+                let months_back = match self.granularity {
+                    Granularity::Quarter => date.month0() % 3,
+                    Granularity::Year => date.month0(),
+                    _ => 0,
+                };
+                let first = NaiveDate::from_ymd_opt(date.year(), date.month() - months_back, 1);
+                local_midnight(self.tz, first.unwrap_or_default())
+            }
         }
     }
 
@@ -127,14 +158,12 @@ impl Window {
             Granularity::Total => None,
             Granularity::Hour => Some(start + Duration::hours(1)),
             Granularity::Day => local.succ_opt().map(|d| local_midnight(self.tz, d)),
-            Granularity::Month => {
-                let (y, m) = if local.month() == 12 {
-                    (local.year() + 1, 1)
-                } else {
-                    (local.year(), local.month() + 1)
-                };
-                NaiveDate::from_ymd_opt(y, m, 1).map(|d| local_midnight(self.tz, d))
-            }
+            Granularity::Week => local
+                .checked_add_days(chrono::Days::new(7))
+                .map(|d| local_midnight(self.tz, d)),
+            Granularity::Month => first_of_month(local, 1).map(|d| local_midnight(self.tz, d)),
+            Granularity::Quarter => first_of_month(local, 3).map(|d| local_midnight(self.tz, d)),
+            Granularity::Year => first_of_month(local, 12).map(|d| local_midnight(self.tz, d)),
         }
     }
 
@@ -347,6 +376,55 @@ mod tests {
         assert_eq!(
             window.bucket_start(t("2026-02-01T05:00:00Z")),
             t("2026-02-01T05:00:00Z")
+        );
+    }
+
+    #[test]
+    fn weeks_start_on_local_mondays_quarters_and_years_on_their_first_day() {
+        let window = |granularity| Window {
+            from: t("2026-01-01T00:00:00Z"),
+            to: t("2027-01-01T00:00:00Z"),
+            granularity,
+            tz: chrono_tz::Europe::Berlin,
+        };
+        // Wednesday 2026-04-01 10:00 in Berlin (summer time, UTC+2): its ISO week began on
+        // Monday 2026-03-30, local midnight = 2026-03-29T22:00Z.
+        let week = window(Granularity::Week);
+        assert_eq!(
+            week.bucket_start(t("2026-04-01T08:00:00Z")),
+            t("2026-03-29T22:00:00Z")
+        );
+        // The week of the clock change (Sunday 2026-03-29) began on Monday 23 March, UTC+1.
+        assert_eq!(
+            week.bucket_start(t("2026-03-29T12:00:00Z")),
+            t("2026-03-22T23:00:00Z")
+        );
+        assert_eq!(
+            week.bucket_edges(t("2026-03-23T00:00:00Z"), t("2026-04-07T00:00:00Z")),
+            [t("2026-03-29T22:00:00Z"), t("2026-04-05T22:00:00Z")]
+        );
+        let quarter = window(Granularity::Quarter);
+        assert_eq!(
+            quarter.bucket_start(t("2026-05-15T00:00:00Z")),
+            t("2026-03-31T22:00:00Z")
+        );
+        assert_eq!(
+            quarter.bucket_edges(t("2026-01-01T00:00:00Z"), t("2027-01-01T00:00:00Z")),
+            [
+                t("2026-03-31T22:00:00Z"),
+                t("2026-06-30T22:00:00Z"),
+                t("2026-09-30T22:00:00Z"),
+                t("2026-12-31T23:00:00Z")
+            ]
+        );
+        let year = window(Granularity::Year);
+        assert_eq!(
+            year.bucket_start(t("2026-12-31T22:59:00Z")),
+            t("2025-12-31T23:00:00Z")
+        );
+        assert_eq!(
+            year.bucket_edges(t("2025-06-01T00:00:00Z"), t("2027-06-01T00:00:00Z")),
+            [t("2025-12-31T23:00:00Z"), t("2026-12-31T23:00:00Z")]
         );
     }
 

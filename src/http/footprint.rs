@@ -31,8 +31,12 @@ pub struct ReportParams {
     /// Exclusive end, RFC 3339.
     #[param(example = "2026-03-02T00:00:00Z")]
     pub to: DateTime<Utc>,
-    /// `hour` (at most 31 days), `day` (366 days), `month` or `total` (the default).
-    #[param(example = "hour")]
+    /// `hour` (at most 31 days), `day` (366 days), `week` (ISO weeks, from Monday), `month`,
+    /// `quarter`, `year` or `total` (the default), in the report's time zone.
+    #[param(
+        example = "hour",
+        pattern = "^(hour|day|week|month|quarter|year|total)$"
+    )]
     pub granularity: Option<String>,
     /// Comma list of `customer`, `workload`, `site`, `zone`.
     #[param(example = "workload")]

@@ -354,11 +354,19 @@ async fn forecast(
     let span = horizon(params.horizon.as_deref())?;
     let granularity = match params.granularity.as_deref() {
         None => Granularity::Day,
-        Some(raw) => Granularity::parse(raw).ok_or_else(|| {
-            invalid(format!(
-                "granularity {raw:?} is not one of hour, day, month, total"
-            ))
-        })?,
+        // Forecast buckets stay hours, days and months: the horizon is at most 90 days.
+        Some(raw) => Granularity::parse(raw)
+            .filter(|g| {
+                matches!(
+                    g,
+                    Granularity::Hour | Granularity::Day | Granularity::Month | Granularity::Total
+                )
+            })
+            .ok_or_else(|| {
+                invalid(format!(
+                    "granularity {raw:?} is not one of hour, day, month, total"
+                ))
+            })?,
     };
     let by_workload = match params.group_by.as_deref() {
         None | Some("workload") => true,

@@ -150,8 +150,11 @@ pub struct SciParams {
     /// Only these workloads (comma list); all when absent.
     #[param(example = "api")]
     pub workload: Option<String>,
-    /// `hour`, `day`, `month` or `total` (the default).
-    #[param(example = "day", pattern = "^(hour|day|month|total)$")]
+    /// `hour`, `day`, `week` (ISO), `month`, `quarter`, `year` or `total` (the default).
+    #[param(
+        example = "day",
+        pattern = "^(hour|day|week|month|quarter|year|total)$"
+    )]
     pub granularity: Option<String>,
     /// IANA time zone of day and month buckets (default UTC).
     #[param(example = "Europe/London")]

@@ -83,7 +83,11 @@ fn max_range(granularity: Granularity) -> Duration {
     match granularity {
         Granularity::Hour => Duration::days(31),
         Granularity::Day => Duration::days(366),
-        Granularity::Month | Granularity::Total => Duration::days(3660),
+        Granularity::Week
+        | Granularity::Month
+        | Granularity::Quarter
+        | Granularity::Year
+        | Granularity::Total => Duration::days(3660),
     }
 }
 
@@ -106,7 +110,7 @@ impl FootprintQuery {
             None => Granularity::Total,
             Some(raw) => Granularity::parse(raw).ok_or_else(|| {
                 ReportError::BadParameter(format!(
-                    "granularity {raw:?} is not one of hour, day, month, total"
+                    "granularity {raw:?} is not one of hour, day, week, month, quarter, year, total"
                 ))
             })?,
         };

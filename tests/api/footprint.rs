@@ -281,7 +281,7 @@ async fn bad_parameters_are_refused_with_the_reason() {
             "invalid_query",
         ),
         (
-            "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&granularity=week",
+            "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&granularity=fortnight",
             400,
             "invalid_query",
         ),
@@ -434,4 +434,74 @@ async fn workload_and_site_filters_keep_exactly_their_rows_of_the_whole() {
         .await;
     let problem = assert_problem(bad, 400, "invalid_query").await;
     assert!(problem["detail"].as_str().unwrap().contains("site"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weeks_quarters_and_years_follow_the_callers_calendar() {
+    let app = spawn_app().await;
+    round_trip_data(&app).await;
+    // Sunday 2026-03-01 09:00-10:05 UTC is Sunday 23:00 to Monday 00:05 at UTC+14: the api
+    // reading (09:55-10:05) falls half in the ISO week of Monday 23 February, half in the week
+    // of Monday 2 March; batch (09:00-09:05) all in the first.
+    let path = "/v1/customers/acme/footprint?from=2026-02-01T00:00:00Z&to=2026-03-03T00:00:00Z\
+                &granularity=week&group_by=workload&tz=Pacific/Kiritimati";
+    let body: Value = app.get(path).await.json().await.unwrap();
+    let rows = body["rows"].as_array().unwrap();
+    let buckets: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["bucket_start"].as_str().unwrap(),
+                r["workload"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buckets,
+        [
+            ("2026-02-23T00:00:00+14:00", "api"),
+            ("2026-02-23T00:00:00+14:00", "batch"),
+            ("2026-03-02T00:00:00+14:00", "api"),
+        ]
+    );
+    close(&rows[0]["it_energy_kwh"], 0.075);
+    close(&rows[2]["it_energy_kwh"], 0.075);
+    // 850 W x 300 s = 255 kJ = 0.0708333 kWh.
+    close(&rows[1]["it_energy_kwh"], 255_000.0 / 3.6e6);
+    // In UTC the whole hour is one Sunday: the week of Monday 23 February.
+    let utc: Value = app
+        .get("/v1/customers/acme/footprint?from=2026-02-01T00:00:00Z&to=2026-03-03T00:00:00Z&granularity=week")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(utc["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(utc["rows"][0]["bucket_start"], "2026-02-23T00:00:00Z");
+    for (granularity, start) in [
+        ("quarter", "2026-01-01T00:00:00Z"),
+        ("year", "2026-01-01T00:00:00Z"),
+    ] {
+        let body: Value = app
+            .get(&format!(
+                "/v1/customers/acme/footprint?from=2025-07-01T00:00:00Z&to=2026-07-01T00:00:00Z&granularity={granularity}"
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let rows = body["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{granularity}");
+        assert_eq!(rows[0]["bucket_start"], start);
+        close(
+            &rows[0]["it_energy_kwh"],
+            body["totals"]["it_energy_kwh"].as_f64().unwrap(),
+        );
+    }
+    assert_problem(
+        app.get("/v1/customers/acme/footprint?from=2026-02-01T00:00:00Z&to=2026-03-03T00:00:00Z&granularity=fortnight")
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
 }
