@@ -157,6 +157,10 @@ def test_filters_change_the_figures_as_the_api_says_and_the_address_restores_the
     hourly_rows = tab.page.locator("#table-over-time tbody tr").count()
     assert hourly_rows == 7 * 24
 
+    # The demo week runs from Monday 2024-03-04 to Monday 2024-03-11: one ISO week.
+    tab.page.select_option("#f-granularity", "week")
+    expect(tab.page.locator("#table-over-time tbody tr")).to_have_count(1)
+    expect(tab.page.locator("#table-over-time tbody tr").first).to_contain_text("week of 2024-03-04")
     tab.page.select_option("#f-granularity", "day")
     expect(tab.page.locator("#table-over-time tbody tr")).to_have_count(7)
     tab.page.select_option("#f-workload", "batch")

@@ -50,6 +50,8 @@ export function bucket(iso, granularity) {
   const date = t.toISOString().slice(0, 10);
   if (granularity === "hour") return `${date} ${t.toISOString().slice(11, 16)}`;
   if (granularity === "month") return date.slice(0, 7);
+  if (granularity === "quarter") return `${date.slice(0, 4)} Q${Math.floor(t.getUTCMonth() / 3) + 1}`;
+  if (granularity === "week") return `week of ${date}`;
   return date;
 }
 

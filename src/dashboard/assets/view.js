@@ -6,8 +6,8 @@ const HOUR = 3600e3;
 const DAY = 24 * HOUR;
 export const RANGES = { "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY, "12mo": 365 * DAY };
 const DEFAULT_GRANULARITY = { "24h": "hour", "7d": "hour", "30d": "day", "12mo": "month" };
-/** The API's longest range per granularity (hour 31 days, day 366 days). */
-const LONGEST = { hour: 31 * DAY, day: 366 * DAY, month: Infinity };
+/** The API's longest range per granularity (hour 31 days, day 366 days; the rest 10 years). */
+const LONGEST = { hour: 31 * DAY, day: 366 * DAY, week: Infinity, quarter: Infinity, month: Infinity };
 
 const iso = (t) => new Date(t).toISOString().replace(".000Z", "Z");
 
