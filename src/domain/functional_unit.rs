@@ -1,14 +1,13 @@
 //! Functional units: how much a workload did (requests, jobs, users, GB) over an interval, the R
 //! of the Software Carbon Intensity. A count's identity is (customer, workload, site, start,
 //! unit): sent again, it replaces the earlier one, like a reading.
+use super::row::{Fields, Row};
 use super::{FieldError, Id};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
 
 /// Longest interval one count may cover: a day (daily active users).
 pub const MAX_DURATION_S: i64 = 86_400;
-/// How far ahead a count may start, as for readings: agents' clocks drift.
-const MAX_AHEAD: Duration = Duration::minutes(5);
 
 /// The fields of a count, in the order CSV headers list them.
 pub const FIELDS: [&str; 7] = [
@@ -31,15 +30,6 @@ pub struct FunctionalUnit {
     pub duration_s: i64,
     pub unit: String,
     pub count: f64,
-}
-
-/// One field of a row as a body format carries it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell<'a> {
-    Text(&'a str),
-    Number(f64),
-    /// Anything else a format can carry (JSON true, an object): refused with the field named.
-    Other,
 }
 
 /// What a count is checked against.
@@ -66,123 +56,31 @@ pub fn check_unit(raw: &str) -> Result<String, String> {
 
 impl FunctionalUnit {
     /// Checks one row given its fields by name; every bad field is named.
-    pub fn check<'a>(
-        field: impl Fn(&str) -> Option<Cell<'a>>,
-        rules: &UnitRules,
-    ) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut text = |name: &str| match field(name) {
-            Some(Cell::Text(value)) => Some(value),
-            Some(Cell::Number(_) | Cell::Other) => {
-                errors.push(FieldError::new(name, "must be a string"));
-                None
-            }
-            None => {
-                errors.push(FieldError::new(name, "is required"));
-                None
-            }
-        };
-        let (site, customer, workload, start, unit) = (
-            text("site"),
-            text("customer"),
-            text("workload"),
-            text("start"),
-            text("unit"),
-        );
-        let mut number = |name: &str| match field(name) {
-            Some(Cell::Number(value)) => Some(value),
-            Some(Cell::Text(raw)) => match raw.trim().parse::<f64>() {
-                Ok(value) => Some(value),
-                Err(_) => {
-                    errors.push(FieldError::new(name, "must be a number"));
-                    None
-                }
-            },
-            Some(Cell::Other) => {
-                errors.push(FieldError::new(name, "must be a number"));
-                None
-            }
-            None => {
-                errors.push(FieldError::new(name, "is required"));
-                None
-            }
-        };
-        let (duration, count) = (number("duration_s"), number("count"));
-        let mut id = |name: &str, raw: Option<&str>, known: Option<&HashSet<String>>| {
-            let id = Id::parse(raw?)
-                .map_err(|reason| errors.push(FieldError::new(name, reason)))
-                .ok()?;
-            if known.is_some_and(|known| !known.contains(id.as_str())) {
-                errors.push(FieldError::new(name, format!("{name} {id} does not exist")));
-                return None;
-            }
-            Some(id)
-        };
-        let site = id("site", site, Some(&rules.known_sites));
-        let customer = id("customer", customer, Some(&rules.known_customers));
-        let workload = id("workload", workload, None);
-        let start = start.and_then(|raw| {
-            DateTime::parse_from_rfc3339(raw)
-                .map(|t| t.to_utc())
-                .map_err(|_| errors.push(FieldError::new("start", "not an RFC 3339 time")))
-                .ok()
-                .filter(|t| {
-                    let ok = *t <= rules.now + MAX_AHEAD
-                        && (1990..=2100).contains(&chrono::Datelike::year(t));
-                    if !ok {
-                        errors.push(FieldError::new(
-                            "start",
-                            "must be in the years 1990 to 2100 and at most 5 minutes ahead",
-                        ));
-                    }
-                    ok
-                })
-        });
-        let duration = duration.filter(|d| {
-            let ok = d.fract() == 0.0 && (1.0..=MAX_DURATION_S as f64).contains(d);
-            if !ok {
-                errors.push(FieldError::new(
-                    "duration_s",
-                    format!("must be a whole number of seconds from 1 to {MAX_DURATION_S}"),
-                ));
-            }
-            ok
-        });
-        let count = count.filter(|c| {
-            let ok = c.is_finite() && *c >= 0.0;
-            if !ok {
-                errors.push(FieldError::new(
-                    "count",
-                    "must be a finite number, 0 or more",
-                ));
-            }
-            ok
-        });
-        let unit = unit.and_then(|raw| {
+    pub fn check(fields: &dyn Fields, rules: &UnitRules) -> Result<Self, Vec<FieldError>> {
+        let mut row = Row::new(fields);
+        let site = row.id("site", Some(&rules.known_sites));
+        let customer = row.id("customer", Some(&rules.known_customers));
+        let workload = row.id("workload", None);
+        let start = row.start("start", rules.now);
+        let duration_s = row.seconds("duration_s", MAX_DURATION_S);
+        let unit = row.text("unit").and_then(|raw| {
             check_unit(raw)
-                .map_err(|reason| errors.push(FieldError::new("unit", reason)))
+                .map_err(|reason| row.refuse("unit", reason))
                 .ok()
         });
-        match (site, customer, workload, start, duration, unit, count) {
-            (
-                Some(site),
-                Some(customer),
-                Some(workload),
-                Some(start),
-                Some(d),
-                Some(unit),
-                Some(count),
-            ) if errors.is_empty() => Ok(Self {
-                site,
-                customer,
-                workload,
-                start,
-                duration_s: d as i64,
-                unit,
-                count,
-            }),
-            _ => Err(errors),
-        }
+        let count = row.amount("count");
+        let record = (|| {
+            Some(Self {
+                site: site?,
+                customer: customer?,
+                workload: workload?,
+                start: start?,
+                duration_s: duration_s?,
+                unit: unit?,
+                count: count?,
+            })
+        })();
+        row.finish(record)
     }
 
     pub fn end(&self) -> DateTime<Utc> {
@@ -193,6 +91,7 @@ impl FunctionalUnit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::row::Cell;
     use std::collections::HashMap;
 
     fn rules() -> UnitRules {
@@ -215,11 +114,11 @@ mod tests {
             ("count", Cell::Number(-1.0)),
         ]
         .into();
-        let errors = FunctionalUnit::check(|f| row.get(f).copied(), &rules()).unwrap_err();
+        let errors = FunctionalUnit::check(&row, &rules()).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["workload", "site", "start", "duration_s", "count", "unit"]
+            ["site", "workload", "start", "duration_s", "unit", "count"]
         );
     }
 
@@ -235,7 +134,7 @@ mod tests {
             ("count", Cell::Number(1200.0)),
         ]
         .into();
-        let unit = FunctionalUnit::check(|f| row.get(f).copied(), &rules()).unwrap();
+        let unit = FunctionalUnit::check(&row, &rules()).unwrap();
         assert_eq!(
             unit.start,
             "2026-03-01T08:00:00Z".parse::<DateTime<Utc>>().unwrap()

@@ -8,6 +8,7 @@ mod keys;
 pub mod mapping;
 pub mod reading;
 mod registry;
+pub mod row;
 
 pub use ids::{Id, ZoneCode};
 pub use keys::{ApiKey, Grant, GrantFields, Role};

@@ -3,9 +3,11 @@
 use super::auth::Caller;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::AppState;
-use crate::domain::functional_unit::{check_unit, UnitRules};
+use crate::domain::functional_unit::{check_unit, FunctionalUnit, UnitRules, FIELDS};
+use crate::domain::row::Fields;
 use crate::domain::{Customer, Id, Site};
-use crate::ingest::{self, functional_units, Format};
+use crate::ingest::records::{self, Schema};
+use crate::ingest::{self, Format};
 use crate::reports::sci::{SciError, SciRow, METHOD};
 use crate::reports::{FootprintQuery, RawQuery};
 use crate::storage::functional_units::frame;
@@ -100,7 +102,12 @@ async fn post_functional_units(
     let max_rows = state.ingest.max_rows_per_batch;
     let grant = caller.grant.clone();
     let (prepared, sites, customers) = web::block(move || {
-        let units = functional_units::parse(format, &body, &rules, max_rows)?;
+        let check = |fields: &dyn Fields| FunctionalUnit::check(fields, &rules);
+        let schema = Schema {
+            fields: &FIELDS,
+            check: &check,
+        };
+        let units = records::parse(format, &body, schema, max_rows)?;
         let mut sites: Vec<Id> = units.iter().map(|u| u.site.clone()).collect();
         let mut customers: Vec<Id> = units.iter().map(|u| u.customer.clone()).collect();
         sites.sort();

@@ -2,8 +2,8 @@
 //! straight into a `ReadingBatchBuilder`'s columns.
 mod arrow;
 mod csv;
-pub mod functional_units;
 mod json;
+pub mod records;
 
 pub use json::named_field;
 

@@ -1,18 +1,28 @@
-//! Wire formats of `POST /v1/functional-units`: a JSON array, NDJSON or CSV of counts, each row
-//! checked on its own so that one answer names every bad field. A batch is all or nothing.
+//! Wire formats of records other than readings (functional units, meter readings): a JSON
+//! array, NDJSON or CSV of flat objects, each row checked on its own by the record's `check` so
+//! that one answer names every bad field. A batch is all or nothing.
 use super::{Format, IngestError};
-use crate::domain::functional_unit::{Cell, FunctionalUnit, UnitRules, FIELDS};
+use crate::domain::row::{Cell, Fields};
 use crate::domain::FieldError;
 use serde_json::{Map, Value};
 
+/// Checks one row into a record, or names every bad field.
+pub type Check<'c, T> = &'c dyn Fn(&dyn Fields) -> Result<T, Vec<FieldError>>;
+
+/// A record's fields (any other is refused) and how one row of them is checked.
+pub struct Schema<'c, T> {
+    pub fields: &'c [&'c str],
+    pub check: Check<'c, T>,
+}
+
 /// The rows of a body, or why none can be stored.
-pub fn parse(
+pub fn parse<T>(
     format: Format,
     body: &[u8],
-    rules: &UnitRules,
+    schema: Schema<'_, T>,
     max_rows: usize,
-) -> Result<Vec<FunctionalUnit>, IngestError> {
-    let mut batch = Batch::new(rules, max_rows);
+) -> Result<Vec<T>, IngestError> {
+    let mut batch = Batch::new(schema, max_rows);
     match format {
         Format::Json => {
             let rows: Vec<Value> = serde_json::from_slice(body)
@@ -55,28 +65,29 @@ pub fn parse(
                     field: None,
                     reason: format!("CSV: {e}"),
                 })?;
-                let cell = |name: &str| {
-                    let at = header.iter().position(|h| h == name)?;
-                    record.get(at).filter(|v| !v.is_empty()).map(Cell::Text)
+                let row = CsvRow {
+                    header: &header,
+                    record: &record,
                 };
-                let unknown = header.iter().filter(|h| !FIELDS.contains(&h.as_str()));
-                batch.push(cell, unknown.map(String::as_str))?;
+                let fields = batch.schema.fields;
+                let unknown = header.iter().filter(|h| !fields.contains(&h.as_str()));
+                batch.push(&row, unknown.map(String::as_str))?;
             }
         }
         Format::ArrowStream => {
             return Err(IngestError::malformed(
-                "functional units are taken as JSON, NDJSON or CSV",
+                "these records are taken as JSON, NDJSON or CSV",
             ))
         }
     }
     batch.finish()
 }
 
-struct Batch<'r> {
-    rules: &'r UnitRules,
+struct Batch<'c, T> {
+    schema: Schema<'c, T>,
     max_rows: usize,
     rows: usize,
-    units: Vec<FunctionalUnit>,
+    records: Vec<T>,
     errors: Vec<(usize, FieldError)>,
     invalid_rows: usize,
 }
@@ -84,13 +95,13 @@ struct Batch<'r> {
 /// Errors listed in one answer; the count of bad rows is always exact.
 const MAX_REPORTED_ERRORS: usize = 100;
 
-impl<'r> Batch<'r> {
-    fn new(rules: &'r UnitRules, max_rows: usize) -> Self {
+impl<'c, T> Batch<'c, T> {
+    fn new(schema: Schema<'c, T>, max_rows: usize) -> Self {
         Self {
-            rules,
+            schema,
             max_rows,
             rows: 0,
-            units: Vec::new(),
+            records: Vec::new(),
             errors: Vec::new(),
             invalid_rows: 0,
         }
@@ -102,17 +113,17 @@ impl<'r> Batch<'r> {
                 row: Some(self.rows),
                 line: None,
                 field: None,
-                reason: "each count must be a JSON object".into(),
+                reason: "each row must be a JSON object".into(),
             });
         };
-        let cell = |name: &str| json_cell(object, name);
-        let unknown = object.keys().filter(|k| !FIELDS.contains(&k.as_str()));
-        self.push(cell, unknown.map(String::as_str))
+        let fields = self.schema.fields;
+        let unknown = object.keys().filter(|k| !fields.contains(&k.as_str()));
+        self.push(&JsonRow(object), unknown.map(String::as_str))
     }
 
-    fn push<'a, 'u>(
+    fn push<'u>(
         &mut self,
-        cell: impl Fn(&str) -> Option<Cell<'a>>,
+        row_fields: &dyn Fields,
         unknown: impl Iterator<Item = &'u str>,
     ) -> Result<(), IngestError> {
         if self.rows >= self.max_rows {
@@ -123,10 +134,10 @@ impl<'r> Batch<'r> {
         let row = self.rows;
         self.rows += 1;
         let mut errors: Vec<FieldError> = unknown
-            .map(|name| FieldError::new(name, "is not a field of a functional unit"))
+            .map(|name| FieldError::new(name, "is not a field of this record"))
             .collect();
-        match FunctionalUnit::check(cell, self.rules) {
-            Ok(unit) if errors.is_empty() => self.units.push(unit),
+        match (self.schema.check)(row_fields) {
+            Ok(record) if errors.is_empty() => self.records.push(record),
             Ok(_) => {}
             Err(found) => errors.extend(found),
         }
@@ -139,9 +150,9 @@ impl<'r> Batch<'r> {
         Ok(())
     }
 
-    fn finish(self) -> Result<Vec<FunctionalUnit>, IngestError> {
+    fn finish(self) -> Result<Vec<T>, IngestError> {
         if self.invalid_rows == 0 {
-            return Ok(self.units);
+            return Ok(self.records);
         }
         Err(IngestError::InvalidRows {
             rows: self.rows,
@@ -151,19 +162,55 @@ impl<'r> Batch<'r> {
     }
 }
 
-fn json_cell<'a>(object: &'a Map<String, Value>, name: &str) -> Option<Cell<'a>> {
-    match object.get(name)? {
-        Value::Null => None,
-        Value::String(text) => Some(Cell::Text(text)),
-        Value::Number(number) => Some(number.as_f64().map_or(Cell::Other, Cell::Number)),
-        _ => Some(Cell::Other),
+/// A JSON object's members as cells (null reads as absent).
+struct JsonRow<'v>(&'v Map<String, Value>);
+
+impl Fields for JsonRow<'_> {
+    fn cell(&self, name: &str) -> Option<Cell<'_>> {
+        match self.0.get(name)? {
+            Value::Null => None,
+            Value::String(text) => Some(Cell::Text(text)),
+            Value::Number(number) => Some(number.as_f64().map_or(Cell::Other, Cell::Number)),
+            _ => Some(Cell::Other),
+        }
+    }
+}
+
+/// A CSV record's columns by header name (empty reads as absent).
+struct CsvRow<'r> {
+    header: &'r [String],
+    record: &'r csv::StringRecord,
+}
+
+impl Fields for CsvRow<'_> {
+    fn cell(&self, name: &str) -> Option<Cell<'_>> {
+        let at = self.header.iter().position(|h| h == name)?;
+        self.record
+            .get(at)
+            .filter(|v| !v.is_empty())
+            .map(Cell::Text)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::functional_unit::{FunctionalUnit, UnitRules, FIELDS};
     use proptest::prelude::*;
+
+    fn parse(
+        format: Format,
+        body: &[u8],
+        rules: &UnitRules,
+        max_rows: usize,
+    ) -> Result<Vec<FunctionalUnit>, IngestError> {
+        let check = |fields: &dyn Fields| FunctionalUnit::check(fields, rules);
+        let schema = Schema {
+            fields: &FIELDS,
+            check: &check,
+        };
+        super::parse(format, body, schema, max_rows)
+    }
 
     fn rules() -> UnitRules {
         UnitRules {
