@@ -6,6 +6,7 @@ mod ids;
 pub mod intensity;
 mod keys;
 pub mod mapping;
+pub mod meter;
 pub mod reading;
 mod registry;
 pub mod row;

@@ -8,6 +8,7 @@ mod history;
 mod insights;
 mod intensity;
 mod keys;
+mod meters;
 mod metrics;
 mod ops;
 mod periods;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
     pub functional_units: Arc<LoggedTable>,
+    pub meters: Arc<LoggedTable>,
     pub reports: crate::reports::ReportSources,
     pub feeds: crate::sources::feeds::FeedsStatus,
     pub telemetry: Arc<crate::sources::Telemetry>,
@@ -118,6 +120,7 @@ fn routes(config: &mut ServiceConfig) {
                 .configure(registry::configure)
                 .configure(embodied::configure)
                 .configure(sci::configure)
+                .configure(meters::configure)
                 .configure(history::configure)
                 .configure(periods::configure)
                 .configure(readings::configure)
@@ -184,6 +187,7 @@ pub struct Application {
     readings: Arc<LoggedTable>,
     intensity: Arc<LoggedTable>,
     functional_units: Arc<LoggedTable>,
+    meters: Arc<LoggedTable>,
     /// Every background task (sources, followers, flushers), stopped in that order before the
     /// last flush, so that none is halfway through a Delta call when the runtime shuts down.
     background: Supervisor,
@@ -275,13 +279,22 @@ impl Application {
             &wal_dir,
             &replica,
             crate::storage::functional_units::SPEC,
-            options,
+            options.clone(),
         )
         .await?;
         background.add(
             Stage::Storage,
             functional_units.spawn_flusher(flush_interval),
         );
+        let meters = LoggedTable::open(
+            &location,
+            &wal_dir,
+            &replica,
+            crate::storage::meters::SPEC,
+            options,
+        )
+        .await?;
+        background.add(Stage::Storage, meters.spawn_flusher(flush_interval));
         if settings.demo
             && crate::demo::load(&registry, &readings, &intensity, &functional_units).await?
         {
@@ -319,11 +332,13 @@ impl Application {
             readings: readings.clone(),
             intensity: intensity.clone(),
             functional_units: functional_units.clone(),
+            meters: meters.clone(),
             reports: crate::reports::ReportSources {
                 registry: registry.clone(),
                 readings: readings.clone(),
                 intensity: intensity.clone(),
                 functional_units: functional_units.clone(),
+                meters: meters.clone(),
                 default_factors: Arc::new(crate::domain::default_factors::shipped()),
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
             },
@@ -382,6 +397,7 @@ impl Application {
             readings,
             intensity,
             functional_units,
+            meters,
             background,
             generated_admin_token,
             drain: std::time::Duration::from_secs(settings.shutdown_flush_s),
@@ -392,14 +408,14 @@ impl Application {
         self.port
     }
 
-    /// The readings, intensity and functional-units tables behind the server, for callers that
-    /// move acknowledged rows from the log into the table on their own schedule (tests that
-    /// interleave flushes).
-    pub fn tables(&self) -> [Arc<LoggedTable>; 3] {
+    /// Every table behind the server (readings first), for callers that move acknowledged rows
+    /// from the log into the table on their own schedule (tests that interleave flushes).
+    pub fn tables(&self) -> [Arc<LoggedTable>; 4] {
         [
             self.readings.clone(),
             self.intensity.clone(),
             self.functional_units.clone(),
+            self.meters.clone(),
         ]
     }
 
@@ -415,10 +431,11 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or `handle().stop`), letting in-flight requests finish, then
     /// writes buffered readings to the table (they are safe in the log either way).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let tables = self.tables();
         self.server.await?;
         self.background.stop().await;
         // Bounded: an orchestrator kills at 30 s, and what is not flushed is safe in the log.
-        for table in [&self.readings, &self.intensity, &self.functional_units] {
+        for table in tables {
             match tokio::time::timeout(self.drain, table.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {

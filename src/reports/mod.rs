@@ -1,10 +1,12 @@
 //! Footprint reports: load what the accounting method needs from the stores, run it off the async
 //! executor, and render the result as JSON rows, NDJSON, CSV or Parquet.
+mod reconciliation;
 mod render;
 pub mod sci;
 pub mod statement;
 pub mod statement_formats;
 
+pub use reconciliation::ReconciliationRow;
 pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
 use crate::accounting::embodied::Holdings;
@@ -165,6 +167,7 @@ pub struct ReportSources {
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
     pub functional_units: Arc<LoggedTable>,
+    pub meters: Arc<LoggedTable>,
     pub default_factors: Arc<HashMap<ZoneCode, f64>>,
     pub max_carry_forward: Duration,
 }

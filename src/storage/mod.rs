@@ -8,6 +8,7 @@ pub mod keys;
 pub mod lease;
 pub mod location;
 pub mod logged;
+pub mod meters;
 pub mod periods;
 pub mod readings;
 pub mod registry;

@@ -33,10 +33,12 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "get_mapping" | "put_mapping" | "delete_mapping" | "telemetry_sources"
         | "telemetry_unmapped" | "list_hardware" | "get_hardware" | "put_hardware"
         | "delete_hardware" | "list_reservations" | "get_reservation" | "put_reservation"
-        | "delete_reservation" => Admin,
-        "post_readings" | "remote_write_receiver" | "otlp_metrics" | "post_functional_units" => {
-            Ingest
-        }
+        | "delete_reservation" | "reconciliation" => Admin,
+        "post_readings"
+        | "remote_write_receiver"
+        | "otlp_metrics"
+        | "post_functional_units"
+        | "post_meters" => Ingest,
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" | "zone_windows" | "sdk_current_forecast" => AnyKey,
         "customer_footprint" | "shift_opportunities" | "forecast" | "sci" => OwnCustomer,
@@ -80,9 +82,10 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{hardware}", "fra1-r42-s07")
                 .replace("{reservation}", "acme-api-2026-03")
                 + match (method.as_str(), path.rsplit('/').next()) {
-                    ("get", Some("intensity" | "footprint" | "shift-opportunities")) => {
-                        "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"
-                    }
+                    (
+                        "get",
+                        Some("intensity" | "footprint" | "shift-opportunities" | "reconciliation"),
+                    ) => "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
                     ("get", Some("windows")) => "?duration_min=60",
                     ("get", Some("sci")) => {
                         "?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&unit=requests"

@@ -11,6 +11,7 @@ mod helpers;
 mod insights;
 mod integrity;
 mod intensity;
+mod meters;
 mod operations;
 mod periods;
 mod readings;

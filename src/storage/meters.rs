@@ -1,0 +1,117 @@
+//! The meters table: every site meter's energy per interval, newest-wins by (site, meter, start)
+//! so a re-sent or corrected meter reading replaces the earlier one.
+use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec};
+use super::readings::{DURATION_S, ENERGY_J, SITE, START};
+use crate::domain::meter::{MeterKind, MeterReading, MAX_DURATION_S};
+use crate::domain::Id;
+use chrono::{DateTime, Utc};
+use deltalake::kernel::{DataType as DeltaType, StructField};
+use polars::prelude::*;
+
+pub const METER: &str = "meter";
+pub const KIND: &str = "kind";
+
+pub const IDENTITY: [&str; 3] = [SITE, METER, START];
+
+fn columns() -> Vec<StructField> {
+    vec![
+        StructField::new(SITE, DeltaType::STRING, false),
+        StructField::new(METER, DeltaType::STRING, false),
+        StructField::new(KIND, DeltaType::STRING, false),
+        StructField::new(START, DeltaType::TIMESTAMP, false),
+        StructField::new(DURATION_S, DeltaType::LONG, false),
+        StructField::new(ENERGY_J, DeltaType::DOUBLE, false),
+    ]
+}
+
+pub const SPEC: TableSpec = TableSpec {
+    name: "meters",
+    columns,
+    empty,
+    time_column: START,
+    identity: Some(&IDENTITY),
+    cache_key: None,
+    lookback_us: MAX_DURATION_S * 1_000_000,
+};
+
+/// Checked meter readings as the table's columns.
+pub fn frame(readings: &[MeterReading]) -> PolarsResult<DataFrame> {
+    let text = |name: &str, f: fn(&MeterReading) -> &str| {
+        Column::new(name.into(), readings.iter().map(f).collect::<Vec<&str>>())
+    };
+    DataFrame::new(
+        readings.len(),
+        vec![
+            text(SITE, |r| r.site.as_str()),
+            text(METER, |r| r.meter.as_str()),
+            text(KIND, |r| r.kind.as_str()),
+            Column::new(
+                START.into(),
+                readings
+                    .iter()
+                    .map(|r| r.start.timestamp_micros())
+                    .collect::<Vec<i64>>(),
+            )
+            .cast(&utc_micros())?,
+            Column::new(
+                DURATION_S.into(),
+                readings.iter().map(|r| r.duration_s).collect::<Vec<i64>>(),
+            ),
+            Column::new(
+                ENERGY_J.into(),
+                readings.iter().map(|r| r.energy_j).collect::<Vec<f64>>(),
+            ),
+        ],
+    )
+}
+
+pub fn empty() -> PolarsResult<DataFrame> {
+    frame(&[])
+}
+
+/// A site's meter readings overlapping [from, to), as stored (the newest of each identity).
+pub async fn load(
+    table: &LoggedTable,
+    site: &Id,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<MeterReading>, LoggedTableError> {
+    let scan = table
+        .scan(
+            from.timestamp_micros(),
+            to.timestamp_micros(),
+            None,
+            Some(col(SITE).eq(lit(site.to_string()))),
+            None,
+        )
+        .await?
+        .filter(col(START).lt(instant(to.timestamp_micros())))
+        .select([
+            col(METER),
+            col(KIND),
+            col(START).cast(DataType::Int64),
+            col(DURATION_S),
+            col(ENERGY_J),
+        ]);
+    let frame = blocking(move || scan.collect()).await?;
+    let (meter, kind, start, duration, energy) = (
+        frame.column(METER)?.str()?.clone(),
+        frame.column(KIND)?.str()?.clone(),
+        frame.column(START)?.i64()?.clone(),
+        frame.column(DURATION_S)?.i64()?.clone(),
+        frame.column(ENERGY_J)?.f64()?.clone(),
+    );
+    Ok((0..frame.height())
+        .filter_map(|i| {
+            let reading = MeterReading {
+                site: site.clone(),
+                meter: Id::parse(meter.get(i)?).ok()?,
+                kind: MeterKind::parse(kind.get(i)?)?,
+                start: DateTime::from_timestamp_micros(start.get(i)?)?,
+                duration_s: duration.get(i)?,
+                energy_j: energy.get(i)?,
+            };
+            (reading.end() > from).then_some(reading)
+        })
+        .collect())
+}
