@@ -1,15 +1,14 @@
 //! Site meters in (admin, or an ingest key for the site) and a site's books out (admin).
 use super::auth::{Admin, Caller};
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
+use super::readings::Accepted;
+use super::records::{self, RecordKind};
 use super::registry::id_param;
 use super::AppState;
 use crate::domain::meter::{MeterReading, MeterRules, FIELDS};
 use crate::domain::row::Fields;
 use crate::domain::{Id, Site};
-use crate::ingest::records::{self, Schema};
-use crate::ingest::{self, Format};
 use crate::reports::{FootprintQuery, RawQuery, ReconciliationRow};
-use crate::storage::logged::{LoggedTable, LoggedTableError};
 use crate::storage::meters::frame;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -44,13 +43,6 @@ pub struct MeterInput {
     pub power_w: Option<f64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"accepted": 4}))]
-pub struct MetersAccepted {
-    /// Meter readings now durable (re-sent ones replace their earlier versions).
-    pub accepted: usize,
-}
-
 /// Post site meter readings
 ///
 /// What the site's meters measured per interval: `facility` (the utility or main meter), `it`
@@ -63,7 +55,7 @@ pub struct MetersAccepted {
         (Vec<MeterInput> = "application/json"),
         (MeterInput = "application/x-ndjson"),
         (String = "text/csv", example = "site,meter,kind,start,duration_s,energy_j,power_w\nfra1,main,facility,2026-03-01T09:00:00Z,900,54000000,\n"))),
-    responses((status = 200, description = "Durable", body = MetersAccepted), CommonErrors, BodyErrors))]
+    responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
 #[post("/meters")]
 async fn post_meters(
     caller: Caller,
@@ -71,21 +63,6 @@ async fn post_meters(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_ingest("posting meter readings")?;
-    let content_type = super::content_type(&request);
-    let format = Format::from_content_type(content_type)
-        .filter(|f| *f != Format::ArrowStream)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!(
-                    "Content-Type {content_type:?} is not one of {}, {}, {}",
-                    ingest::JSON,
-                    ingest::NDJSON,
-                    ingest::CSV
-                ),
-            )
-        })?;
     let rules = MeterRules {
         now: state.clock.now(),
         known_sites: state
@@ -96,44 +73,16 @@ async fn post_meters(
             .collect(),
         max_power_w: MAX_SITE_POWER_W,
     };
-    let max_rows = state.ingest.max_rows_per_batch;
-    let grant = caller.grant.clone();
-    let (prepared, sites) = web::block(move || {
-        let check = |fields: &dyn Fields| MeterReading::check(fields, &rules);
-        let schema = Schema {
-            fields: &FIELDS,
-            check: &check,
-        };
-        let readings = records::parse(format, &body, schema, max_rows)?;
-        let mut sites: Vec<Id> = readings.iter().map(|r| r.site.clone()).collect();
-        sites.sort();
-        sites.dedup();
-        if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this key may not post meter readings for site {site}"),
-            ));
-        }
-        let prepared = frame(&readings)
-            .map_err(LoggedTableError::from)
-            .and_then(LoggedTable::prepare)
-            .map_err(|e| ApiError::internal(&e))?;
-        Ok((prepared, sites))
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))??;
-    // The site holds measured energy from now on: it can be retired, not deleted.
-    state
-        .registry
-        .mark_with_readings(caller.key_id.as_str(), &sites, &[])
-        .await?;
-    let accepted = prepared.rows();
-    state
-        .meters
-        .append(prepared)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(MetersAccepted { accepted }))
+    let kind = RecordKind {
+        what: "meter readings",
+        fields: &FIELDS,
+        owners: |reading: &MeterReading| (&reading.site, None),
+        frame,
+    };
+    let check = move |fields: &dyn Fields| MeterReading::check(fields, &rules);
+    let accepted =
+        records::accept(&caller, &state, &request, body, kind, check, &state.meters).await?;
+    Ok(HttpResponse::Ok().json(Accepted { accepted }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

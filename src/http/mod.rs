@@ -14,6 +14,7 @@ mod ops;
 mod periods;
 pub mod problem;
 mod readings;
+mod records;
 mod registry;
 mod sci;
 mod telemetry;

@@ -19,7 +19,7 @@ pub fn configure(config: &mut ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"accepted": 2}))]
 pub struct Accepted {
-    /// Readings now durable (re-sent ones replace their earlier versions).
+    /// Rows now durable (re-sent ones replace their earlier versions).
     pub accepted: usize,
 }
 

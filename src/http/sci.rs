@@ -2,16 +2,15 @@
 //! their own workloads, admin for all).
 use super::auth::Caller;
 use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
+use super::readings::Accepted;
+use super::records::{self, RecordKind};
 use super::AppState;
 use crate::domain::functional_unit::{check_unit, FunctionalUnit, UnitRules, FIELDS};
 use crate::domain::row::Fields;
 use crate::domain::{Customer, Id, Site};
-use crate::ingest::records::{self, Schema};
-use crate::ingest::{self, Format};
 use crate::reports::sci::{SciError, SciRow, METHOD};
 use crate::reports::{FootprintQuery, RawQuery};
 use crate::storage::functional_units::frame;
-use crate::storage::logged::{LoggedTable, LoggedTableError};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,13 +42,6 @@ pub struct FunctionalUnitInput {
     pub count: f64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"accepted": 1}))]
-pub struct UnitsAccepted {
-    /// Counts now durable (re-sent ones replace their earlier versions).
-    pub accepted: usize,
-}
-
 /// Post functional units
 ///
 /// Counts per workload and interval (requests, jobs, users, GB) as a JSON array, NDJSON or CSV
@@ -61,7 +53,7 @@ pub struct UnitsAccepted {
         (Vec<FunctionalUnitInput> = "application/json"),
         (FunctionalUnitInput = "application/x-ndjson"),
         (String = "text/csv", example = "site,customer,workload,start,duration_s,unit,count\nfra1,acme,api,2026-03-01T09:00:00Z,3600,requests,1200\n"))),
-    responses((status = 200, description = "Durable", body = UnitsAccepted), CommonErrors, BodyErrors))]
+    responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
 #[post("/functional-units")]
 async fn post_functional_units(
     caller: Caller,
@@ -69,21 +61,6 @@ async fn post_functional_units(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_ingest("posting functional units")?;
-    let content_type = super::content_type(&request);
-    let format = Format::from_content_type(content_type)
-        .filter(|f| *f != Format::ArrowStream)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!(
-                    "Content-Type {content_type:?} is not one of {}, {}, {}",
-                    ingest::JSON,
-                    ingest::NDJSON,
-                    ingest::CSV
-                ),
-            )
-        })?;
     let rules = UnitRules {
         now: state.clock.now(),
         known_sites: state
@@ -99,47 +76,16 @@ async fn post_functional_units(
             .map(Id::to_string)
             .collect(),
     };
-    let max_rows = state.ingest.max_rows_per_batch;
-    let grant = caller.grant.clone();
-    let (prepared, sites, customers) = web::block(move || {
-        let check = |fields: &dyn Fields| FunctionalUnit::check(fields, &rules);
-        let schema = Schema {
-            fields: &FIELDS,
-            check: &check,
-        };
-        let units = records::parse(format, &body, schema, max_rows)?;
-        let mut sites: Vec<Id> = units.iter().map(|u| u.site.clone()).collect();
-        let mut customers: Vec<Id> = units.iter().map(|u| u.customer.clone()).collect();
-        sites.sort();
-        sites.dedup();
-        customers.sort();
-        customers.dedup();
-        if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this key may not post functional units for site {site}"),
-            ));
-        }
-        let prepared = frame(&units)
-            .map_err(LoggedTableError::from)
-            .and_then(LoggedTable::prepare)
-            .map_err(|e| ApiError::internal(&e))?;
-        Ok((prepared, sites, customers))
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))??;
-    // As for readings: from now on the site and customer hold accounted data and stay.
-    state
-        .registry
-        .mark_with_readings(caller.key_id.as_str(), &sites, &customers)
-        .await?;
-    let accepted = prepared.rows();
-    state
-        .functional_units
-        .append(prepared)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(UnitsAccepted { accepted }))
+    let kind = RecordKind {
+        what: "functional units",
+        fields: &FIELDS,
+        owners: |unit: &FunctionalUnit| (&unit.site, Some(&unit.customer)),
+        frame,
+    };
+    let check = move |fields: &dyn Fields| FunctionalUnit::check(fields, &rules);
+    let table = &state.functional_units;
+    let accepted = records::accept(&caller, &state, &request, body, kind, check, table).await?;
+    Ok(HttpResponse::Ok().json(Accepted { accepted }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,0 +1,92 @@
+//! The one way records besides readings (functional units, meter readings) come in: decoded from
+//! JSON, NDJSON or CSV, every row checked, the key's sites enforced, the sites and customers
+//! marked as holding data, then appended to the table's log before the answer.
+use super::auth::Caller;
+use super::problem::{ApiError, ErrorCode};
+use super::AppState;
+use crate::domain::row::Fields;
+use crate::domain::{FieldError, Id};
+use crate::ingest::records::{self, Schema};
+use crate::ingest::{self, Format};
+use crate::storage::logged::{LoggedTable, LoggedTableError};
+use actix_web::{web, HttpRequest};
+use polars::prelude::{DataFrame, PolarsResult};
+
+/// What kind of record a batch holds, and how it is checked and stored.
+pub(super) struct RecordKind<T> {
+    /// Plural, for messages (`meter readings`).
+    pub what: &'static str,
+    pub fields: &'static [&'static str],
+    /// The site a record is for, and its customer if it has one.
+    pub owners: fn(&T) -> (&Id, Option<&Id>),
+    pub frame: fn(&[T]) -> PolarsResult<DataFrame>,
+}
+
+fn distinct(mut ids: Vec<Id>) -> Vec<Id> {
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The number of records made durable in `table`, or why none were.
+pub(super) async fn accept<T: 'static>(
+    caller: &Caller,
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Bytes,
+    kind: RecordKind<T>,
+    check: impl Fn(&dyn Fields) -> Result<T, Vec<FieldError>> + Send + 'static,
+    table: &LoggedTable,
+) -> Result<usize, ApiError> {
+    caller.require_ingest(&format!("posting {}", kind.what))?;
+    let content_type = super::content_type(request);
+    let format = Format::from_content_type(content_type)
+        .filter(|f| *f != Format::ArrowStream)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "Content-Type {content_type:?} is not one of {}, {}, {}",
+                    ingest::JSON,
+                    ingest::NDJSON,
+                    ingest::CSV
+                ),
+            )
+        })?;
+    let max_rows = state.ingest.max_rows_per_batch;
+    let grant = caller.grant.clone();
+    let (prepared, sites, customers) = web::block(move || {
+        let schema = Schema {
+            fields: kind.fields,
+            check: &check,
+        };
+        let batch = records::parse(format, &body, schema, max_rows)?;
+        let owners: Vec<(&Id, Option<&Id>)> = batch.iter().map(kind.owners).collect();
+        let sites = distinct(owners.iter().map(|(site, _)| (*site).clone()).collect());
+        let customers = distinct(owners.iter().filter_map(|(_, c)| c.cloned()).collect());
+        if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this key may not post {} for site {site}", kind.what),
+            ));
+        }
+        let prepared = (kind.frame)(&batch)
+            .map_err(LoggedTableError::from)
+            .and_then(LoggedTable::prepare)
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok((prepared, sites, customers))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    // As for readings: from now on these sites and customers hold accounted data and stay.
+    state
+        .registry
+        .mark_with_readings(caller.key_id.as_str(), &sites, &customers)
+        .await?;
+    let accepted = prepared.rows();
+    table
+        .append(prepared)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(accepted)
+}
