@@ -7,7 +7,7 @@ use super::registry::id_param;
 use super::AppState;
 use crate::domain::meter::{MeterReading, MeterRules, FIELDS};
 use crate::domain::row::Fields;
-use crate::domain::{Id, Site};
+use crate::domain::Site;
 use crate::reports::{FootprintQuery, RawQuery, ReconciliationRow};
 use crate::storage::meters::frame;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -65,12 +65,7 @@ async fn post_meters(
 ) -> Result<HttpResponse, ApiError> {
     let rules = MeterRules {
         now: state.clock.now(),
-        known_sites: state
-            .registry
-            .keys::<Site>()
-            .iter()
-            .map(Id::to_string)
-            .collect(),
+        known_sites: records::known::<Site>(&state),
         max_power_w: MAX_SITE_POWER_W,
     };
     let kind = RecordKind {

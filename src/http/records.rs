@@ -9,8 +9,10 @@ use crate::domain::{FieldError, Id};
 use crate::ingest::records::{self, Schema};
 use crate::ingest::{self, Format};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
+use crate::storage::Entity;
 use actix_web::{web, HttpRequest};
 use polars::prelude::{DataFrame, PolarsResult};
+use std::collections::HashSet;
 
 /// What kind of record a batch holds, and how it is checked and stored.
 pub(super) struct RecordKind<T> {
@@ -20,6 +22,16 @@ pub(super) struct RecordKind<T> {
     /// The site a record is for, and its customer if it has one.
     pub owners: fn(&T) -> (&Id, Option<&Id>),
     pub frame: fn(&[T]) -> PolarsResult<DataFrame>,
+}
+
+/// The ids of every registered record of a kind, for a batch's checks.
+pub(super) fn known<E: Entity<Key = Id>>(state: &AppState) -> HashSet<String> {
+    state
+        .registry
+        .keys::<E>()
+        .iter()
+        .map(Id::to_string)
+        .collect()
 }
 
 fn distinct(mut ids: Vec<Id>) -> Vec<Id> {

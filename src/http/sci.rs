@@ -63,18 +63,8 @@ async fn post_functional_units(
 ) -> Result<HttpResponse, ApiError> {
     let rules = UnitRules {
         now: state.clock.now(),
-        known_sites: state
-            .registry
-            .keys::<Site>()
-            .iter()
-            .map(Id::to_string)
-            .collect(),
-        known_customers: state
-            .registry
-            .keys::<Customer>()
-            .iter()
-            .map(Id::to_string)
-            .collect(),
+        known_sites: records::known::<Site>(&state),
+        known_customers: records::known::<Customer>(&state),
     };
     let kind = RecordKind {
         what: "functional units",
