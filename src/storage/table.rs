@@ -12,7 +12,7 @@ use deltalake::logstore::{
 };
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, Path};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,9 +118,16 @@ impl Table {
             .map_err(delta)?
             .build()
             .map_err(delta)?;
-        match table.load().await {
-            Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => {}
-            Err(error) => return Err(delta(error)),
+        // Loading a table that is not there yet makes the Delta kernel log an error before it
+        // answers NotATable: on a new store, look for the log first (an error listing it
+        // counts as there, so that loading reports it).
+        let log = location.path_of(&format!("{relative}/_delta_log"));
+        let exists = location.root().list(Some(&log)).next().await.is_some();
+        if exists {
+            match table.load().await {
+                Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => {}
+                Err(error) => return Err(delta(error)),
+            }
         }
         if table.version().is_none() {
             let mut all = columns;
