@@ -143,15 +143,25 @@ fn polars_error(error: polars::error::PolarsError) -> ApiError {
     ApiError::internal(&error)
 }
 
-/// An encoded answer: its media type and its body in chunks.
+/// An encoded answer: its media type, and its body whole or rendered a slice of rows at a time.
 struct Rendered {
     content_type: &'static str,
     filename: Option<&'static str>,
-    chunks: Vec<Bytes>,
+    body: Body,
+}
+
+enum Body {
+    Whole(Bytes),
+    /// NDJSON or CSV, rendered `CHUNK_ROWS` rows at a time as the client reads: the first bytes
+    /// leave at once and memory holds one slice of rendered rows, whatever the row count.
+    Rows {
+        footprint: std::sync::Arc<Footprint>,
+        format: Format,
+    },
 }
 
 impl Rendered {
-    /// Sends the chunks as they are (chunked transfer), so large answers start at once.
+    /// Sends the body (chunked transfer for rows, so large answers start at once).
     fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::Ok();
         response.content_type(self.content_type);
@@ -161,10 +171,64 @@ impl Rendered {
                 format!("attachment; filename=\"{name}\""),
             ));
         }
-        response.streaming(futures_util::stream::iter(
-            self.chunks.into_iter().map(Ok::<_, actix_web::Error>),
-        ))
+        match self.body {
+            Body::Whole(bytes) => response.body(bytes),
+            Body::Rows { footprint, format } => {
+                let header = (format == Format::Csv)
+                    .then(|| Bytes::from(format!("{}\r\n", footprint.flat_header().join(","))));
+                let rows = futures_util::stream::unfold(0, move |offset| {
+                    let footprint = footprint.clone();
+                    async move {
+                        if offset >= footprint.height() {
+                            return None;
+                        }
+                        let chunk =
+                            flat_chunk(&footprint, format, offset).map_err(actix_web::Error::from);
+                        Some((chunk, offset + CHUNK_ROWS))
+                    }
+                });
+                let header = futures_util::stream::iter(header.map(Ok));
+                response.streaming(futures_util::StreamExt::chain(header, rows))
+            }
+        }
     }
+}
+
+/// `CHUNK_ROWS` rows from `offset` as NDJSON lines or CSV records.
+fn flat_chunk(footprint: &Footprint, format: Format, offset: usize) -> Result<Bytes, ApiError> {
+    let header = footprint.flat_header();
+    let rows = footprint
+        .flat_rows(offset, CHUNK_ROWS)
+        .map_err(polars_error)?;
+    let mut out = Vec::new();
+    if format == Format::Ndjson {
+        for record in rows {
+            let object: serde_json::Map<String, serde_json::Value> =
+                header.iter().map(|h| (*h).to_owned()).zip(record).collect();
+            out.extend(serde_json::Value::Object(object).to_string().into_bytes());
+            out.push(b'\n');
+        }
+        return Ok(Bytes::from(out));
+    }
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    for record in rows {
+        let cells: Vec<String> = record
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect();
+        writer
+            .write_record(&cells)
+            .map_err(|e| ApiError::internal(&e))?;
+    }
+    writer
+        .into_inner()
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.error()))
 }
 
 async fn answer(
@@ -196,13 +260,13 @@ async fn answer(
             ),
         ));
     }
-    let rendered = web::block(move || render(&footprint, format))
+    let rendered = web::block(move || render(footprint, format))
         .await
         .map_err(|e| ApiError::internal(&e))??;
     Ok(rendered.into_response())
 }
 
-fn render(footprint: &Footprint, format: Format) -> Result<Rendered, ApiError> {
+fn render(footprint: Footprint, format: Format) -> Result<Rendered, ApiError> {
     match format {
         Format::Json => {
             let query = &footprint.query;
@@ -228,71 +292,27 @@ fn render(footprint: &Footprint, format: Format) -> Result<Rendered, ApiError> {
             Ok(Rendered {
                 content_type: "application/json",
                 filename: None,
-                chunks: vec![Bytes::from(body)],
+                body: Body::Whole(Bytes::from(body)),
             })
         }
-        Format::Ndjson => {
-            let header = footprint.flat_header();
-            let rows = footprint.flat_rows().map_err(polars_error)?;
-            let chunks = rows
-                .chunks(CHUNK_ROWS)
-                .map(|chunk| {
-                    let mut out = Vec::new();
-                    for record in chunk {
-                        let object: serde_json::Map<String, serde_json::Value> = header
-                            .iter()
-                            .map(|h| (*h).to_owned())
-                            .zip(record.iter().cloned())
-                            .collect();
-                        out.extend(serde_json::Value::Object(object).to_string().into_bytes());
-                        out.push(b'\n');
-                    }
-                    Bytes::from(out)
-                })
-                .collect();
-            Ok(Rendered {
-                content_type: "application/x-ndjson",
-                filename: None,
-                chunks,
-            })
-        }
-        Format::Csv => {
-            let header = footprint.flat_header();
-            let rows = footprint.flat_rows().map_err(polars_error)?;
-            let mut chunks = vec![Bytes::from(format!("{}\r\n", header.join(",")))];
-            for chunk in rows.chunks(CHUNK_ROWS) {
-                let mut writer = csv::WriterBuilder::new()
-                    .terminator(csv::Terminator::CRLF)
-                    .from_writer(Vec::new());
-                for record in chunk {
-                    let cells: Vec<String> = record
-                        .iter()
-                        .map(|v| match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect();
-                    writer
-                        .write_record(&cells)
-                        .map_err(|e| ApiError::internal(&e))?;
-                }
-                let bytes = writer
-                    .into_inner()
-                    .map_err(|e| ApiError::internal(e.error()))?;
-                chunks.push(Bytes::from(bytes));
-            }
-            Ok(Rendered {
-                content_type: "text/csv; charset=utf-8",
-                filename: Some("footprint.csv"),
-                chunks,
-            })
-        }
+        Format::Ndjson | Format::Csv => Ok(Rendered {
+            content_type: if format == Format::Csv {
+                "text/csv; charset=utf-8"
+            } else {
+                "application/x-ndjson"
+            },
+            filename: (format == Format::Csv).then_some("footprint.csv"),
+            body: Body::Rows {
+                footprint: std::sync::Arc::new(footprint),
+                format,
+            },
+        }),
         Format::Parquet => {
             let bytes = footprint.parquet().map_err(polars_error)?;
             Ok(Rendered {
                 content_type: "application/vnd.apache.parquet",
                 filename: Some("footprint.parquet"),
-                chunks: vec![Bytes::from(bytes)],
+                body: Body::Whole(Bytes::from(bytes)),
             })
         }
     }

@@ -145,7 +145,15 @@ fn bucket_text(us: Option<i64>, tz: Tz) -> String {
 
 impl Footprint {
     pub fn rows(&self) -> PolarsResult<Vec<FootprintRow>> {
-        let frame = &self.report.rows;
+        self.rows_of(&self.report.rows)
+    }
+
+    /// How many rows the report has.
+    pub fn height(&self) -> usize {
+        self.report.rows.height()
+    }
+
+    fn rows_of(&self, frame: &DataFrame) -> PolarsResult<Vec<FootprintRow>> {
         let buckets = frame.column(BUCKET)?.i64()?.clone();
         let group = |key: GroupKey| -> PolarsResult<Option<StringChunked>> {
             if self.query.group_by.contains(&key) {
@@ -204,11 +212,17 @@ impl Footprint {
         header
     }
 
-    /// The rows as flat records of JSON values, in `flat_header` order.
-    pub fn flat_rows(&self) -> PolarsResult<Vec<Vec<serde_json::Value>>> {
+    /// Up to `len` rows from `offset` as flat records of JSON values, in `flat_header` order:
+    /// exports render a slice at a time, so memory follows the slice, not the report.
+    pub fn flat_rows(
+        &self,
+        offset: usize,
+        len: usize,
+    ) -> PolarsResult<Vec<Vec<serde_json::Value>>> {
         use serde_json::Value;
+        let slice = self.report.rows.slice(offset as i64, len);
         Ok(self
-            .rows()?
+            .rows_of(&slice)?
             .into_iter()
             .map(|row| {
                 let mut record = vec![Value::from(row.bucket_start)];

@@ -505,3 +505,74 @@ async fn weeks_quarters_and_years_follow_the_callers_calendar() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_longer_than_one_slice_stream_every_row_once() {
+    let app = spawn_app().await;
+    app.put(
+        "/v1/sites/fra1",
+        json!({"name": "Frankfurt 1", "zone": "GB", "pue": 1.5}),
+    )
+    .await;
+    app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    // 31 days x 24 hours x 3 workloads = 2,232 hourly rows: more than one 2,000-row slice.
+    let start: chrono::DateTime<chrono::Utc> = "2026-01-29T00:00:00Z".parse().unwrap();
+    let readings: Vec<Value> = (0..31 * 24)
+        .flat_map(|hour| {
+            ["a", "b", "c"].map(|workload| {
+                json!({"site": "fra1", "customer": "acme", "workload": workload,
+                       "start": (start + chrono::Duration::hours(hour)).to_rfc3339(),
+                       "duration_s": 3600, "energy_j": 3600.0 * (1 + hour % 7) as f64})
+            })
+        })
+        .collect();
+    assert_eq!(
+        app.post("/v1/readings", json!(readings)).await.status(),
+        200
+    );
+    let query = "/v1/customers/acme/footprint?from=2026-01-29T00:00:00Z&to=2026-03-01T00:00:00Z\
+                 &granularity=hour&group_by=workload";
+    let whole: Value = app.get(query).await.json().await.unwrap();
+    let total = whole["totals"]["it_energy_kwh"].as_f64().unwrap();
+    // Every hour's energy is (1 + hour % 7) Wh for each of 3 workloads.
+    let expected: f64 = (0..31 * 24)
+        .map(|h| 3.0 * (1 + h % 7) as f64 / 1000.0)
+        .sum();
+    assert!((total - expected).abs() < 1e-9, "{total} != {expected}");
+
+    let csv = app.get(&format!("{query}&format=csv")).await;
+    assert_eq!(
+        csv.headers()
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("chunked")
+    );
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2232, "a header and every row once");
+    let at = lines[0]
+        .split(',')
+        .position(|c| c == "it_energy_kwh")
+        .unwrap();
+    let summed: f64 = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(at).unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!((summed - total).abs() < 1e-6, "{summed} != {total}");
+    let ndjson = app
+        .get(&format!("{query}&format=ndjson"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let records: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2232);
+    assert_eq!(
+        records[2000]["bucket_start"],
+        whole["rows"][2000]["bucket_start"]
+    );
+    assert_eq!(records[2231]["workload"], "c");
+}
