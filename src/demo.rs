@@ -2,10 +2,12 @@
 //! week of 5-minute readings (2024-03-04 to 2024-03-11) and intensity from the providers' recorded
 //! payloads in `fixtures/providers`, repeated to span the week, so a new user's first footprint
 //! request has something to show. Two machines with reservations and a week of hourly requests
-//! give acme's `web` an embodied share and an SCI per request.
+//! give acme's `web` an embodied share and an SCI per request; London's main meter and UPS give
+//! the operator's view a site's books.
 use crate::domain::embodied::{HardwareSpec, ReservationSpec, SharedBy};
 use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::intensity::IntensityPoint;
+use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::ReadingBatch;
 use crate::domain::{
     Customer, CustomerSpec, Id, Instrument, InstrumentKind, PueEntry, Site, SiteSpec, ZoneCode,
@@ -13,7 +15,7 @@ use crate::domain::{
 };
 use crate::sources::feeds::{electricity_maps, uk_carbon_intensity, watttime, FeedError};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::{functional_units, intensity, readings, Registry, RegistryError};
+use crate::storage::{functional_units, intensity, meters, readings, Registry, RegistryError};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -196,6 +198,39 @@ fn requests() -> Result<Vec<FunctionalUnit>, DemoError> {
         .collect())
 }
 
+/// London's meters, hourly: the UPS feeds its two workloads plus 400 W of idle and unmetered
+/// equipment, and the main meter draws 1.3 times that.
+fn london_meters() -> Result<Vec<MeterReading>, DemoError> {
+    let (site, main, ups) = (id("lon1")?, id("main")?, id("ups-a")?);
+    let mut out = Vec::new();
+    for hour in 0..7 * 24 {
+        let start = time(FROM) + Duration::hours(hour);
+        // The workloads' mean power over the hour, from the same 5-minute cycle as their readings.
+        let workloads: f64 = (0..12)
+            .map(|step| {
+                let at = f64::from((hour % 24) as i32) + f64::from(step) / 12.0;
+                (420.0 * daily_cycle(at)).round() + (650.0 * daily_cycle(at)).round()
+            })
+            .sum::<f64>()
+            / 12.0;
+        let it_j = (workloads + 400.0) * 3600.0;
+        for (meter, kind, joules) in [
+            (&ups, MeterKind::It, it_j),
+            (&main, MeterKind::Facility, it_j * 1.3),
+        ] {
+            out.push(MeterReading {
+                site: site.clone(),
+                meter: meter.clone(),
+                kind,
+                start,
+                duration_s: 3600,
+                energy_j: joules,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Recorded points repeated every `period` so they span the demo week.
 fn tiled(points: Vec<IntensityPoint>, period: Duration) -> Vec<IntensityPoint> {
     let (from, to) = (time(FROM), time(TO));
@@ -267,16 +302,25 @@ fn readings_batch() -> ReadingBatch {
     batch
 }
 
-/// Loads the demo set into an empty data directory; does nothing if any site exists.
+/// The tables the demo set fills.
+pub struct Tables<'a> {
+    pub readings: &'a LoggedTable,
+    pub intensity: &'a LoggedTable,
+    pub functional_units: &'a LoggedTable,
+    pub meters: &'a LoggedTable,
+}
+
 /// Who the registry history says made the demo records.
 const BY: &str = "demo";
 
-pub async fn load(
-    registry_store: &Registry,
-    readings_table: &LoggedTable,
-    intensity_table: &LoggedTable,
-    units_table: &LoggedTable,
-) -> Result<bool, DemoError> {
+/// Loads the demo set into an empty data directory; does nothing if any site exists.
+pub async fn load(registry_store: &Registry, tables: Tables<'_>) -> Result<bool, DemoError> {
+    let Tables {
+        readings: readings_table,
+        intensity: intensity_table,
+        functional_units: units_table,
+        meters: meters_table,
+    } = tables;
     if !registry_store.list::<Site>().is_empty() {
         return Ok(false);
     }
@@ -290,8 +334,13 @@ pub async fn load(
     readings_table.append(LoggedTable::prepare(frame)?).await?;
     let units = functional_units::frame(&requests()?).map_err(LoggedTableError::from)?;
     units_table.append(LoggedTable::prepare(units)?).await?;
-    readings_table.flush().await?;
-    intensity_table.flush().await?;
-    units_table.flush().await?;
+    registry_store
+        .mark_with_readings(BY, &[id("lon1")?], &[])
+        .await?;
+    let metered = meters::frame(&london_meters()?).map_err(LoggedTableError::from)?;
+    meters_table.append(LoggedTable::prepare(metered)?).await?;
+    for table in [readings_table, intensity_table, units_table, meters_table] {
+        table.flush().await?;
+    }
     Ok(true)
 }

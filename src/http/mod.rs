@@ -296,9 +296,13 @@ impl Application {
         )
         .await?;
         background.add(Stage::Storage, meters.spawn_flusher(flush_interval));
-        if settings.demo
-            && crate::demo::load(&registry, &readings, &intensity, &functional_units).await?
-        {
+        let demo_tables = crate::demo::Tables {
+            readings: &readings,
+            intensity: &intensity,
+            functional_units: &functional_units,
+            meters: &meters,
+        };
+        if settings.demo && crate::demo::load(&registry, demo_tables).await? {
             tracing::info!(
                 from = crate::demo::FROM,
                 to = crate::demo::TO,

@@ -258,6 +258,13 @@ def test_an_admin_sees_every_customer_and_the_operator_view(server, browser):
         ranked = tab.page.locator("#operator-body table").first.locator("tbody tr")
         expect(ranked).to_have_count(2)
         expect(tab.page.locator("[data-count=sites]")).to_have_text("3 sites")
+        # London's books: its UPS measured the demo's 400 W of idle for 168 h beyond the workloads.
+        books = call(base, f"/v1/sites/lon1/reconciliation?from={FROM}&to={TO}", ADMIN)["totals"]
+        assert abs(books["unattributed_it_kwh"] - 67.2) < 1e-6 and books["measured_pue"] == 1.3
+        metered = tab.page.locator("#operator-body table", has_text="Measured PUE").locator("tbody tr")
+        expect(metered).to_have_count(1)
+        expect(metered.first).to_contain_text("lon1")
+        expect(metered.first).to_contain_text("1.30")
         expect(tab.page.locator("#operator-body")).to_contain_text("No telemetry has arrived")
         tab.shot(f"operator-{width}")
         tab.close()

@@ -1,5 +1,6 @@
-// The operator's view (admin keys): every customer ranked, the intensity feeds and telemetry
-// sources with their staleness and last errors, and what the registry holds.
+// The operator's view (admin keys): every customer ranked, each site's books (its meters against
+// its workloads), the intensity feeds and telemetry sources with their staleness and last
+// errors, and what the registry holds.
 import * as api from "./api.js";
 import * as format from "./format.js";
 import * as view from "./view.js";
@@ -41,6 +42,10 @@ export async function showOperator(state, stillCurrent) {
       api.json("/v1/instruments"),
       api.json("/v1/api-keys"),
     ]);
+    const books = await Promise.all(sites.map((site) => {
+      const query = new URLSearchParams({ from: range.from, to: range.to });
+      return api.json(`/v1/sites/${encodeURIComponent(site.id)}/reconciliation?${query}`);
+    }));
     if (!stillCurrent()) return;
     const total = ranking.totals.location_emissions_gco2e;
     const names = new Map(customers.map((c) => [c.id, c.name]));
@@ -102,6 +107,33 @@ export async function showOperator(state, stillCurrent) {
       sourceNote.textContent = "Every telemetry source is delivering.";
     }
 
+    const metered = books.filter((b) => b.totals.it_meter_kwh > 0 || b.totals.facility_meter_kwh > 0);
+    const bookTable = holder();
+    const kwh = (v) => (v == null ? "not measured" : format.text(format.energy(v)));
+    table(bookTable, "Each site's meters against its workloads", [
+      { key: "site", label: "Site", show: (v) => v },
+      { key: "facility", label: "Facility meter", show: kwh },
+      { key: "it", label: "IT meters", show: kwh },
+      { key: "workloads", label: "Workloads", show: kwh },
+      { key: "unattributed", label: "Unattributed", show: kwh },
+      { key: "attributed", label: "Attributed", show: (v) => (v == null ? "" : format.share(v)) },
+      { key: "pue", label: "Measured PUE", show: (v) => (v == null ? "" : v.toFixed(2)) },
+      { key: "discrepancies", label: "Discrepancies", show: (v) => (v.length ? v.join("; ") : "none") },
+    ], metered.map((b) => ({
+      site: b.site,
+      facility: b.totals.facility_meter_kwh,
+      it: b.totals.it_meter_kwh,
+      workloads: b.totals.measured_workloads_kwh,
+      unattributed: b.totals.unattributed_it_kwh,
+      attributed: b.totals.attribution_coverage,
+      pue: b.totals.measured_pue,
+      discrepancies: b.totals.discrepancies,
+    })));
+    const bookNote = document.createElement("p");
+    bookNote.textContent = metered.length
+      ? "What the IT meters measured beyond the workloads' readings is unattributed: idle servers, unmetered hosts, network and storage."
+      : "No site meter readings in this range: POST /v1/meters (facility, it, cooling) to see each site's books.";
+
     const counts = document.createElement("ul");
     counts.className = "counts";
     for (const [name, list] of [["sites", sites], ["customers", customers], ["zones with factors", zones], ["instruments", instruments], ["active API keys", keys.filter((k) => !k.revoked_at)]]) {
@@ -112,6 +144,7 @@ export async function showOperator(state, stillCurrent) {
     }
     $("operator-body").replaceChildren(
       section("Customers", ranked),
+      section("Site meters and workloads", ...(metered.length ? [bookNote, bookTable] : [bookNote])),
       section("Intensity feeds", ...(feeds.length ? [feedNote, feedTable] : [feedNote])),
       section("Telemetry sources", ...(sources.length ? [sourceNote, sourceTable] : [sourceNote])),
       section("Registry", counts),
