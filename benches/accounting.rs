@@ -201,6 +201,7 @@ fn engine(
         points,
         instruments: &[],
         holdings: &Default::default(),
+        measured_pue: &Default::default(),
         max_carry_forward: chrono::Duration::hours(2),
     };
     let window = Window {

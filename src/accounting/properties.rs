@@ -79,6 +79,17 @@ fn setup(gaps: &[bool]) -> Setup {
     }
     let mut setup = Setup::new(points).zone(Some(300.0), Some(450.0));
     setup.max_carry = chrono::Duration::minutes(45);
+    // Meters measured the PUE over some stretches (edges off the half hours): 1.1 to 1.58.
+    let base = tests::t("2026-03-01T00:00:00Z");
+    let measured = (0..48)
+        .filter(|i| i % 5 == 2)
+        .map(|i| super::measured_pue::PuePiece {
+            start: base + chrono::Duration::minutes(30 * i + 7),
+            end: base + chrono::Duration::minutes(30 * i + 41),
+            pue: 1.1 + 0.01 * i as f64,
+        })
+        .collect();
+    setup.measured_pue = HashMap::from([(Id::parse("fra1").unwrap(), measured)]);
     setup
 }
 
@@ -136,6 +147,9 @@ proptest! {
             }
             let known: f64 = (0..report.rows.height()).map(|i| known_kwh(&report.rows, i)).sum();
             prop_assert!(close(known, known_kwh(&baseline, 0)), "known energy");
+            let measured = |frame: &DataFrame, i| value(frame, PUE_MEASURED_SHARE, i) * value(frame, FACILITY_KWH, i);
+            let rows_measured: f64 = (0..report.rows.height()).map(|i| measured(&report.rows, i)).sum();
+            prop_assert!(close(rows_measured, measured(&baseline, 0)), "energy at a measured PUE");
         }
     }
 

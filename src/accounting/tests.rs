@@ -65,6 +65,7 @@ pub(super) struct Setup {
     pub points: Vec<IntensityPoint>,
     pub instruments: Vec<Instrument>,
     pub holdings: Holdings,
+    pub measured_pue: HashMap<Id, Vec<measured_pue::PuePiece>>,
     pub max_carry: Duration,
 }
 
@@ -76,6 +77,7 @@ impl Setup {
             points,
             instruments: vec![],
             holdings: Holdings::default(),
+            measured_pue: HashMap::new(),
             max_carry: Duration::hours(2),
         }
     }
@@ -104,6 +106,7 @@ impl Setup {
             points: &self.points,
             instruments: &self.instruments,
             holdings: &self.holdings,
+            measured_pue: &self.measured_pue,
             max_carry_forward: self.max_carry,
         };
         footprint(&context, window, group_by, readings.clone(), readings).unwrap()

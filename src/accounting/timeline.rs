@@ -3,10 +3,10 @@
 //! boundary where anything changes (intensity pieces, carry-window ends, PUE schedule entries,
 //! instrument periods, report buckets). Readings are then split against these segments in polars.
 use crate::domain::intensity::{in_force, IntensityPoint, PointKind};
-use crate::domain::{Instrument, Site, ZoneCode};
+use crate::domain::Site;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// How a part's location-based intensity was obtained (DESIGN §3 step 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -268,6 +268,8 @@ pub struct Segment {
     pub in_window: bool,
     pub bucket: DateTime<Utc>,
     pub pue: f64,
+    /// Whether `pue` was measured by the site's meters rather than configured.
+    pub pue_measured: bool,
     pub intensity: Option<f64>,
     pub quality: Quality,
 }
@@ -281,13 +283,16 @@ fn pue_at(site: &Site, t: DateTime<Utc>) -> f64 {
 }
 
 /// Segments of every site over [window.from - LOOKBACK, window.to), ordered by site, then time.
-pub fn segments(
-    sites: &[Site],
-    zone_pieces: &HashMap<ZoneCode, Vec<IntensityPiece>>,
-    instruments: &[Instrument],
-    holdings: &super::embodied::Holdings,
-    window: &Window,
-) -> Vec<Segment> {
+pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
+    let super::Inputs {
+        sites,
+        pieces: zone_pieces,
+        instruments,
+        holdings,
+        measured_pue,
+        ..
+    } = *inputs;
+    let no_measurements = Vec::new();
     let start = window.from - LOOKBACK;
     let bucket_edges = window.bucket_edges(start, window.to);
     let mut segments = Vec::new();
@@ -307,11 +312,16 @@ pub fn segments(
                 .flat_map(|i| [i.from, i.to]),
         );
         edges.extend(holdings.edges(&site.id));
+        let measured = measured_pue.get(&site.id).unwrap_or(&no_measurements);
+        edges.extend(measured.iter().flat_map(|p| [p.start, p.end]));
         let edges: Vec<_> = edges.range(start..=window.to).copied().collect();
         for span in edges.windows(2) {
             let (from, to) = (span[0], span[1]);
             let piece = pieces
                 .get(pieces.partition_point(|p| p.end <= from))
+                .filter(|p| p.start <= from);
+            let measured_at = measured
+                .get(measured.partition_point(|p| p.end <= from))
                 .filter(|p| p.start <= from);
             segments.push(Segment {
                 site: index,
@@ -319,7 +329,8 @@ pub fn segments(
                 end: to,
                 in_window: from >= window.from,
                 bucket: window.bucket_start(from),
-                pue: pue_at(site, from),
+                pue: measured_at.map_or_else(|| pue_at(site, from), |measured| measured.pue),
+                pue_measured: measured_at.is_some(),
                 intensity: piece.and_then(|p| p.value),
                 quality: piece.map_or(Quality::Missing, |p| p.quality),
             });
@@ -332,6 +343,7 @@ pub fn segments(
 mod tests {
     use super::*;
     use crate::domain::intensity::Signal;
+    use crate::domain::ZoneCode;
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -11,12 +11,12 @@ pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
 use crate::accounting::embodied::Holdings;
 use crate::accounting::timeline::{Granularity, Window};
-use crate::accounting::{self, Context, GroupKey, Report};
+use crate::accounting::{self, measured_pue, Context, GroupKey, Report};
 use crate::domain::embodied::{Hardware, Reservation};
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
 use crate::storage::registry::RegistryData;
-use crate::storage::{intensity, readings, Registry};
+use crate::storage::{intensity, meters, readings, Registry};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use polars::prelude::*;
@@ -197,6 +197,7 @@ impl ReportSources {
             readings: self.readings.table_version().await,
             intensity: self.intensity.table_version().await,
             registry: self.registry.version(),
+            meters: self.meters.table_version().await,
         }
     }
 
@@ -299,16 +300,20 @@ impl ReportSources {
             }
             None => no_readings().map_err(LoggedTableError::from)?,
         };
-        let context = Context {
-            sites: &sites,
-            zones: &zones,
-            default_factors: &self.default_factors,
-            points: &points,
-            instruments: &instruments,
-            holdings: &holdings,
-            max_carry_forward: self.max_carry_forward,
+        let relevant = accounting::relevant_instruments(&sites, &instruments, &window);
+        // PUE measured by the sites' meters, over the window and the instruments' periods.
+        let measured_pue = match at(versions.meters) {
+            Some(version) => {
+                let from = relevant.iter().map(|i| i.from).fold(
+                    window.from - crate::accounting::timeline::LOOKBACK,
+                    DateTime::min,
+                );
+                let to = relevant.iter().map(|i| i.to).fold(window.to, DateTime::max);
+                let readings = meters::load(&self.meters, None, from, to, version).await?;
+                measured_pue::pieces(&readings)
+            }
+            None => HashMap::new(),
         };
-        let relevant = context.relevant_instruments(&window);
         // Shares rest on all the energy of an instrument's whole period, whoever asks.
         let period_readings = match (
             relevant.iter().map(|i| i.from).min(),
@@ -348,6 +353,7 @@ impl ReportSources {
                 points: &points,
                 instruments: &instruments,
                 holdings: &holdings,
+                measured_pue: &measured_pue,
                 max_carry_forward: max_carry,
             };
             accounting::footprint(

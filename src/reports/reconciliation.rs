@@ -248,7 +248,7 @@ impl ReportSources {
         query.workloads = Vec::new();
         query.sites = vec![site.clone()];
         let window = query.window;
-        let readings = meters::load(&self.meters, site, window.from, window.to).await?;
+        let readings = meters::load(&self.meters, Some(site), window.from, window.to, None).await?;
         let footprint = self.footprint(query).await?;
         let rows = &footprint.report.rows;
         let buckets = rows.column(BUCKET)?.i64()?;

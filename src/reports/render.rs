@@ -4,7 +4,7 @@ use super::Footprint;
 use crate::accounting::embodied::{EMBODIED_G, EMBODIED_KNOWN_SHARE};
 use crate::accounting::{
     GroupKey, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G, LOCATION_INTENSITY, MARKET_FALLBACK_SHARE,
-    MARKET_G, MARKET_INSTRUMENT_SHARE, QUALITY_COLUMNS, READINGS,
+    MARKET_G, MARKET_INSTRUMENT_SHARE, PUE_MEASURED_SHARE, QUALITY_COLUMNS, READINGS,
 };
 use chrono::{DateTime, SecondsFormat};
 use chrono_tz::Tz;
@@ -52,6 +52,10 @@ pub struct Figures {
     /// the energy `embodied_gco2e` speaks for.
     #[serde(default)]
     pub embodied_known_share: f64,
+    /// Share of facility energy whose PUE the site's meters measured (facility over IT meters);
+    /// the rest used the site's configured PUE.
+    #[serde(default)]
+    pub pue_measured_share: f64,
 }
 
 /// One bucket of one group.
@@ -61,7 +65,8 @@ pub struct Figures {
     "market_emissions_gco2e": 28.0, "location_intensity_gco2e_per_kwh": 330.0, "readings": 1,
     "quality": {"actual": 1.0, "estimated": 0.0, "forecast": 0.0, "carried_forward": 0.0,
                 "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0,
-    "market_instrument_share": 0.25, "embodied_gco2e": 3.73, "embodied_known_share": 1.0}))]
+    "market_instrument_share": 0.25, "embodied_gco2e": 3.73, "embodied_known_share": 1.0,
+    "pue_measured_share": 0.0}))]
 pub struct FootprintRow {
     /// Start of the bucket, RFC 3339 with the offset of the report's time zone.
     pub bucket_start: String,
@@ -97,9 +102,10 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
         floats(frame, MARKET_FALLBACK_SHARE)?,
         floats(frame, MARKET_INSTRUMENT_SHARE)?,
     );
-    let (embodied, known) = (
+    let (embodied, known, measured) = (
         floats(frame, EMBODIED_G)?,
         floats(frame, EMBODIED_KNOWN_SHARE)?,
+        floats(frame, PUE_MEASURED_SHARE)?,
     );
     let readings = frame.column(READINGS)?.i64()?.clone();
     let quality: Vec<Float64Chunked> = QUALITY_COLUMNS
@@ -127,6 +133,7 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
             market_instrument_share: get(&covered, i),
             embodied_gco2e: get(&embodied, i),
             embodied_known_share: get(&known, i),
+            pue_measured_share: get(&measured, i),
         })
         .collect())
 }
@@ -208,6 +215,7 @@ impl Footprint {
             MARKET_INSTRUMENT_SHARE,
             EMBODIED_G,
             EMBODIED_KNOWN_SHARE,
+            PUE_MEASURED_SHARE,
         ]);
         header
     }
@@ -254,6 +262,7 @@ impl Footprint {
                     Value::from(f.market_instrument_share),
                     Value::from(f.embodied_gco2e),
                     Value::from(f.embodied_known_share),
+                    Value::from(f.pue_measured_share),
                 ]);
                 record
             })
@@ -281,6 +290,7 @@ impl Footprint {
             MARKET_INSTRUMENT_SHARE,
             EMBODIED_G,
             EMBODIED_KNOWN_SHARE,
+            PUE_MEASURED_SHARE,
         ];
         for name in figures.into_iter().chain(QUALITY_COLUMNS) {
             let rounded = Column::from(floats(&frame, name)?.into_series());

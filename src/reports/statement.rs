@@ -24,7 +24,9 @@ grid intensity in force for the site's zone at that instant (actual, else estima
 carried forward at most max_carry_forward_s, else the zone's default factor). Market-based \
 emissions (GHG Protocol Scope 2): energy covered by contractual instruments at their factor, \
 allocated pro rata over the instrument period, the rest at the zone's residual mix for the year, \
-else location-based. Quality shares say which kind of intensity each kWh rests on. Embodied emissions (Scope 3, from version 2): each hardware reservation carries the machine's embodied kgCO2e times the reserved share of its resources times the reserved time over its lifespan (8,760 h a year), nothing before its service starts or after its lifespan ends.";
+else location-based. Quality shares say which kind of intensity each kWh rests on. Embodied emissions (Scope 3, from version 2): each hardware reservation carries the machine's embodied kgCO2e times the reserved share of its resources times the reserved time over its lifespan (8,760 h a year), nothing before its service starts or after its lifespan ends. Also from version 2, \
+where every facility and every IT meter of a site reported, the PUE is their measured ratio for \
+that stretch (never below 1.0), and pue_measured_share says how much facility energy used it.";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Statement {

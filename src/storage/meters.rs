@@ -69,24 +69,27 @@ pub fn empty() -> PolarsResult<DataFrame> {
     frame(&[])
 }
 
-/// A site's meter readings overlapping [from, to), as stored (the newest of each identity).
+/// Meter readings overlapping [from, to), of one site or all, as stored (the newest of each
+/// identity) at `version` (`None`: the latest, acknowledged readings included).
 pub async fn load(
     table: &LoggedTable,
-    site: &Id,
+    site: Option<&Id>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    version: Option<u64>,
 ) -> Result<Vec<MeterReading>, LoggedTableError> {
     let scan = table
         .scan(
             from.timestamp_micros(),
             to.timestamp_micros(),
             None,
-            Some(col(SITE).eq(lit(site.to_string()))),
-            None,
+            site.map(|site| col(SITE).eq(lit(site.to_string()))),
+            version,
         )
         .await?
         .filter(col(START).lt(instant(to.timestamp_micros())))
         .select([
+            col(SITE),
             col(METER),
             col(KIND),
             col(START).cast(DataType::Int64),
@@ -94,7 +97,8 @@ pub async fn load(
             col(ENERGY_J),
         ]);
     let frame = blocking(move || scan.collect()).await?;
-    let (meter, kind, start, duration, energy) = (
+    let (site, meter, kind, start, duration, energy) = (
+        frame.column(SITE)?.str()?.clone(),
         frame.column(METER)?.str()?.clone(),
         frame.column(KIND)?.str()?.clone(),
         frame.column(START)?.i64()?.clone(),
@@ -104,7 +108,7 @@ pub async fn load(
     Ok((0..frame.height())
         .filter_map(|i| {
             let reading = MeterReading {
-                site: site.clone(),
+                site: Id::parse(site.get(i)?).ok()?,
                 meter: Id::parse(meter.get(i)?).ok()?,
                 kind: MeterKind::parse(kind.get(i)?)?,
                 start: DateTime::from_timestamp_micros(start.get(i)?)?,

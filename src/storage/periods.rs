@@ -21,6 +21,10 @@ pub struct Versions {
     pub intensity: Option<u64>,
     /// The registry log version (sites, zones, instruments as of the report).
     pub registry: u64,
+    /// The meters table version (`null`: nothing committed, or a period closed before meters
+    /// were kept: its reports use the configured PUE, as they did then).
+    #[serde(default)]
+    pub meters: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

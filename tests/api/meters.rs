@@ -168,3 +168,48 @@ async fn workloads_above_the_meter_are_a_discrepancy_and_bad_meters_are_refused(
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footprints_use_the_measured_pue_and_closed_statements_keep_theirs() {
+    let app = spawn_app().await;
+    site_with_workloads(&app).await;
+    // fra1 is configured at PUE 1.5; its meters measured 12 / 10 = 1.2 from 09:00 to 10:00.
+    let meters = json!([
+        {"site": "fra1", "meter": "main", "kind": "facility", "start": "2026-03-01T09:00:00Z",
+         "duration_s": 3600, "energy_j": 12.0 * 3.6e6},
+        {"site": "fra1", "meter": "ups", "kind": "it", "start": "2026-03-01T09:00:00Z",
+         "duration_s": 3600, "energy_j": 10.0 * 3.6e6}]);
+    assert_eq!(app.post("/v1/meters", meters).await.status(), 200);
+    let later = json!([{"site": "fra1", "customer": "acme", "workload": "app",
+        "start": "2026-03-01T10:00:00Z", "duration_s": 3600, "energy_j": 3.6e6}]);
+    assert_eq!(app.post("/v1/readings", later).await.status(), 200);
+    let path = "/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z";
+    let body: Value = app.get(path).await.json().await.unwrap();
+    // acme: 1 kWh at 09:00 x 1.2 (measured) + 1 kWh at 10:00 x 1.5 (no meters) = 2.7 kWh.
+    let facility = body["totals"]["facility_energy_kwh"].as_f64().unwrap();
+    assert!((facility - 2.7).abs() < 1e-9, "{body}");
+    let share = body["totals"]["pue_measured_share"].as_f64().unwrap();
+    assert!((share - 1.2 / 2.7).abs() < 1e-9, "{share}");
+
+    app.flush().await;
+    let period =
+        json!({"id": "2026-03", "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"});
+    assert_eq!(app.post("/v1/periods", period).await.status(), 201);
+    let statement = "/v1/customers/acme/statements/2026-03";
+    let at_close = app.get(statement).await.bytes().await.unwrap();
+    // Meters for 10:00 arrive after the close (PUE 1.1): today's footprint moves, the
+    // statement does not.
+    let late = json!([
+        {"site": "fra1", "meter": "main", "kind": "facility", "start": "2026-03-01T10:00:00Z",
+         "duration_s": 3600, "energy_j": 11.0 * 3.6e6},
+        {"site": "fra1", "meter": "ups", "kind": "it", "start": "2026-03-01T10:00:00Z",
+         "duration_s": 3600, "energy_j": 10.0 * 3.6e6}]);
+    assert_eq!(app.post("/v1/meters", late).await.status(), 200);
+    app.flush().await;
+    let body: Value = app.get(path).await.json().await.unwrap();
+    let facility = body["totals"]["facility_energy_kwh"].as_f64().unwrap();
+    assert!((facility - 2.3).abs() < 1e-9, "1.2 + 1.1: {body}");
+    assert_eq!(app.get(statement).await.bytes().await.unwrap(), at_close);
+    let sealed: Value = serde_json::from_slice(&at_close).unwrap();
+    assert_eq!(sealed["totals"]["facility_energy_kwh"], 2.7);
+}
