@@ -8,7 +8,7 @@ use super::AppState;
 use crate::domain::meter::{MeterReading, MeterRules, FIELDS};
 use crate::domain::row::Fields;
 use crate::domain::Site;
-use crate::reports::{FootprintQuery, RawQuery, ReconciliationRow};
+use crate::reports::{reconciliation_parquet, FootprintQuery, RawQuery, ReconciliationRow};
 use crate::storage::meters::frame;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -98,8 +98,8 @@ pub struct ReconciliationParams {
     /// IANA time zone of the buckets (default UTC).
     #[param(example = "Europe/Berlin")]
     pub tz: Option<String>,
-    /// `json` (the default) or `csv`.
-    #[param(example = "json", pattern = "^(json|csv)$")]
+    /// `json` (the default), `csv` or `parquet`.
+    #[param(example = "json", pattern = "^(json|csv|parquet)$")]
     pub format: Option<String>,
 }
 
@@ -159,7 +159,8 @@ fn csv(rows: &[ReconciliationRow]) -> Result<Vec<u8>, csv::Error> {
     responses(
         (status = 200, description = "The site's books", content(
             (ReconciliationResponse = "application/json"),
-            (String = "text/csv"))),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.apache.parquet"))),
         CommonErrors))]
 #[get("/sites/{site}/reconciliation")]
 async fn reconciliation(
@@ -173,16 +174,13 @@ async fn reconciliation(
         return Err(ApiError::not_found(format_args!("site {site}")));
     }
     let params = params.into_inner();
-    let csv_wanted = match params.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                format!("format {other:?} is not one of json, csv"),
-            ))
-        }
-    };
+    let format = params.format.as_deref().unwrap_or("json");
+    if !["json", "csv", "parquet"].contains(&format) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("format {format:?} is not one of json, csv, parquet"),
+        ));
+    }
     let query = FootprintQuery::parse(
         None,
         RawQuery {
@@ -197,9 +195,21 @@ async fn reconciliation(
     )?;
     let window = query.window;
     let (rows, totals) = state.reports.reconciliation(&site, query).await?;
-    if csv_wanted {
-        let body = csv(&rows).map_err(|e| ApiError::internal(&e))?;
-        return Ok(HttpResponse::Ok().content_type("text/csv").body(body));
+    match format {
+        "csv" => {
+            let body = csv(&rows).map_err(|e| ApiError::internal(&e))?;
+            return Ok(HttpResponse::Ok().content_type("text/csv").body(body));
+        }
+        "parquet" => {
+            let body = web::block(move || reconciliation_parquet(&rows))
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+                .map_err(|e| ApiError::internal(&e))?;
+            return Ok(HttpResponse::Ok()
+                .content_type("application/vnd.apache.parquet")
+                .body(body));
+        }
+        _ => {}
     }
     Ok(HttpResponse::Ok().json(ReconciliationResponse {
         site: site.to_string(),

@@ -6,7 +6,7 @@ pub mod sci;
 pub mod statement;
 pub mod statement_formats;
 
-pub use reconciliation::ReconciliationRow;
+pub use reconciliation::{parquet as reconciliation_parquet, ReconciliationRow};
 pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
 use crate::accounting::embodied::Holdings;

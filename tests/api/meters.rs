@@ -1,8 +1,10 @@
 //! Site meters and a site's books over HTTP, against hand arithmetic: what the meters measured,
 //! what the workloads add up to, the unattributed remainder and the measured PUE.
 use crate::helpers::{assert_problem, spawn_app, TestApp};
+use polars::prelude::*;
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::io::Cursor;
 
 /// fra1 with three customers, each with one workload of 1, 2 and 3 kWh from 09:00 to 10:00.
 async fn site_with_workloads(app: &TestApp) {
@@ -116,6 +118,20 @@ async fn the_books_show_the_idle_remainder_the_measured_pue_and_a_meter_gap() {
         lines[1].starts_with("2026-03-01T09:00:00Z,12,8,3,0,1,1,6,2,0.75,1.5,"),
         "{csv}"
     );
+
+    let parquet = app
+        .get(&format!("{BOOKS}&format=parquet"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let frame = ParquetReader::new(Cursor::new(parquet.to_vec()))
+        .finish()
+        .unwrap();
+    assert_eq!(frame.height(), 2);
+    let unattributed = frame.column("unattributed_it_kwh").unwrap().f64().unwrap();
+    assert_eq!(unattributed.get(0), Some(2.0));
+    assert_eq!(unattributed.get(1), None, "the 10:00 meter gap");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
