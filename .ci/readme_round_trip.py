@@ -41,7 +41,7 @@ expected = [
     '"optimalDataPoints":[{"location":"DE","timestamp":"2026-03-01T11:00:00Z","duration":120,"value":130.0}]',
     '"embodied_kgco2e":1633.125',
     '"embodied_gco2e":11.651862158,"functional_units":1000.0,"sci_gco2e_per_unit":0.048776862',
-    '"measured_workloads_kwh":0.145833333,"unattributed_it_kwh":0.054166667,"attribution_coverage":0.729166667,"measured_pue":1.5',
+    '"measured_workloads_kwh":0.145833333,"unattributed_it_kwh":0.054166667,"allocated_it_kwh":0.0,"operator_it_kwh":0.054166667,"attribution_coverage":0.729166667,"measured_pue":1.5',
 ]
 missing = [e for e in expected if e not in result.stdout]
 if missing:

@@ -202,6 +202,7 @@ fn engine(
         instruments: &[],
         holdings: &Default::default(),
         measured_pue: &Default::default(),
+        it_pieces: &Default::default(),
         max_carry_forward: chrono::Duration::hours(2),
     };
     let window = Window {
@@ -215,6 +216,7 @@ fn engine(
         &window,
         group_by,
         scan(readings),
+        scan(readings).limit(0),
         scan(readings).limit(0),
     )
     .unwrap();
@@ -431,6 +433,7 @@ fn main() {
                 pue: *pue,
                 pue_schedule: vec![],
                 retired_at: None,
+                allocation: Default::default(),
             }
             .parse(Id::parse(id).unwrap())
             .unwrap()

@@ -77,6 +77,7 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
                 })
                 .unwrap_or_default(),
             retired_at: None,
+            allocation: Default::default(),
         };
         registry
             .put::<Site>(BY, spec.parse(id(site)?).map_err(invalid)?)

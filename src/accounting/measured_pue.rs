@@ -16,6 +16,58 @@ pub struct PuePiece {
 
 /// Measured PUE pieces per site, in time order, from the sites' meter readings.
 pub fn pieces(readings: &[MeterReading]) -> HashMap<Id, Vec<PuePiece>> {
+    per_site(readings, |span| {
+        let (facility, it) = (span.facility?, span.it?);
+        (it > 0.0 && facility >= it).then(|| facility / it)
+    })
+    .into_iter()
+    .map(|(site, pieces)| {
+        let pieces = pieces
+            .into_iter()
+            .map(|(start, end, pue)| PuePiece { start, end, pue })
+            .collect();
+        (site, pieces)
+    })
+    .collect()
+}
+
+/// A stretch over which every IT meter of a site reported, with their summed power.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItPiece {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub it_w: f64,
+}
+
+/// IT meter pieces per site, in time order: where the IT meters measured the whole site.
+pub fn it_pieces(readings: &[MeterReading]) -> HashMap<Id, Vec<ItPiece>> {
+    per_site(readings, |span| span.it)
+        .into_iter()
+        .map(|(site, pieces)| {
+            let pieces = pieces
+                .into_iter()
+                .map(|(start, end, it_w)| ItPiece { start, end, it_w })
+                .collect();
+            (site, pieces)
+        })
+        .collect()
+}
+
+/// What the meters of one site measured over a stretch between two meter reading edges: each
+/// kind's summed power, where every meter of that kind reported.
+struct Span {
+    facility: Option<f64>,
+    it: Option<f64>,
+}
+
+/// A stretch [start, end) and the figure the meters give for it.
+type Stretch = (DateTime<Utc>, DateTime<Utc>, f64);
+
+/// Per site, the stretches `value` gives a figure for, equal neighbours merged.
+fn per_site(
+    readings: &[MeterReading],
+    value: impl Fn(&Span) -> Option<f64>,
+) -> HashMap<Id, Vec<Stretch>> {
     let mut by_site: BTreeMap<&Id, Vec<&MeterReading>> = BTreeMap::new();
     for reading in readings
         .iter()
@@ -25,7 +77,7 @@ pub fn pieces(readings: &[MeterReading]) -> HashMap<Id, Vec<PuePiece>> {
     }
     by_site
         .into_iter()
-        .map(|(site, readings)| (site.clone(), site_pieces(&readings)))
+        .map(|(site, readings)| (site.clone(), site_pieces(&readings, &value)))
         .filter(|(_, pieces)| !pieces.is_empty())
         .collect()
 }
@@ -33,7 +85,7 @@ pub fn pieces(readings: &[MeterReading]) -> HashMap<Id, Vec<PuePiece>> {
 /// One meter's readings, sorted by start.
 type Meter<'r> = Vec<&'r MeterReading>;
 
-fn site_pieces(readings: &[&MeterReading]) -> Vec<PuePiece> {
+fn site_pieces(readings: &[&MeterReading], value: &impl Fn(&Span) -> Option<f64>) -> Vec<Stretch> {
     let mut meters: BTreeMap<(MeterKind, &Id), Meter<'_>> = BTreeMap::new();
     for reading in readings {
         meters
@@ -41,42 +93,46 @@ fn site_pieces(readings: &[&MeterReading]) -> Vec<PuePiece> {
             .or_default()
             .push(reading);
     }
-    if !meters.keys().any(|(k, _)| *k == MeterKind::Facility)
-        || !meters.keys().any(|(k, _)| *k == MeterKind::It)
-    {
-        return Vec::new();
-    }
     for meter in meters.values_mut() {
         meter.sort_by_key(|r| r.start);
     }
     let edges: BTreeSet<DateTime<Utc>> = readings.iter().flat_map(|r| [r.start, r.end()]).collect();
     let edges: Vec<DateTime<Utc>> = edges.into_iter().collect();
-    let mut out: Vec<PuePiece> = Vec::new();
-    for span in edges.windows(2) {
-        let (from, to) = (span[0], span[1]);
-        let mut watts = [0.0_f64; 2];
-        let covered = meters.iter().all(|((kind, _), meter)| {
-            // The latest reading of this meter that started by `from` and covers the span.
-            let at = meter.partition_point(|r| r.start <= from);
-            let covering = meter[..at].iter().rev().find(|r| r.end() >= to);
-            if let Some(reading) = covering {
-                let slot = usize::from(*kind == MeterKind::It);
-                watts[slot] += reading.energy_j / reading.duration_s as f64;
+    let mut out: Vec<Stretch> = Vec::new();
+    for stretch in edges.windows(2) {
+        let (from, to) = (stretch[0], stretch[1]);
+        let mut span = Span {
+            facility: None,
+            it: None,
+        };
+        for kind in [MeterKind::Facility, MeterKind::It] {
+            let mut watts = Some(0.0);
+            let mut any = false;
+            for meter in meters
+                .iter()
+                .filter(|((k, _), _)| *k == kind)
+                .map(|(_, m)| m)
+            {
+                any = true;
+                // The latest reading of this meter that started by `from` and covers the stretch.
+                let at = meter.partition_point(|r| r.start <= from);
+                watts = match meter[..at].iter().rev().find(|r| r.end() >= to) {
+                    Some(r) => watts.map(|w| w + r.energy_j / r.duration_s as f64),
+                    None => None,
+                };
             }
-            covering.is_some()
-        });
-        let [facility, it] = watts;
-        if !covered || it <= 0.0 || facility < it {
-            continue;
+            let watts = watts.filter(|_| any);
+            match kind {
+                MeterKind::Facility => span.facility = watts,
+                _ => span.it = watts,
+            }
         }
-        let pue = facility / it;
+        let Some(figure) = value(&span) else {
+            continue;
+        };
         match out.last_mut() {
-            Some(last) if last.end == from && last.pue == pue => last.end = to,
-            _ => out.push(PuePiece {
-                start: from,
-                end: to,
-                pue,
-            }),
+            Some(last) if last.1 == from && last.2 == figure => last.1 = to,
+            _ => out.push((from, to, figure)),
         }
     }
     out

@@ -3,6 +3,7 @@
 //!
 //! Splitting (`split`) sums the readings that lie inside one segment and cuts the few that cross
 //! an edge into parts; the parts are then joined to the segments' factors and aggregated.
+pub mod allocation;
 pub mod embodied;
 pub mod market;
 pub mod measured_pue;
@@ -15,9 +16,10 @@ pub mod timeline;
 
 use crate::domain::{Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::readings::{CUSTOMER, ENERGY_J, SITE, WORKLOAD};
+use allocation::Allocations;
 use embodied::{Holdings, EMBODIED_KNOWN_SHARE, HELD};
 use market::{Market, PeriodEnergy};
-use measured_pue::PuePiece;
+use measured_pue::{ItPiece, PuePiece};
 use polars::prelude::*;
 use split::Splitter;
 use std::collections::HashMap;
@@ -63,6 +65,11 @@ const SPLIT_READINGS: &str = "split_readings";
 const INTENSITY_KWH: &str = "kwh_with_intensity";
 const KNOWN_KWH: &str = "kwh_with_hardware";
 const PUE_MEASURED: &str = "pue_measured";
+const ALLOCATION_EXTRA: &str = "allocation_extra";
+/// IT energy the workloads' readings measured.
+pub const ATTRIBUTED_KWH: &str = "attributed_it_energy_kwh";
+/// IT energy allocated to them from what the IT meters measured beyond all workloads.
+pub const ALLOCATED_KWH: &str = "allocated_it_energy_kwh";
 const MEASURED_PUE_KWH: &str = "kwh_with_measured_pue";
 /// Share of facility energy whose PUE the site's meters measured.
 pub const PUE_MEASURED_SHARE: &str = "pue_measured_share";
@@ -118,6 +125,8 @@ pub struct Inputs<'a> {
     pub holdings: &'a Holdings,
     /// PUE measured by each site's meters, where they measured it.
     pub measured_pue: &'a HashMap<Id, Vec<PuePiece>>,
+    /// What energy-proportional sites allocate, where their IT meters measured.
+    pub allocation: &'a Allocations,
 }
 
 /// A report's segments as frames, ready to split readings against.
@@ -187,6 +196,13 @@ impl Timeline {
                 Column::new(
                     PUE_MEASURED.into(),
                     segments.iter().map(|s| s.pue_measured).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    ALLOCATION_EXTRA.into(),
+                    segments
+                        .iter()
+                        .map(|s| s.allocation_extra)
+                        .collect::<Vec<_>>(),
                 ),
                 Column::new(
                     INTENSITY.into(),
@@ -281,11 +297,13 @@ impl Timeline {
                 [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
                 JoinArgs::new(JoinType::Left),
             );
-        let it_kwh = col(ENERGY_J) / lit(3.6e6) * col(SHARE);
+        let attributed = col(ENERGY_J) / lit(3.6e6) * col(SHARE);
         let facility = col(IT_KWH) * col(PUE);
         Ok(parts
             .filter(col(IN_WINDOW))
-            .with_column(it_kwh.alias(IT_KWH))
+            .with_column(attributed.alias(ATTRIBUTED_KWH))
+            .with_column((col(ATTRIBUTED_KWH) * col(ALLOCATION_EXTRA)).alias(ALLOCATED_KWH))
+            .with_column((col(ATTRIBUTED_KWH) + col(ALLOCATED_KWH)).alias(IT_KWH))
             .with_column(facility.alias(FACILITY_KWH))
             .with_columns([
                 (col(FACILITY_KWH) * col(INTENSITY).fill_null(lit(0.0))).alias(LOCATION_G),
@@ -326,6 +344,8 @@ pub struct Context<'a> {
     /// PUE measured by the sites' meters (`measured_pue::pieces`), over the window and the
     /// relevant instruments' periods.
     pub measured_pue: &'a HashMap<Id, Vec<PuePiece>>,
+    /// Where each site's IT meters measured (`measured_pue::it_pieces`), over the same span.
+    pub it_pieces: &'a HashMap<Id, Vec<ItPiece>>,
     pub max_carry_forward: chrono::Duration,
 }
 
@@ -369,13 +389,16 @@ pub struct Report {
 }
 
 /// The whole method of DESIGN §3. `readings` overlap the window; `period_readings` cover the
-/// periods of the relevant instruments (unused when there are none).
+/// periods of the relevant instruments (unused when there are none); `site_readings` are every
+/// customer's readings at the sites that allocate, over the window and those periods (unused
+/// when no site allocates).
 pub fn footprint(
     context: &Context<'_>,
     window: &Window,
     group_by: &[GroupKey],
     readings: LazyFrame,
     period_readings: LazyFrame,
+    site_readings: LazyFrame,
 ) -> PolarsResult<Report> {
     let start = window.from - timeline::LOOKBACK;
     let mut pieces = HashMap::new();
@@ -408,11 +431,13 @@ pub fn footprint(
         );
     }
     let instruments = context.relevant_instruments(window);
+    let allocation = allocations(context, window, &instruments, site_readings)?;
     let shares = match period_energy(
         period_readings,
         context.sites,
         &instruments,
         context.measured_pue,
+        &allocation,
     )? {
         Some((energy, segments)) => {
             let energy = energy
@@ -430,6 +455,7 @@ pub fn footprint(
         instruments: &instruments,
         holdings: context.holdings,
         measured_pue: context.measured_pue,
+        allocation: &allocation,
     };
     // The parts are few (whole readings are summed per segment), so they are collected once and
     // both rows and totals are aggregated from that frame rather than reading the readings twice.
@@ -448,8 +474,10 @@ pub fn footprint(
 }
 
 /// The figures `aggregate` gives every group, after its keys.
-const FIGURES: [&str; 16] = [
+const FIGURES: [&str; 18] = [
     IT_KWH,
+    ATTRIBUTED_KWH,
+    ALLOCATED_KWH,
     FACILITY_KWH,
     LOCATION_G,
     MARKET_G,
@@ -467,10 +495,75 @@ const FIGURES: [&str; 16] = [
     PUE_MEASURED_SHARE,
 ];
 
+/// What each energy-proportional site allocates over the window and the instruments' periods:
+/// a first pass sums every customer's measured energy per IT-metered stretch.
+fn allocations(
+    context: &Context<'_>,
+    window: &Window,
+    instruments: &[Instrument],
+    site_readings: LazyFrame,
+) -> PolarsResult<Allocations> {
+    let allocating: Vec<Id> = context
+        .sites
+        .iter()
+        .filter(|s| s.allocation == crate::domain::Allocation::EnergyProportional)
+        .map(|s| s.id.clone())
+        .collect();
+    let mut allocation = allocation::stretches(context.it_pieces, &allocating);
+    if allocation.is_empty() {
+        return Ok(allocation);
+    }
+    let span = Window {
+        from: instruments
+            .iter()
+            .map(|i| i.from)
+            .fold(window.from, chrono::DateTime::min),
+        to: instruments
+            .iter()
+            .map(|i| i.to)
+            .fold(window.to, chrono::DateTime::max),
+        granularity: timeline::Granularity::Total,
+        tz: chrono_tz::UTC,
+    };
+    let (no_zones, no_pieces, no_pue) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let no_holdings = Holdings::default();
+    let inputs = Inputs {
+        sites: context.sites,
+        zones: &no_zones,
+        pieces: &no_pieces,
+        instruments: &[],
+        holdings: &no_holdings,
+        measured_pue: &no_pue,
+        allocation: &allocation,
+    };
+    let timeline = Timeline::build(&inputs, &span, &HashMap::new())?;
+    let segments = timeline::segments(&inputs, &span);
+    let measured = timeline
+        .parts(site_readings)?
+        .group_by([col(SEG_ID)])
+        .agg([col(ATTRIBUTED_KWH).sum()])
+        .collect()?;
+    let ids = measured.column(SEG_ID)?.i64()?;
+    let kwh = measured.column(ATTRIBUTED_KWH)?.f64()?;
+    let by_segment: HashMap<usize, f64> = (0..measured.height())
+        .filter_map(|i| Some((usize::try_from(ids.get(i)?).ok()?, kwh.get(i)?)))
+        .collect();
+    allocation::settle(
+        &mut allocation,
+        &segments,
+        context.sites,
+        &by_segment,
+        (span.from, span.to),
+    );
+    Ok(allocation)
+}
+
 /// Sums per group of the report's columns (DESIGN §3 step 7). `keys` empty gives the totals.
 pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
     let mut sums = vec![
         col(IT_KWH).sum().alias(IT_KWH),
+        col(ATTRIBUTED_KWH).sum().alias(ATTRIBUTED_KWH),
+        col(ALLOCATED_KWH).sum().alias(ALLOCATED_KWH),
         col(FACILITY_KWH).sum().alias(FACILITY_KWH),
         col(LOCATION_G).sum().alias(LOCATION_G),
         col(MARKET_G).sum().alias(MARKET_G),
@@ -534,6 +627,7 @@ pub fn period_energy(
     sites: &[Site],
     instruments: &[Instrument],
     measured_pue: &HashMap<Id, Vec<PuePiece>>,
+    allocation: &Allocations,
 ) -> PolarsResult<Option<(LazyFrame, Vec<Segment>)>> {
     let (Some(from), Some(to)) = (
         instruments.iter().map(|i| i.from).min(),
@@ -557,6 +651,7 @@ pub fn period_energy(
         instruments,
         holdings: &no_holdings,
         measured_pue,
+        allocation,
     };
     let timeline = Timeline::build(&inputs, &window, &HashMap::new())?;
     let segments = timeline::segments(&inputs, &window);

@@ -18,6 +18,7 @@ pub(super) fn site(id: &str, zone: &str, pue: f64, schedule: Vec<PueEntry>) -> S
         pue,
         pue_schedule: schedule,
         retired_at: None,
+        allocation: Default::default(),
     }
     .parse(Id::parse(id).unwrap())
     .unwrap()
@@ -66,6 +67,7 @@ pub(super) struct Setup {
     pub instruments: Vec<Instrument>,
     pub holdings: Holdings,
     pub measured_pue: HashMap<Id, Vec<measured_pue::PuePiece>>,
+    pub it_pieces: HashMap<Id, Vec<measured_pue::ItPiece>>,
     pub max_carry: Duration,
 }
 
@@ -78,6 +80,7 @@ impl Setup {
             instruments: vec![],
             holdings: Holdings::default(),
             measured_pue: HashMap::new(),
+            it_pieces: HashMap::new(),
             max_carry: Duration::hours(2),
         }
     }
@@ -107,9 +110,18 @@ impl Setup {
             instruments: &self.instruments,
             holdings: &self.holdings,
             measured_pue: &self.measured_pue,
+            it_pieces: &self.it_pieces,
             max_carry_forward: self.max_carry,
         };
-        footprint(&context, window, group_by, readings.clone(), readings).unwrap()
+        footprint(
+            &context,
+            window,
+            group_by,
+            readings.clone(),
+            readings.clone(),
+            readings,
+        )
+        .unwrap()
     }
 }
 

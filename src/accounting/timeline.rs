@@ -270,6 +270,8 @@ pub struct Segment {
     pub pue: f64,
     /// Whether `pue` was measured by the site's meters rather than configured.
     pub pue_measured: bool,
+    /// Allocated IT energy per kWh measured (energy-proportional sites with IT meters).
+    pub allocation_extra: f64,
     pub intensity: Option<f64>,
     pub quality: Quality,
 }
@@ -290,9 +292,11 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
         instruments,
         holdings,
         measured_pue,
+        allocation,
         ..
     } = *inputs;
     let no_measurements = Vec::new();
+    let no_allocation = Vec::new();
     let start = window.from - LOOKBACK;
     let bucket_edges = window.bucket_edges(start, window.to);
     let mut segments = Vec::new();
@@ -314,6 +318,8 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
         edges.extend(holdings.edges(&site.id));
         let measured = measured_pue.get(&site.id).unwrap_or(&no_measurements);
         edges.extend(measured.iter().flat_map(|p| [p.start, p.end]));
+        let allocated = allocation.get(&site.id).unwrap_or(&no_allocation);
+        edges.extend(allocated.iter().flat_map(|p| [p.start, p.end]));
         let edges: Vec<_> = edges.range(start..=window.to).copied().collect();
         for span in edges.windows(2) {
             let (from, to) = (span[0], span[1]);
@@ -331,6 +337,8 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
                 bucket: window.bucket_start(from),
                 pue: measured_at.map_or_else(|| pue_at(site, from), |measured| measured.pue),
                 pue_measured: measured_at.is_some(),
+                allocation_extra: super::allocation::piece_at(allocated, from)
+                    .map_or(0.0, |i| allocated[i].extra),
                 intensity: piece.and_then(|p| p.value),
                 quality: piece.map_or(Quality::Missing, |p| p.quality),
             });

@@ -14,8 +14,8 @@ pub mod row;
 pub use ids::{Id, ZoneCode};
 pub use keys::{ApiKey, Grant, GrantFields, Role};
 pub use registry::{
-    Customer, CustomerSpec, Instrument, InstrumentKind, InstrumentSpec, PueEntry, Site, SiteSpec,
-    Zone, ZoneSpec, MAX_INTENSITY_GCO2E_PER_KWH,
+    Allocation, Customer, CustomerSpec, Instrument, InstrumentKind, InstrumentSpec, PueEntry, Site,
+    SiteSpec, Zone, ZoneSpec, MAX_INTENSITY_GCO2E_PER_KWH,
 };
 
 /// Why one field of an input was refused.

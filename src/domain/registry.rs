@@ -47,6 +47,26 @@ pub struct PueEntry {
     pub pue: f64,
 }
 
+/// What happens to IT energy the site's IT meters measured beyond its workloads' readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// It stays the operator's own (the site's books show it as unattributed).
+    #[default]
+    None,
+    /// It is spread over the customers in proportion to their measured energy at each instant.
+    EnergyProportional,
+    /// By reserved capacity: not yet available (no capacity records), refused.
+    ReservedProportional,
+}
+
+impl Allocation {
+    /// The default, left out of a site's JSON.
+    pub fn is_none(&self) -> bool {
+        *self == Allocation::None
+    }
+}
+
 /// The body of `PUT /v1/sites/{site}`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +88,9 @@ pub struct SiteSpec {
     #[serde(default)]
     #[schema(example = "2026-06-30T00:00:00Z")]
     pub retired_at: Option<DateTime<Utc>>,
+    /// What happens to IT energy the IT meters measured beyond the workloads (default `none`).
+    #[serde(default)]
+    pub allocation: Allocation,
 }
 
 /// A data center or room.
@@ -84,6 +107,9 @@ pub struct Site {
     /// From when the site takes no readings; absent while it is in service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<DateTime<Utc>>,
+    /// What happens to IT energy the IT meters measured beyond the workloads; absent: `none`.
+    #[serde(default, skip_serializing_if = "Allocation::is_none")]
+    pub allocation: Allocation,
 }
 
 impl SiteSpec {
@@ -103,6 +129,11 @@ impl SiteSpec {
             "pue_schedule",
             "two entries start at the same instant",
         );
+        checks.require(
+            self.allocation != Allocation::ReservedProportional,
+            "allocation",
+            "reserved_proportional needs capacity records, which are not available yet: use none or energy_proportional",
+        );
         checks.finish(|| {
             Some(Site {
                 id,
@@ -111,6 +142,7 @@ impl SiteSpec {
                 pue: self.pue,
                 pue_schedule: schedule,
                 retired_at: self.retired_at,
+                allocation: self.allocation,
             })
         })
     }
@@ -298,6 +330,7 @@ mod tests {
             pue,
             pue_schedule: schedule,
             retired_at: None,
+            allocation: Default::default(),
         }
     }
 

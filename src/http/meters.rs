@@ -119,7 +119,8 @@ pub struct ReconciliationResponse {
 
 const CSV_HEADER: &str = "bucket_start,facility_meter_kwh,it_meter_kwh,cooling_meter_kwh,\
 other_meter_kwh,facility_meter_coverage,it_meter_coverage,measured_workloads_kwh,\
-unattributed_it_kwh,attribution_coverage,measured_pue,discrepancies";
+unattributed_it_kwh,attribution_coverage,measured_pue,allocated_it_kwh,operator_it_kwh,\
+discrepancies";
 
 fn csv(rows: &[ReconciliationRow]) -> Result<Vec<u8>, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -138,6 +139,8 @@ fn csv(rows: &[ReconciliationRow]) -> Result<Vec<u8>, csv::Error> {
             optional(row.unattributed_it_kwh),
             optional(row.attribution_coverage),
             optional(row.measured_pue),
+            row.allocated_it_kwh.to_string(),
+            optional(row.operator_it_kwh),
             row.discrepancies.join("; "),
         ])?;
     }

@@ -13,7 +13,7 @@ use crate::accounting::embodied::Holdings;
 use crate::accounting::timeline::{Granularity, Window};
 use crate::accounting::{self, measured_pue, Context, GroupKey, Report};
 use crate::domain::embodied::{Hardware, Reservation};
-use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
+use crate::domain::{Allocation, Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
 use crate::storage::registry::RegistryData;
 use crate::storage::{intensity, meters, readings, Registry};
@@ -191,6 +191,36 @@ pub struct Pinned {
 }
 
 impl ReportSources {
+    /// Every customer's readings at `sites` starting in [from - lookback, to), in the same state
+    /// as the window's readings: the latest (log included) or the pinned version (`None`:
+    /// nothing then).
+    async fn site_readings(
+        &self,
+        sites: &[&Id],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        version: Option<Option<u64>>,
+    ) -> Result<LazyFrame, ReportError> {
+        let Some(version) = version else {
+            return Ok(readings::empty().map_err(LoggedTableError::from)?.lazy());
+        };
+        let any_site = sites
+            .iter()
+            .map(|s| col(readings::SITE).eq(lit(s.to_string())))
+            .reduce(Expr::or);
+        Ok(self
+            .readings
+            .scan(
+                from.timestamp_micros(),
+                to.timestamp_micros(),
+                None,
+                any_site,
+                version,
+            )
+            .await?
+            .filter(col(readings::START).lt(instant(to.timestamp_micros()))))
+    }
+
     /// The versions the tables and the registry stand at, as this replica has read them.
     pub async fn versions(&self) -> Versions {
         Versions {
@@ -301,46 +331,44 @@ impl ReportSources {
             None => no_readings().map_err(LoggedTableError::from)?,
         };
         let relevant = accounting::relevant_instruments(&sites, &instruments, &window);
-        // PUE measured by the sites' meters, over the window and the instruments' periods.
-        let measured_pue = match at(versions.meters) {
-            Some(version) => {
-                let from = relevant.iter().map(|i| i.from).fold(
-                    window.from - crate::accounting::timeline::LOOKBACK,
-                    DateTime::min,
-                );
-                let to = relevant.iter().map(|i| i.to).fold(window.to, DateTime::max);
-                let readings = meters::load(&self.meters, None, from, to, version).await?;
-                measured_pue::pieces(&readings)
-            }
-            None => HashMap::new(),
+        // Meters, instruments and allocation reach over the window and the instruments' periods.
+        let span_from = relevant.iter().map(|i| i.from).fold(
+            window.from - crate::accounting::timeline::LOOKBACK,
+            DateTime::min,
+        );
+        let span_to = relevant.iter().map(|i| i.to).fold(window.to, DateTime::max);
+        let metered = match at(versions.meters) {
+            Some(version) => meters::load(&self.meters, None, span_from, span_to, version).await?,
+            None => Vec::new(),
         };
+        let (measured_pue, it_pieces) = (
+            measured_pue::pieces(&metered),
+            measured_pue::it_pieces(&metered),
+        );
         // Shares rest on all the energy of an instrument's whole period, whoever asks.
         let period_readings = match (
             relevant.iter().map(|i| i.from).min(),
             relevant.iter().map(|i| i.to).max(),
-            readings_at,
         ) {
-            (Some(from), Some(to), Some(version)) => {
-                let site_ids: Vec<String> = relevant.iter().map(|i| i.site.to_string()).collect();
-                let any_site = site_ids
-                    .into_iter()
-                    .map(|s| col(readings::SITE).eq(lit(s)))
-                    .reduce(Expr::or);
-                // The same state as the window's readings: the latest (buffer included) or the
-                // pinned version. Pinned to the committed version while the window read the
-                // latest, readings still in the log were missing from the shares.
-                self.readings
-                    .scan(
-                        from.timestamp_micros(),
-                        to.timestamp_micros(),
-                        None,
-                        any_site,
-                        version,
-                    )
-                    .await?
-                    .filter(col(readings::START).lt(instant(to.timestamp_micros())))
+            (Some(from), Some(to)) => {
+                let at_sites: Vec<&Id> = relevant.iter().map(|i| &i.site).collect();
+                self.site_readings(&at_sites, from, to, readings_at).await?
             }
             _ => no_readings().map_err(LoggedTableError::from)?,
+        };
+        // An energy-proportional site spreads what its IT meters measured beyond all its
+        // workloads by every customer's energy, whoever asks.
+        let allocating: Vec<&Id> = sites
+            .iter()
+            .filter(|s| s.allocation == Allocation::EnergyProportional)
+            .map(|s| &s.id)
+            .filter(|id| it_pieces.contains_key(*id))
+            .collect();
+        let site_readings = if allocating.is_empty() {
+            no_readings().map_err(LoggedTableError::from)?
+        } else {
+            self.site_readings(&allocating, span_from, span_to, readings_at)
+                .await?
         };
         let group_by = query.group_by.clone();
         let default_factors = self.default_factors.clone();
@@ -354,6 +382,7 @@ impl ReportSources {
                 instruments: &instruments,
                 holdings: &holdings,
                 measured_pue: &measured_pue,
+                it_pieces: &it_pieces,
                 max_carry_forward: max_carry,
             };
             accounting::footprint(
@@ -362,6 +391,7 @@ impl ReportSources {
                 &group_by,
                 window_readings,
                 period_readings,
+                site_readings,
             )
         })
         .await?;

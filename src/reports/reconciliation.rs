@@ -6,7 +6,7 @@
 use super::render::{local_rfc3339, presented};
 use super::{FootprintQuery, ReportError, ReportSources};
 use crate::accounting::timeline::Window;
-use crate::accounting::{BUCKET, IT_KWH};
+use crate::accounting::{ALLOCATED_KWH, ATTRIBUTED_KWH, BUCKET};
 use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::Id;
 use crate::storage::meters;
@@ -24,7 +24,8 @@ const WHOLE: f64 = 1.0 - 1e-9;
 #[schema(example = json!({"bucket_start": "2026-03-01T09:00:00Z", "facility_meter_kwh": 15.0,
     "it_meter_kwh": 10.0, "cooling_meter_kwh": 4.0, "other_meter_kwh": 0.0,
     "facility_meter_coverage": 1.0, "it_meter_coverage": 1.0, "measured_workloads_kwh": 7.5,
-    "unattributed_it_kwh": 2.5, "attribution_coverage": 0.75, "measured_pue": 1.5,
+    "unattributed_it_kwh": 2.5, "allocated_it_kwh": 0.0, "operator_it_kwh": 2.5,
+    "attribution_coverage": 0.75, "measured_pue": 1.5,
     "discrepancies": []}))]
 pub struct ReconciliationRow {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,11 +38,17 @@ pub struct ReconciliationRow {
     /// meter decides); 0 without facility meters.
     pub facility_meter_coverage: f64,
     pub it_meter_coverage: f64,
-    /// IT energy of every workload's readings at the site (the footprint's `it_energy_kwh`).
+    /// IT energy of every workload's readings at the site (the footprint's
+    /// `attributed_it_energy_kwh`).
     pub measured_workloads_kwh: f64,
     /// IT meters minus workloads, where the IT meters cover the whole bucket and measured at
     /// least as much as the workloads.
     pub unattributed_it_kwh: Option<f64>,
+    /// The part of it allocated to customers (`energy_proportional` sites).
+    pub allocated_it_kwh: f64,
+    /// The part left as the operator's own: unattributed minus allocated. Customers' IT energy
+    /// (measured and allocated) plus this equals the IT meters.
+    pub operator_it_kwh: Option<f64>,
     /// Workloads over IT meters, where the IT meters cover the whole bucket.
     pub attribution_coverage: Option<f64>,
     /// Facility over IT meters, where both cover the whole bucket and the ratio is at least 1.
@@ -81,6 +88,8 @@ pub fn parquet(rows: &[ReconciliationRow]) -> PolarsResult<Vec<u8>> {
             optional("unattributed_it_kwh", |r| r.unattributed_it_kwh),
             optional("attribution_coverage", |r| r.attribution_coverage),
             optional("measured_pue", |r| r.measured_pue),
+            figure("allocated_it_kwh", |r| r.allocated_it_kwh),
+            optional("operator_it_kwh", |r| r.operator_it_kwh),
             Column::new(
                 "discrepancies".into(),
                 rows.iter()
@@ -132,7 +141,7 @@ fn metered(readings: &[MeterReading], window: &Window) -> BTreeMap<DateTime<Utc>
 /// The books per bucket, from the meter readings and the workloads' IT kWh per bucket.
 pub fn reconcile(
     readings: &[MeterReading],
-    workloads: &BTreeMap<DateTime<Utc>, f64>,
+    workloads: &BTreeMap<DateTime<Utc>, Workloads>,
     window: &Window,
 ) -> (Vec<ReconciliationRow>, ReconciliationRow) {
     let by_bucket = metered(readings, window);
@@ -171,13 +180,21 @@ pub fn reconcile(
                 other: kwh(MeterKind::Other),
                 facility_coverage: coverage(MeterKind::Facility),
                 it_coverage: coverage(MeterKind::It),
-                workloads: workloads.get(&bucket).copied().unwrap_or(0.0),
+                workloads: workloads.get(&bucket).map_or(0.0, |w| w.measured_kwh),
+                allocated: workloads.get(&bucket).map_or(0.0, |w| w.allocated_kwh),
             };
             totals.add(&figures);
             figures.row(Some(local_rfc3339(bucket, window.tz)))
         })
         .collect();
     (rows, totals.row())
+}
+
+/// The workloads' IT energy in one bucket: measured, and allocated to them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Workloads {
+    pub measured_kwh: f64,
+    pub allocated_kwh: f64,
 }
 
 /// One bucket's measured figures.
@@ -189,6 +206,7 @@ struct Figures {
     facility_coverage: f64,
     it_coverage: f64,
     workloads: f64,
+    allocated: f64,
 }
 
 impl Figures {
@@ -226,6 +244,9 @@ impl Figures {
             it_meter_coverage: presented(self.it_coverage),
             measured_workloads_kwh: presented(self.workloads),
             unattributed_it_kwh: (it_whole && remainder >= 0.0).then(|| presented(remainder)),
+            allocated_it_kwh: presented(self.allocated),
+            operator_it_kwh: (it_whole && remainder >= 0.0)
+                .then(|| presented(remainder - self.allocated)),
             attribution_coverage: (it_whole && self.it > 0.0)
                 .then(|| presented(self.workloads / self.it)),
             measured_pue: pue.filter(|pue| *pue >= 1.0).map(presented),
@@ -252,6 +273,7 @@ impl Sums {
             facility_coverage: 0.0,
             it_coverage: 0.0,
             workloads: 0.0,
+            allocated: 0.0,
         });
         sum.facility += f.facility;
         sum.it += f.it;
@@ -260,6 +282,7 @@ impl Sums {
         sum.facility_coverage += f.facility_coverage;
         sum.it_coverage += f.it_coverage;
         sum.workloads += f.workloads;
+        sum.allocated += f.allocated;
         self.buckets += 1.0;
     }
 
@@ -273,6 +296,7 @@ impl Sums {
             facility_coverage: 0.0,
             it_coverage: 0.0,
             workloads: 0.0,
+            allocated: 0.0,
         });
         figures.facility_coverage /= buckets;
         figures.it_coverage /= buckets;
@@ -297,12 +321,16 @@ impl ReportSources {
         let footprint = self.footprint(query).await?;
         let rows = &footprint.report.rows;
         let buckets = rows.column(BUCKET)?.i64()?;
-        let kwh = rows.column(IT_KWH)?.f64()?;
-        let workloads: BTreeMap<DateTime<Utc>, f64> = (0..rows.height())
+        let measured = rows.column(ATTRIBUTED_KWH)?.f64()?;
+        let allocated = rows.column(ALLOCATED_KWH)?.f64()?;
+        let workloads: BTreeMap<DateTime<Utc>, Workloads> = (0..rows.height())
             .filter_map(|i| {
                 Some((
                     DateTime::from_timestamp_micros(buckets.get(i)?)?,
-                    kwh.get(i)?,
+                    Workloads {
+                        measured_kwh: measured.get(i)?,
+                        allocated_kwh: allocated.get(i)?,
+                    },
                 ))
             })
             .collect();
@@ -360,9 +388,13 @@ mod tests {
             ),
             meter("ups", MeterKind::It, "2026-03-01T10:00:00Z", 30, 4.0),
         ];
+        let measured = |kwh| Workloads {
+            measured_kwh: kwh,
+            allocated_kwh: 0.0,
+        };
         let workloads = BTreeMap::from([
-            (t("2026-03-01T09:00:00Z"), 7.5),
-            (t("2026-03-01T10:00:00Z"), 6.0),
+            (t("2026-03-01T09:00:00Z"), measured(7.5)),
+            (t("2026-03-01T10:00:00Z"), measured(6.0)),
         ]);
         let (rows, totals) = reconcile(&readings, &workloads, &window);
         assert_eq!(rows.len(), 2);
@@ -394,7 +426,13 @@ mod tests {
             meter("pdu", MeterKind::It, "2026-03-01T08:50:00Z", 15, 3.0),
             meter("pdu", MeterKind::It, "2026-03-01T09:05:00Z", 55, 3.0),
         ];
-        let workloads = BTreeMap::from([(t("2026-03-01T09:00:00Z"), 4.5)]);
+        let workloads = BTreeMap::from([(
+            t("2026-03-01T09:00:00Z"),
+            Workloads {
+                measured_kwh: 4.5,
+                allocated_kwh: 0.0,
+            },
+        )]);
         let (rows, _) = reconcile(&readings, &workloads, &window);
         // 1 + 3 = 4 kWh metered, 4.5 measured: 0.5 kWh too much, never allocated.
         assert_eq!(rows[0].it_meter_kwh, 4.0);

@@ -3,8 +3,9 @@
 use super::Footprint;
 use crate::accounting::embodied::{EMBODIED_G, EMBODIED_KNOWN_SHARE};
 use crate::accounting::{
-    GroupKey, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G, LOCATION_INTENSITY, MARKET_FALLBACK_SHARE,
-    MARKET_G, MARKET_INSTRUMENT_SHARE, PUE_MEASURED_SHARE, QUALITY_COLUMNS, READINGS,
+    GroupKey, ALLOCATED_KWH, ATTRIBUTED_KWH, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G,
+    LOCATION_INTENSITY, MARKET_FALLBACK_SHARE, MARKET_G, MARKET_INSTRUMENT_SHARE,
+    PUE_MEASURED_SHARE, QUALITY_COLUMNS, READINGS,
 };
 use chrono::{DateTime, SecondsFormat};
 use chrono_tz::Tz;
@@ -26,7 +27,15 @@ pub struct QualityShares {
 /// The figures of a row or of the totals.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
 pub struct Figures {
+    /// Measured IT energy plus what the site allocated to it (`allocation`).
     pub it_energy_kwh: f64,
+    /// IT energy the workloads' readings measured.
+    #[serde(default)]
+    pub attributed_it_energy_kwh: f64,
+    /// IT energy an `energy_proportional` site allocated to the row from what its IT meters
+    /// measured beyond all workloads; facility energy and emissions include it.
+    #[serde(default)]
+    pub allocated_it_energy_kwh: f64,
     /// IT energy times the site's PUE.
     pub facility_energy_kwh: f64,
     pub location_emissions_gco2e: f64,
@@ -61,7 +70,7 @@ pub struct Figures {
 /// One bucket of one group.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
 #[schema(example = json!({"bucket_start": "2026-03-01T09:00:00Z", "workload": "api",
-    "it_energy_kwh": 0.075, "facility_energy_kwh": 0.1125, "location_emissions_gco2e": 37.125,
+    "it_energy_kwh": 0.075, "attributed_it_energy_kwh": 0.075, "allocated_it_energy_kwh": 0.0, "facility_energy_kwh": 0.1125, "location_emissions_gco2e": 37.125,
     "market_emissions_gco2e": 28.0, "location_intensity_gco2e_per_kwh": 330.0, "readings": 1,
     "quality": {"actual": 1.0, "estimated": 0.0, "forecast": 0.0, "carried_forward": 0.0,
                 "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0,
@@ -102,6 +111,10 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
         floats(frame, MARKET_FALLBACK_SHARE)?,
         floats(frame, MARKET_INSTRUMENT_SHARE)?,
     );
+    let (attributed, allocated) = (
+        floats(frame, ATTRIBUTED_KWH)?,
+        floats(frame, ALLOCATED_KWH)?,
+    );
     let (embodied, known, measured) = (
         floats(frame, EMBODIED_G)?,
         floats(frame, EMBODIED_KNOWN_SHARE)?,
@@ -116,6 +129,8 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
     Ok((0..frame.height())
         .map(|i| Figures {
             it_energy_kwh: get(&it, i),
+            attributed_it_energy_kwh: get(&attributed, i),
+            allocated_it_energy_kwh: get(&allocated, i),
             facility_energy_kwh: get(&facility, i),
             location_emissions_gco2e: get(&location, i),
             market_emissions_gco2e: get(&market, i),
@@ -216,6 +231,8 @@ impl Footprint {
             EMBODIED_G,
             EMBODIED_KNOWN_SHARE,
             PUE_MEASURED_SHARE,
+            ATTRIBUTED_KWH,
+            ALLOCATED_KWH,
         ]);
         header
     }
@@ -263,6 +280,8 @@ impl Footprint {
                     Value::from(f.embodied_gco2e),
                     Value::from(f.embodied_known_share),
                     Value::from(f.pue_measured_share),
+                    Value::from(f.attributed_it_energy_kwh),
+                    Value::from(f.allocated_it_energy_kwh),
                 ]);
                 record
             })
@@ -282,6 +301,8 @@ impl Footprint {
             .collect()?;
         let figures = [
             IT_KWH,
+            ATTRIBUTED_KWH,
+            ALLOCATED_KWH,
             FACILITY_KWH,
             LOCATION_G,
             MARKET_G,

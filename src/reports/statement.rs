@@ -26,7 +26,10 @@ emissions (GHG Protocol Scope 2): energy covered by contractual instruments at t
 allocated pro rata over the instrument period, the rest at the zone's residual mix for the year, \
 else location-based. Quality shares say which kind of intensity each kWh rests on. Embodied emissions (Scope 3, from version 2): each hardware reservation carries the machine's embodied kgCO2e times the reserved share of its resources times the reserved time over its lifespan (8,760 h a year), nothing before its service starts or after its lifespan ends. Also from version 2, \
 where every facility and every IT meter of a site reported, the PUE is their measured ratio for \
-that stretch (never below 1.0), and pue_measured_share says how much facility energy used it.";
+that stretch (never below 1.0), and pue_measured_share says how much facility energy used it. \
+At a site with the energy_proportional allocation, where every IT meter reported, the IT energy \
+the meters measured beyond all workloads is spread over them in proportion to their measured \
+energy (allocated_it_energy_kwh), and counts in their facility energy and emissions.";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Statement {

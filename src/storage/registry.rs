@@ -607,6 +607,7 @@ mod tests {
             pue: 1.2,
             pue_schedule: vec![],
             retired_at: None,
+            allocation: Default::default(),
         }
         .parse(Id::parse(id).unwrap())
         .unwrap()

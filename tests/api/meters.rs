@@ -229,3 +229,63 @@ async fn footprints_use_the_measured_pue_and_closed_statements_keep_theirs() {
     let sealed: Value = serde_json::from_slice(&at_close).unwrap();
     assert_eq!(sealed["totals"]["facility_energy_kwh"], 2.7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_energy_proportional_site_allocates_its_idle_energy_and_the_books_balance() {
+    let app = spawn_app().await;
+    site_with_workloads(&app).await;
+    let mut site = json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5,
+                          "allocation": "reserved_proportional"});
+    let refused = assert_problem(
+        app.put("/v1/sites/fra1", site.clone()).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["field"], "allocation");
+    site["allocation"] = json!("energy_proportional");
+    assert_eq!(app.put("/v1/sites/fra1", site).await.status(), 200);
+    // The UPS measured 8 kWh from 09:00 to 10:00; the workloads 1 + 2 + 3 = 6.
+    let ups = json!([{"site": "fra1", "meter": "ups", "kind": "it",
+        "start": "2026-03-01T09:00:00Z", "duration_s": 3600, "energy_j": 8.0 * 3.6e6}]);
+    assert_eq!(app.post("/v1/meters", ups).await.status(), 200);
+
+    // acme, with its own key: 1 kWh measured plus 2 x 1/6 = 1/3 kWh allocated; at PUE 1.5,
+    // 4/3 x 1.5 = 2 kWh of facility energy.
+    let (_, acme) = app
+        .create_key(json!({"role": "customer", "customer": "acme"}))
+        .await;
+    let path = "/v1/customers/acme/footprint?from=2026-03-01T09:00:00Z&to=2026-03-01T10:00:00Z";
+    let own: Value = app
+        .call(Method::GET, path, Some(&acme), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let totals = &own["totals"];
+    let close = |v: &Value, expected: f64| {
+        assert!(
+            (v.as_f64().unwrap() - expected).abs() < 1e-6,
+            "{v} != {expected}"
+        );
+    };
+    close(&totals["attributed_it_energy_kwh"], 1.0);
+    close(&totals["allocated_it_energy_kwh"], 1.0 / 3.0);
+    close(&totals["it_energy_kwh"], 4.0 / 3.0);
+    close(&totals["facility_energy_kwh"], 2.0);
+
+    // Every customer together: exactly the meter, and the books leave the operator nothing.
+    let all: Value = app
+        .get("/v1/footprint?from=2026-03-01T09:00:00Z&to=2026-03-01T10:00:00Z&group_by=customer")
+        .await
+        .json()
+        .await
+        .unwrap();
+    close(&all["totals"]["it_energy_kwh"], 8.0);
+    let books: Value = app.get(BOOKS).await.json().await.unwrap();
+    let nine = &books["rows"][0];
+    close(&nine["measured_workloads_kwh"], 6.0);
+    close(&nine["unattributed_it_kwh"], 2.0);
+    close(&nine["allocated_it_kwh"], 2.0);
+    close(&nine["operator_it_kwh"], 0.0);
+}
