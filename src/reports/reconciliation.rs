@@ -198,6 +198,7 @@ pub struct Workloads {
 }
 
 /// One bucket's measured figures.
+#[derive(Default)]
 struct Figures {
     facility: f64,
     it: f64,
@@ -255,26 +256,17 @@ impl Figures {
     }
 }
 
-/// The whole range: sums, and coverage weighted by time (every bucket but a partial last one
-/// is as long as the others, so a mean of shares is close; the rows carry the exact ones).
+/// The whole range: sums, and coverage as the mean of the buckets' (every bucket but a partial
+/// last one is as long as the others, so it is close; the rows carry the exact shares).
 #[derive(Default)]
 struct Sums {
-    figures: Option<Figures>,
+    figures: Figures,
     buckets: f64,
 }
 
 impl Sums {
     fn add(&mut self, f: &Figures) {
-        let sum = self.figures.get_or_insert(Figures {
-            facility: 0.0,
-            it: 0.0,
-            cooling: 0.0,
-            other: 0.0,
-            facility_coverage: 0.0,
-            it_coverage: 0.0,
-            workloads: 0.0,
-            allocated: 0.0,
-        });
+        let sum = &mut self.figures;
         sum.facility += f.facility;
         sum.it += f.it;
         sum.cooling += f.cooling;
@@ -286,21 +278,11 @@ impl Sums {
         self.buckets += 1.0;
     }
 
-    fn row(self) -> ReconciliationRow {
+    fn row(mut self) -> ReconciliationRow {
         let buckets = self.buckets.max(1.0);
-        let mut figures = self.figures.unwrap_or(Figures {
-            facility: 0.0,
-            it: 0.0,
-            cooling: 0.0,
-            other: 0.0,
-            facility_coverage: 0.0,
-            it_coverage: 0.0,
-            workloads: 0.0,
-            allocated: 0.0,
-        });
-        figures.facility_coverage /= buckets;
-        figures.it_coverage /= buckets;
-        figures.row(None)
+        self.figures.facility_coverage /= buckets;
+        self.figures.it_coverage /= buckets;
+        self.figures.row(None)
     }
 }
 
