@@ -146,16 +146,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn reading(meter: &str, kind: MeterKind, start: &str, minutes: i64, kwh: f64) -> MeterReading {
-        MeterReading {
-            site: Id::parse("fra1").unwrap(),
-            meter: Id::parse(meter).unwrap(),
-            kind,
-            start: t(start),
-            duration_s: minutes * 60,
-            energy_j: kwh * 3.6e6,
-        }
-    }
+    use crate::domain::meter::sample as reading;
 
     #[test]
     fn every_meter_must_report_and_a_ratio_below_one_is_dropped() {

@@ -3,7 +3,7 @@
 //! unit): sent again, it replaces the earlier one, like a reading.
 use super::row::{Fields, Row};
 use super::{FieldError, Id};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
 /// Longest interval one count may cover: a day (daily active users).
@@ -81,10 +81,6 @@ impl FunctionalUnit {
             })
         })();
         row.finish(record)
-    }
-
-    pub fn end(&self) -> DateTime<Utc> {
-        self.start + Duration::seconds(self.duration_s)
     }
 }
 

@@ -136,6 +136,25 @@ impl MeterReading {
     }
 }
 
+/// A meter reading of fra1 for tests: `minutes` from `start` (RFC 3339), `kwh` over them.
+#[cfg(test)]
+pub(crate) fn sample(
+    meter: &str,
+    kind: MeterKind,
+    start: &str,
+    minutes: i64,
+    kwh: f64,
+) -> MeterReading {
+    MeterReading {
+        site: Id::parse("fra1").unwrap(),
+        meter: Id::parse(meter).unwrap(),
+        kind,
+        start: start.parse().unwrap(),
+        duration_s: minutes * 60,
+        energy_j: kwh * 3.6e6,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -329,16 +329,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn meter(meter: &str, kind: MeterKind, start: &str, minutes: i64, kwh: f64) -> MeterReading {
-        MeterReading {
-            site: Id::parse("fra1").unwrap(),
-            meter: Id::parse(meter).unwrap(),
-            kind,
-            start: t(start),
-            duration_s: minutes * 60,
-            energy_j: kwh * 3.6e6,
-        }
-    }
+    use crate::domain::meter::sample as meter;
 
     #[test]
     fn the_books_of_two_hours_one_with_a_meter_gap() {

@@ -1,6 +1,6 @@
 //! The functional-units table: counts per workload and interval (the R of the SCI), durable and
 //! newest-wins by identity, like readings.
-use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec};
+use super::logged::{blocking, instant, instants, LoggedTable, LoggedTableError, TableSpec};
 use super::readings::{CUSTOMER, DURATION_S, SITE, START, WORKLOAD};
 use crate::domain::functional_unit::{FunctionalUnit, MAX_DURATION_S};
 use crate::domain::Id;
@@ -48,14 +48,7 @@ pub fn frame(units: &[FunctionalUnit]) -> PolarsResult<DataFrame> {
             text(SITE, |u| u.site.as_str()),
             text(CUSTOMER, |u| u.customer.as_str()),
             text(WORKLOAD, |u| u.workload.as_str()),
-            Column::new(
-                START.into(),
-                units
-                    .iter()
-                    .map(|u| u.start.timestamp_micros())
-                    .collect::<Vec<i64>>(),
-            )
-            .cast(&utc_micros())?,
+            instants(START, units.iter().map(|u| u.start.timestamp_micros()))?,
             Column::new(
                 DURATION_S.into(),
                 units.iter().map(|u| u.duration_s).collect::<Vec<i64>>(),

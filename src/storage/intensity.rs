@@ -1,6 +1,6 @@
 //! The intensity table: every point ever received (superseded ones too, for audit); which is in
 //! force is decided when reading (`domain::intensity::in_force`).
-use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec, SEQ};
+use super::logged::{blocking, instant, instants, LoggedTable, LoggedTableError, TableSpec, SEQ};
 use crate::domain::intensity::{IntensityPoint, PointKind, Signal};
 use crate::domain::ZoneCode;
 use chrono::DateTime;
@@ -44,10 +44,6 @@ pub const SPEC: TableSpec = TableSpec {
     // A point covers at most 24 h.
     lookback_us: 86_400_000_000,
 };
-
-fn instants(name: &str, values: impl Iterator<Item = i64>) -> PolarsResult<Column> {
-    Column::new(name.into(), values.collect::<Vec<i64>>()).cast(&utc_micros())
-}
 
 pub fn frame(points: &[IntensityPoint]) -> PolarsResult<DataFrame> {
     let text = |name: &str, f: fn(&IntensityPoint) -> &str| {

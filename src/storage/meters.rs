@@ -1,6 +1,6 @@
 //! The meters table: every site meter's energy per interval, newest-wins by (site, meter, start)
 //! so a re-sent or corrected meter reading replaces the earlier one.
-use super::logged::{blocking, instant, utc_micros, LoggedTable, LoggedTableError, TableSpec};
+use super::logged::{blocking, instant, instants, LoggedTable, LoggedTableError, TableSpec};
 use super::readings::{DURATION_S, ENERGY_J, SITE, START};
 use crate::domain::meter::{MeterKind, MeterReading, MAX_DURATION_S};
 use crate::domain::Id;
@@ -45,14 +45,7 @@ pub fn frame(readings: &[MeterReading]) -> PolarsResult<DataFrame> {
             text(SITE, |r| r.site.as_str()),
             text(METER, |r| r.meter.as_str()),
             text(KIND, |r| r.kind.as_str()),
-            Column::new(
-                START.into(),
-                readings
-                    .iter()
-                    .map(|r| r.start.timestamp_micros())
-                    .collect::<Vec<i64>>(),
-            )
-            .cast(&utc_micros())?,
+            instants(START, readings.iter().map(|r| r.start.timestamp_micros()))?,
             Column::new(
                 DURATION_S.into(),
                 readings.iter().map(|r| r.duration_s).collect::<Vec<i64>>(),

@@ -134,6 +134,11 @@ pub fn instant(us: i64) -> Expr {
     lit(us).cast(utc_micros())
 }
 
+/// Microsecond instants as a column of UTC timestamps named `name`.
+pub fn instants(name: &str, values: impl Iterator<Item = i64>) -> PolarsResult<Column> {
+    Column::new(name.into(), values.collect::<Vec<i64>>()).cast(&utc_micros())
+}
+
 /// Runs polars work on the blocking pool: polars must never run on an async executor thread.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> PolarsResult<T> + Send + 'static,
