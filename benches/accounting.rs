@@ -9,7 +9,7 @@ mod support;
 use carbon_ledger::config::Settings;
 
 use carbon_ledger::accounting::timeline::{Granularity, Window};
-use carbon_ledger::accounting::{self, Context, GroupKey};
+use carbon_ledger::accounting::{self, Context, Energy, GroupKey};
 use carbon_ledger::domain::intensity::{IntensityPoint, PointKind, Signal};
 use carbon_ledger::domain::{Id, Site, SiteSpec, ZoneCode};
 use polars::prelude::*;
@@ -203,6 +203,7 @@ fn engine(
         holdings: &Default::default(),
         measured_pue: &Default::default(),
         it_pieces: &Default::default(),
+        capacities: &Default::default(),
         max_carry_forward: chrono::Duration::hours(2),
     };
     let window = Window {
@@ -215,9 +216,9 @@ fn engine(
         &context,
         &window,
         group_by,
-        scan(readings),
-        scan(readings).limit(0),
-        scan(readings).limit(0),
+        Energy::measured(scan(readings)).unwrap(),
+        Energy::measured(scan(readings).limit(0)).unwrap(),
+        Energy::measured(scan(readings).limit(0)).unwrap(),
     )
     .unwrap();
     report.rows.height()

@@ -16,7 +16,7 @@ pub mod timeline;
 
 use crate::domain::{Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::readings::{CUSTOMER, ENERGY_J, SITE, WORKLOAD};
-use allocation::Allocations;
+use allocation::{Allocations, Capacities, RESERVED_WORKLOAD};
 use embodied::{Holdings, EMBODIED_KNOWN_SHARE, HELD};
 use market::{Market, PeriodEnergy};
 use measured_pue::{ItPiece, PuePiece};
@@ -71,6 +71,14 @@ pub const ATTRIBUTED_KWH: &str = "attributed_it_energy_kwh";
 /// IT energy allocated to them from what the IT meters measured beyond all workloads.
 pub const ALLOCATED_KWH: &str = "allocated_it_energy_kwh";
 const MEASURED_PUE_KWH: &str = "kwh_with_measured_pue";
+/// Whether a part is modelled from usage rather than measured.
+const MODELLED: &str = "modelled";
+/// IT energy a reserved-capacity row carries (allocated, measured by no reading).
+const RESERVED_KWH: &str = "reserved_kwh";
+/// The part of attributed IT energy a power model estimated from usage (no meter measured it).
+pub const MODELLED_KWH: &str = "modelled_it_energy_kwh";
+/// `MODELLED_KWH` over attributed IT energy.
+pub const MODELLED_SHARE: &str = "modelled_share";
 /// Share of facility energy whose PUE the site's meters measured.
 pub const PUE_MEASURED_SHARE: &str = "pue_measured_share";
 
@@ -125,8 +133,27 @@ pub struct Inputs<'a> {
     pub holdings: &'a Holdings,
     /// PUE measured by each site's meters, where they measured it.
     pub measured_pue: &'a HashMap<Id, Vec<PuePiece>>,
-    /// What energy-proportional sites allocate, where their IT meters measured.
+    /// What allocating sites allocate, where their IT meters measured.
     pub allocation: &'a Allocations,
+    /// Reserved capacity, for reserved-proportional sites (its edges are segment edges).
+    pub capacities: &'a Capacities,
+}
+
+/// The energy a report splits: measured readings, and readings modelled from usage (priced by
+/// `storage::usage::modelled`), in the readings' columns.
+pub struct Energy {
+    pub measured: LazyFrame,
+    pub modelled: LazyFrame,
+}
+
+impl Energy {
+    /// Measured readings only.
+    pub fn measured(readings: LazyFrame) -> PolarsResult<Self> {
+        Ok(Self {
+            measured: readings,
+            modelled: crate::storage::readings::empty()?.lazy(),
+        })
+    }
 }
 
 /// A report's segments as frames, ready to split readings against.
@@ -135,6 +162,8 @@ pub struct Timeline {
     splitter: Arc<Splitter>,
     market_overrides: DataFrame,
     held: DataFrame,
+    /// One part per (segment, customer in scope) of reserved-proportional sites.
+    reserved: DataFrame,
 }
 
 fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -266,6 +295,7 @@ impl Timeline {
         )?;
         Ok(Self {
             held: inputs.holdings.held_segments(&segments, inputs.sites)?,
+            reserved: reserved_parts(&segments, inputs)?,
             segments: frame,
             splitter: Arc::new(splitter),
             market_overrides,
@@ -273,36 +303,49 @@ impl Timeline {
     }
 
     /// The readings' parts inside the report window, with energy, PUE, intensity, quality and
-    /// market factor applied (see `split` for what a part is).
-    pub fn parts(&self, readings: LazyFrame) -> PolarsResult<LazyFrame> {
-        let parts = self
-            .splitter
-            .clone()
-            .split_lazy(readings)
-            .join(
-                self.segments.clone().lazy(),
-                [col(SEG_ID)],
-                [col(SEG_ID)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .join(
-                self.market_overrides.clone().lazy(),
-                [col(SEG_ID), col(CUSTOMER)],
-                [col(SEG_ID), col(CUSTOMER)],
-                JoinArgs::new(JoinType::Left),
-            )
-            .join(
-                self.held.clone().lazy(),
-                [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
-                [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
-                JoinArgs::new(JoinType::Left),
-            );
+    /// market factor applied (see `split` for what a part is), and the reserved-capacity rows.
+    pub fn parts(&self, energy: Energy) -> PolarsResult<LazyFrame> {
+        let split = |readings: LazyFrame, modelled: bool| {
+            self.splitter
+                .clone()
+                .split_lazy(readings)
+                .with_columns([lit(modelled).alias(MODELLED), lit(0.0).alias(RESERVED_KWH)])
+        };
+        let parts = concat(
+            [
+                split(energy.measured, false),
+                split(energy.modelled, true),
+                self.reserved.clone().lazy(),
+            ],
+            UnionArgs::default(),
+        )?
+        .join(
+            self.segments.clone().lazy(),
+            [col(SEG_ID)],
+            [col(SEG_ID)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .join(
+            self.market_overrides.clone().lazy(),
+            [col(SEG_ID), col(CUSTOMER)],
+            [col(SEG_ID), col(CUSTOMER)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            self.held.clone().lazy(),
+            [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
+            [col(SEG_ID), col(CUSTOMER), col(WORKLOAD)],
+            JoinArgs::new(JoinType::Left),
+        );
         let attributed = col(ENERGY_J) / lit(3.6e6) * col(SHARE);
         let facility = col(IT_KWH) * col(PUE);
         Ok(parts
             .filter(col(IN_WINDOW))
             .with_column(attributed.alias(ATTRIBUTED_KWH))
-            .with_column((col(ATTRIBUTED_KWH) * col(ALLOCATION_EXTRA)).alias(ALLOCATED_KWH))
+            .with_column(
+                (col(ATTRIBUTED_KWH) * col(ALLOCATION_EXTRA) + col(RESERVED_KWH))
+                    .alias(ALLOCATED_KWH),
+            )
             .with_column((col(ATTRIBUTED_KWH) + col(ALLOCATED_KWH)).alias(IT_KWH))
             .with_column(facility.alias(FACILITY_KWH))
             .with_columns([
@@ -325,8 +368,46 @@ impl Timeline {
                     .then(col(FACILITY_KWH))
                     .otherwise(lit(0.0))
                     .alias(MEASURED_PUE_KWH),
+                when(col(MODELLED))
+                    .then(col(ATTRIBUTED_KWH))
+                    .otherwise(lit(0.0))
+                    .alias(MODELLED_KWH),
             ]))
     }
+}
+
+/// The reserved-capacity parts: over each segment of a reserved-proportional site, its
+/// unattributed IT power times the segment's length, shared by the capacity each customer in
+/// scope reserved at its start (reservation edges are segment edges).
+fn reserved_parts(segments: &[Segment], inputs: &Inputs<'_>) -> PolarsResult<DataFrame> {
+    let (mut ids, mut customers, mut kwh) = (vec![], vec![], vec![]);
+    for (id, segment) in segments.iter().enumerate() {
+        if segment.idle_kw <= 0.0 || !segment.in_window {
+            continue;
+        }
+        let hours = (segment.end - segment.start).num_milliseconds() as f64 / 3.6e6;
+        let site = &inputs.sites[segment.site].id;
+        for (customer, share) in inputs.capacities.shares_at(site, segment.start) {
+            ids.push(id as i64);
+            customers.push(customer.to_string());
+            kwh.push(segment.idle_kw * hours * share);
+        }
+    }
+    let height = ids.len();
+    DataFrame::new(
+        height,
+        vec![
+            Column::new(SEG_ID.into(), ids),
+            Column::new(CUSTOMER.into(), customers),
+            Column::new(WORKLOAD.into(), vec![RESERVED_WORKLOAD; height]),
+            Column::new(ENERGY_J.into(), vec![0.0; height]),
+            Column::new(READINGS.into(), vec![0i64; height]),
+            Column::new(SHARE.into(), vec![1.0; height]),
+            Column::new(READING_ID.into(), vec![None::<i64>; height]),
+            Column::new(MODELLED.into(), vec![false; height]),
+            Column::new(RESERVED_KWH.into(), kwh),
+        ],
+    )
 }
 
 /// Everything a footprint report needs besides readings, loaded by the caller.
@@ -346,6 +427,8 @@ pub struct Context<'a> {
     pub measured_pue: &'a HashMap<Id, Vec<PuePiece>>,
     /// Where each site's IT meters measured (`measured_pue::it_pieces`), over the same span.
     pub it_pieces: &'a HashMap<Id, Vec<ItPiece>>,
+    /// Every customer's reserved capacity, scoped to the report's customer and sites.
+    pub capacities: &'a Capacities,
     pub max_carry_forward: chrono::Duration,
 }
 
@@ -391,14 +474,14 @@ pub struct Report {
 /// The whole method of DESIGN §3. `readings` overlap the window; `period_readings` cover the
 /// periods of the relevant instruments (unused when there are none); `site_readings` are every
 /// customer's readings at the sites that allocate, over the window and those periods (unused
-/// when no site allocates).
+/// when no site allocates). Each is measured and modelled energy.
 pub fn footprint(
     context: &Context<'_>,
     window: &Window,
     group_by: &[GroupKey],
-    readings: LazyFrame,
-    period_readings: LazyFrame,
-    site_readings: LazyFrame,
+    readings: Energy,
+    period_readings: Energy,
+    site_readings: Energy,
 ) -> PolarsResult<Report> {
     let start = window.from - timeline::LOOKBACK;
     let mut pieces = HashMap::new();
@@ -432,12 +515,12 @@ pub fn footprint(
     }
     let instruments = context.relevant_instruments(window);
     let allocation = allocations(context, window, &instruments, site_readings)?;
+    let every_customer = context.capacities.unscoped();
     let shares = match period_energy(
         period_readings,
         context.sites,
         &instruments,
-        context.measured_pue,
-        &allocation,
+        (context.measured_pue, &allocation, &every_customer),
     )? {
         Some((energy, segments)) => {
             let energy = energy
@@ -456,6 +539,7 @@ pub fn footprint(
         holdings: context.holdings,
         measured_pue: context.measured_pue,
         allocation: &allocation,
+        capacities: context.capacities,
     };
     // The parts are few (whole readings are summed per segment), so they are collected once and
     // both rows and totals are aggregated from that frame rather than reading the readings twice.
@@ -474,7 +558,7 @@ pub fn footprint(
 }
 
 /// The figures `aggregate` gives every group, after its keys.
-const FIGURES: [&str; 18] = [
+const FIGURES: [&str; 20] = [
     IT_KWH,
     ATTRIBUTED_KWH,
     ALLOCATED_KWH,
@@ -493,20 +577,22 @@ const FIGURES: [&str; 18] = [
     MARKET_INSTRUMENT_SHARE,
     EMBODIED_KNOWN_SHARE,
     PUE_MEASURED_SHARE,
+    MODELLED_KWH,
+    MODELLED_SHARE,
 ];
 
-/// What each energy-proportional site allocates over the window and the instruments' periods:
-/// a first pass sums every customer's measured energy per IT-metered stretch.
+/// What each allocating site allocates over the window and the instruments' periods: a first
+/// pass sums every customer's measured and modelled energy per IT-metered stretch.
 fn allocations(
     context: &Context<'_>,
     window: &Window,
     instruments: &[Instrument],
-    site_readings: LazyFrame,
+    site_readings: Energy,
 ) -> PolarsResult<Allocations> {
     let allocating: Vec<Id> = context
         .sites
         .iter()
-        .filter(|s| s.allocation == crate::domain::Allocation::EnergyProportional)
+        .filter(|s| s.allocation != crate::domain::Allocation::None)
         .map(|s| s.id.clone())
         .collect();
     let mut allocation = allocation::stretches(context.it_pieces, &allocating);
@@ -527,6 +613,7 @@ fn allocations(
     };
     let (no_zones, no_pieces, no_pue) = (HashMap::new(), HashMap::new(), HashMap::new());
     let no_holdings = Holdings::default();
+    let no_capacity = Capacities::default();
     let inputs = Inputs {
         sites: context.sites,
         zones: &no_zones,
@@ -535,6 +622,7 @@ fn allocations(
         holdings: &no_holdings,
         measured_pue: &no_pue,
         allocation: &allocation,
+        capacities: &no_capacity,
     };
     let timeline = Timeline::build(&inputs, &span, &HashMap::new())?;
     let segments = timeline::segments(&inputs, &span);
@@ -572,6 +660,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         col(INTENSITY_KWH).sum().alias(INTENSITY_KWH),
         col(KNOWN_KWH).sum().alias(KNOWN_KWH),
         col(MEASURED_PUE_KWH).sum().alias(MEASURED_PUE_KWH),
+        col(MODELLED_KWH).sum().alias(MODELLED_KWH),
         col(READINGS).sum().alias(WHOLE_READINGS),
         col(READING_ID)
             .drop_nulls()
@@ -610,6 +699,7 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         ratio(col(COVERED_KWH), col(FACILITY_KWH)).alias(MARKET_INSTRUMENT_SHARE),
         ratio(col(KNOWN_KWH), col(IT_KWH)).alias(EMBODIED_KNOWN_SHARE),
         ratio(col(MEASURED_PUE_KWH), col(FACILITY_KWH)).alias(PUE_MEASURED_SHARE),
+        ratio(col(MODELLED_KWH), col(ATTRIBUTED_KWH)).alias(MODELLED_SHARE),
     ];
     derived.extend(
         QUALITY_COLUMNS
@@ -621,13 +711,17 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
     grouped.with_columns(derived).select(columns)
 }
 
-/// Facility energy per (site, customer, segment) over the instruments' periods, for their shares.
+/// Facility energy per (site, customer, segment) over the instruments' periods, for their shares,
+/// with the sites' measured PUE, allocation and every customer's reserved capacity.
 pub fn period_energy(
-    readings: LazyFrame,
+    readings: Energy,
     sites: &[Site],
     instruments: &[Instrument],
-    measured_pue: &HashMap<Id, Vec<PuePiece>>,
-    allocation: &Allocations,
+    (measured_pue, allocation, capacities): (
+        &HashMap<Id, Vec<PuePiece>>,
+        &Allocations,
+        &Capacities,
+    ),
 ) -> PolarsResult<Option<(LazyFrame, Vec<Segment>)>> {
     let (Some(from), Some(to)) = (
         instruments.iter().map(|i| i.from).min(),
@@ -652,6 +746,7 @@ pub fn period_energy(
         holdings: &no_holdings,
         measured_pue,
         allocation,
+        capacities,
     };
     let timeline = Timeline::build(&inputs, &window, &HashMap::new())?;
     let segments = timeline::segments(&inputs, &window);

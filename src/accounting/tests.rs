@@ -68,6 +68,7 @@ pub(super) struct Setup {
     pub holdings: Holdings,
     pub measured_pue: HashMap<Id, Vec<measured_pue::PuePiece>>,
     pub it_pieces: HashMap<Id, Vec<measured_pue::ItPiece>>,
+    pub capacities: Capacities,
     pub max_carry: Duration,
 }
 
@@ -81,6 +82,7 @@ impl Setup {
             holdings: Holdings::default(),
             measured_pue: HashMap::new(),
             it_pieces: HashMap::new(),
+            capacities: Capacities::default(),
             max_carry: Duration::hours(2),
         }
     }
@@ -101,6 +103,18 @@ impl Setup {
     }
 
     pub fn run(&self, window: &Window, group_by: &[GroupKey], readings: LazyFrame) -> Report {
+        let energy = || Energy::measured(readings.clone()).unwrap();
+        self.run_energy(window, group_by, energy)
+    }
+
+    /// `energy` gives the same measured and modelled readings for the window, the instruments'
+    /// periods and the allocating sites.
+    pub fn run_energy(
+        &self,
+        window: &Window,
+        group_by: &[GroupKey],
+        energy: impl Fn() -> Energy,
+    ) -> Report {
         let defaults = HashMap::new();
         let context = Context {
             sites: &self.sites,
@@ -111,17 +125,10 @@ impl Setup {
             holdings: &self.holdings,
             measured_pue: &self.measured_pue,
             it_pieces: &self.it_pieces,
+            capacities: &self.capacities,
             max_carry_forward: self.max_carry,
         };
-        footprint(
-            &context,
-            window,
-            group_by,
-            readings.clone(),
-            readings.clone(),
-            readings,
-        )
-        .unwrap()
+        footprint(&context, window, group_by, energy(), energy(), energy()).unwrap()
     }
 }
 

@@ -272,6 +272,8 @@ pub struct Segment {
     pub pue_measured: bool,
     /// Allocated IT energy per kWh measured (energy-proportional sites with IT meters).
     pub allocation_extra: f64,
+    /// Unattributed IT power spread by reserved capacity (reserved-proportional sites).
+    pub idle_kw: f64,
     pub intensity: Option<f64>,
     pub quality: Quality,
 }
@@ -293,6 +295,7 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
         holdings,
         measured_pue,
         allocation,
+        capacities,
         ..
     } = *inputs;
     let no_measurements = Vec::new();
@@ -320,6 +323,9 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
         edges.extend(measured.iter().flat_map(|p| [p.start, p.end]));
         let allocated = allocation.get(&site.id).unwrap_or(&no_allocation);
         edges.extend(allocated.iter().flat_map(|p| [p.start, p.end]));
+        if site.allocation == crate::domain::Allocation::ReservedProportional {
+            edges.extend(capacities.edges(&site.id));
+        }
         let edges: Vec<_> = edges.range(start..=window.to).copied().collect();
         for span in edges.windows(2) {
             let (from, to) = (span[0], span[1]);
@@ -339,6 +345,8 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
                 pue_measured: measured_at.is_some(),
                 allocation_extra: super::allocation::piece_at(allocated, from)
                     .map_or(0.0, |i| allocated[i].extra),
+                idle_kw: super::allocation::piece_at(allocated, from)
+                    .map_or(0.0, |i| allocated[i].idle_kw),
                 intensity: piece.and_then(|p| p.value),
                 quality: piece.map_or(Quality::Missing, |p| p.quality),
             });

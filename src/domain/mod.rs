@@ -1,4 +1,5 @@
 //! Records that parse: once a value of these types exists it is valid, so no layer re-checks it.
+pub mod capacity;
 pub mod default_factors;
 pub mod embodied;
 pub mod functional_unit;
@@ -10,6 +11,7 @@ pub mod meter;
 pub mod reading;
 mod registry;
 pub mod row;
+pub mod usage;
 
 pub use ids::{Id, ZoneCode};
 pub use keys::{ApiKey, Grant, GrantFields, Role};

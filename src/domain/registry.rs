@@ -56,7 +56,8 @@ pub enum Allocation {
     None,
     /// It is spread over the customers in proportion to their measured energy at each instant.
     EnergyProportional,
-    /// By reserved capacity: not yet available (no capacity records), refused.
+    /// It is spread over the customers in proportion to the capacity each reserved at the site
+    /// at each instant (`PUT /v1/capacity/{id}`).
     ReservedProportional,
 }
 
@@ -128,11 +129,6 @@ impl SiteSpec {
             distinct,
             "pue_schedule",
             "two entries start at the same instant",
-        );
-        checks.require(
-            self.allocation != Allocation::ReservedProportional,
-            "allocation",
-            "reserved_proportional needs capacity records, which are not available yet: use none or energy_proportional",
         );
         checks.finish(|| {
             Some(Site {

@@ -46,6 +46,11 @@ impl<'f> Row<'f> {
         None
     }
 
+    /// Whether the row has the field at all (optional fields).
+    pub fn has(&self, name: &str) -> bool {
+        self.fields.cell(name).is_some()
+    }
+
     pub fn text(&mut self, name: &str) -> Option<&'f str> {
         match self.fields.cell(name) {
             Some(Cell::Text(value)) => Some(value),

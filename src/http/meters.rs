@@ -72,6 +72,7 @@ async fn post_meters(
         what: "meter readings",
         fields: &FIELDS,
         owners: |reading: &MeterReading| (&reading.site, None),
+        power_model: |_| None,
         frame,
     };
     let check = move |fields: &dyn Fields| MeterReading::check(fields, &rules);
@@ -119,7 +120,7 @@ pub struct ReconciliationResponse {
 
 const CSV_HEADER: &str = "bucket_start,facility_meter_kwh,it_meter_kwh,cooling_meter_kwh,\
 other_meter_kwh,facility_meter_coverage,it_meter_coverage,measured_workloads_kwh,\
-unattributed_it_kwh,attribution_coverage,measured_pue,allocated_it_kwh,operator_it_kwh,\
+modelled_workloads_kwh,unattributed_it_kwh,attribution_coverage,measured_pue,allocated_it_kwh,operator_it_kwh,\
 discrepancies";
 
 fn csv(rows: &[ReconciliationRow]) -> Result<Vec<u8>, csv::Error> {
@@ -136,6 +137,7 @@ fn csv(rows: &[ReconciliationRow]) -> Result<Vec<u8>, csv::Error> {
             row.facility_meter_coverage.to_string(),
             row.it_meter_coverage.to_string(),
             row.measured_workloads_kwh.to_string(),
+            row.modelled_workloads_kwh.to_string(),
             optional(row.unattributed_it_kwh),
             optional(row.attribution_coverage),
             optional(row.measured_pue),

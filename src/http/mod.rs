@@ -18,6 +18,7 @@ mod records;
 mod registry;
 mod sci;
 mod telemetry;
+mod usage;
 mod windows;
 
 use crate::clock::Clock;
@@ -55,6 +56,7 @@ pub struct AppState {
     pub readings: Arc<LoggedTable>,
     pub intensity: Arc<LoggedTable>,
     pub functional_units: Arc<LoggedTable>,
+    pub usage: Arc<LoggedTable>,
     pub meters: Arc<LoggedTable>,
     pub reports: crate::reports::ReportSources,
     pub feeds: crate::sources::feeds::FeedsStatus,
@@ -122,6 +124,7 @@ fn routes(config: &mut ServiceConfig) {
                 .configure(embodied::configure)
                 .configure(sci::configure)
                 .configure(meters::configure)
+                .configure(usage::configure)
                 .configure(history::configure)
                 .configure(periods::configure)
                 .configure(readings::configure)
@@ -189,6 +192,7 @@ pub struct Application {
     intensity: Arc<LoggedTable>,
     functional_units: Arc<LoggedTable>,
     meters: Arc<LoggedTable>,
+    usage: Arc<LoggedTable>,
     /// Every background task (sources, followers, flushers), stopped in that order before the
     /// last flush, so that none is halfway through a Delta call when the runtime shuts down.
     background: Supervisor,
@@ -292,10 +296,19 @@ impl Application {
             &wal_dir,
             &replica,
             crate::storage::meters::SPEC,
-            options,
+            options.clone(),
         )
         .await?;
         background.add(Stage::Storage, meters.spawn_flusher(flush_interval));
+        let usage = LoggedTable::open(
+            &location,
+            &wal_dir,
+            &replica,
+            crate::storage::usage::SPEC,
+            options,
+        )
+        .await?;
+        background.add(Stage::Storage, usage.spawn_flusher(flush_interval));
         let demo_tables = crate::demo::Tables {
             readings: &readings,
             intensity: &intensity,
@@ -338,12 +351,14 @@ impl Application {
             intensity: intensity.clone(),
             functional_units: functional_units.clone(),
             meters: meters.clone(),
+            usage: usage.clone(),
             reports: crate::reports::ReportSources {
                 registry: registry.clone(),
                 readings: readings.clone(),
                 intensity: intensity.clone(),
                 functional_units: functional_units.clone(),
                 meters: meters.clone(),
+                usage: usage.clone(),
                 default_factors: Arc::new(crate::domain::default_factors::shipped()),
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
             },
@@ -403,6 +418,7 @@ impl Application {
             intensity,
             functional_units,
             meters,
+            usage,
             background,
             generated_admin_token,
             drain: std::time::Duration::from_secs(settings.shutdown_flush_s),
@@ -415,12 +431,13 @@ impl Application {
 
     /// Every table behind the server (readings first), for callers that move acknowledged rows
     /// from the log into the table on their own schedule (tests that interleave flushes).
-    pub fn tables(&self) -> [Arc<LoggedTable>; 4] {
+    pub fn tables(&self) -> [Arc<LoggedTable>; 5] {
         [
             self.readings.clone(),
             self.intensity.clone(),
             self.functional_units.clone(),
             self.meters.clone(),
+            self.usage.clone(),
         ]
     }
 

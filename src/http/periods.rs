@@ -78,7 +78,12 @@ fn statement_response(issued: Issued, format: Option<&str>) -> Result<HttpRespon
 
 /// This replica's acknowledged data flushed, then the versions everything stands at.
 async fn current_versions(state: &AppState) -> Result<Versions, ApiError> {
-    for table in [&state.readings, &state.intensity] {
+    for table in [
+        &state.readings,
+        &state.intensity,
+        &state.meters,
+        &state.usage,
+    ] {
         table.flush().await.map_err(|e| ApiError::internal(&e))?;
     }
     Ok(state.reports.versions().await)

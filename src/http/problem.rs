@@ -29,6 +29,7 @@ pub enum ErrorCode {
     UnknownSite,
     UnknownCustomer,
     UnknownHardware,
+    UnknownPowerModel,
     Retired,
     NotFound,
     InUse,
@@ -99,6 +100,11 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_hardware",
                 "Unknown hardware",
+            ),
+            UnknownPowerModel => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_power_model",
+                "Unknown power model",
             ),
             Retired => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -299,11 +305,14 @@ impl From<RegistryError> for ApiError {
                 let code = match *kind {
                     "site" => ErrorCode::UnknownSite,
                     "hardware" => ErrorCode::UnknownHardware,
+                    "power model" => ErrorCode::UnknownPowerModel,
                     _ => ErrorCode::UnknownCustomer,
                 };
                 let mut api = Self::new(code, error.to_string());
-                api.errors
-                    .push(field_error(FieldError::new(*kind, "does not exist")));
+                api.errors.push(field_error(FieldError::new(
+                    kind.replace(' ', "_"),
+                    "does not exist",
+                )));
                 api
             }
             RegistryError::InUse { .. } => Self::new(ErrorCode::InUse, error.to_string()),

@@ -1,4 +1,4 @@
-//! The one way records besides readings (functional units, meter readings) come in: decoded from
+//! The one way records besides readings (functional units, meter readings, usage) come in: decoded from
 //! JSON, NDJSON or CSV, every row checked, the key's sites enforced, the sites and customers
 //! marked as holding data, then appended to the table's log before the answer.
 use super::auth::Caller;
@@ -21,6 +21,8 @@ pub(super) struct RecordKind<T> {
     pub fields: &'static [&'static str],
     /// The site a record is for, and its customer if it has one.
     pub owners: fn(&T) -> (&Id, Option<&Id>),
+    /// The power model a record is priced with, if any: it must stay while the record does.
+    pub power_model: fn(&T) -> Option<&Id>,
     pub frame: fn(&[T]) -> PolarsResult<DataFrame>,
 }
 
@@ -67,7 +69,7 @@ pub(super) async fn accept<T: 'static>(
         })?;
     let max_rows = state.ingest.max_rows_per_batch;
     let grant = caller.grant.clone();
-    let (prepared, sites, customers) = web::block(move || {
+    let (prepared, sites, customers, models) = web::block(move || {
         let schema = Schema {
             fields: kind.fields,
             check: &check,
@@ -76,6 +78,7 @@ pub(super) async fn accept<T: 'static>(
         let owners: Vec<(&Id, Option<&Id>)> = batch.iter().map(kind.owners).collect();
         let sites = distinct(owners.iter().map(|(site, _)| (*site).clone()).collect());
         let customers = distinct(owners.iter().filter_map(|(_, c)| c.cloned()).collect());
+        let models = distinct(batch.iter().filter_map(kind.power_model).cloned().collect());
         if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
@@ -86,7 +89,7 @@ pub(super) async fn accept<T: 'static>(
             .map_err(LoggedTableError::from)
             .and_then(LoggedTable::prepare)
             .map_err(|e| ApiError::internal(&e))?;
-        Ok((prepared, sites, customers))
+        Ok((prepared, sites, customers, models))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;
@@ -95,6 +98,12 @@ pub(super) async fn accept<T: 'static>(
         .registry
         .mark_with_readings(caller.key_id.as_str(), &sites, &customers)
         .await?;
+    if !models.is_empty() {
+        state
+            .registry
+            .mark_power_models_in_use(caller.key_id.as_str(), &models)
+            .await?;
+    }
     let accepted = prepared.rows();
     table
         .append(prepared)

@@ -70,6 +70,7 @@ async fn post_functional_units(
         what: "functional units",
         fields: &FIELDS,
         owners: |unit: &FunctionalUnit| (&unit.site, Some(&unit.customer)),
+        power_model: |_| None,
         frame,
     };
     let check = move |fields: &dyn Fields| FunctionalUnit::check(fields, &rules);

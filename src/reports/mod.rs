@@ -9,14 +9,17 @@ pub mod statement_formats;
 pub use reconciliation::{parquet as reconciliation_parquet, ReconciliationRow};
 pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
+use crate::accounting::allocation::Capacities;
 use crate::accounting::embodied::Holdings;
 use crate::accounting::timeline::{Granularity, Window};
-use crate::accounting::{self, measured_pue, Context, GroupKey, Report};
+use crate::accounting::{self, measured_pue, Context, Energy, GroupKey, Report};
+use crate::domain::capacity::Capacity;
 use crate::domain::embodied::{Hardware, Reservation};
+use crate::domain::usage::PowerModel;
 use crate::domain::{Allocation, Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
 use crate::storage::registry::RegistryData;
-use crate::storage::{intensity, meters, readings, Registry};
+use crate::storage::{intensity, meters, readings, usage, Registry};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use polars::prelude::*;
@@ -168,6 +171,7 @@ pub struct ReportSources {
     pub intensity: Arc<LoggedTable>,
     pub functional_units: Arc<LoggedTable>,
     pub meters: Arc<LoggedTable>,
+    pub usage: Arc<LoggedTable>,
     pub default_factors: Arc<HashMap<ZoneCode, f64>>,
     pub max_carry_forward: Duration,
 }
@@ -190,35 +194,65 @@ pub struct Pinned {
     pub versions: Versions,
 }
 
+/// Where a report reads the tables: the latest state (`Some(None)`), a pinned version
+/// (`Some(Some(v))`), or nothing (`None`: pinned before the table held anything).
+#[derive(Debug, Clone, Copy)]
+struct ReadAt {
+    readings: Option<Option<u64>>,
+    usage: Option<Option<u64>>,
+}
+
+fn nothing() -> Result<LazyFrame, ReportError> {
+    Ok(readings::empty().map_err(LoggedTableError::from)?.lazy())
+}
+
 impl ReportSources {
-    /// Every customer's readings at `sites` starting in [from - lookback, to), in the same state
-    /// as the window's readings: the latest (log included) or the pinned version (`None`:
-    /// nothing then).
-    async fn site_readings(
+    /// Measured readings and priced usage of `customer` (all: `None`) starting in
+    /// [from - lookback, to) that match `filter`, in the state `at` says.
+    async fn energy(
+        &self,
+        customer: Option<&Id>,
+        filter: Option<Expr>,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        at: ReadAt,
+        models: &[PowerModel],
+    ) -> Result<Energy, ReportError> {
+        let measured = match at.readings {
+            Some(version) => self
+                .readings
+                .scan(
+                    from.timestamp_micros(),
+                    to.timestamp_micros(),
+                    customer.map(Id::as_str),
+                    filter.clone(),
+                    version,
+                )
+                .await?
+                .filter(col(readings::START).lt(instant(to.timestamp_micros()))),
+            None => nothing()?,
+        };
+        let modelled = match at.usage {
+            Some(version) => {
+                usage::load(&self.usage, models, customer, filter, (from, to), version).await?
+            }
+            None => nothing()?,
+        };
+        Ok(Energy { measured, modelled })
+    }
+
+    /// Every customer's energy at `sites` over [from, to).
+    async fn site_energy(
         &self,
         sites: &[&Id],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        version: Option<Option<u64>>,
-    ) -> Result<LazyFrame, ReportError> {
-        let Some(version) = version else {
-            return Ok(readings::empty().map_err(LoggedTableError::from)?.lazy());
-        };
+        span: (DateTime<Utc>, DateTime<Utc>),
+        at: ReadAt,
+        models: &[PowerModel],
+    ) -> Result<Energy, ReportError> {
         let any_site = sites
             .iter()
             .map(|s| col(readings::SITE).eq(lit(s.to_string())))
             .reduce(Expr::or);
-        Ok(self
-            .readings
-            .scan(
-                from.timestamp_micros(),
-                to.timestamp_micros(),
-                None,
-                any_site,
-                version,
-            )
-            .await?
-            .filter(col(readings::START).lt(instant(to.timestamp_micros()))))
+        self.energy(None, any_site, span, at, models).await
     }
 
     /// The versions the tables and the registry stand at, as this replica has read them.
@@ -228,6 +262,7 @@ impl ReportSources {
             intensity: self.intensity.table_version().await,
             registry: self.registry.version(),
             meters: self.meters.table_version().await,
+            usage: self.usage.table_version().await,
         }
     }
 
@@ -301,7 +336,16 @@ impl ReportSources {
             }
             None => Vec::new(),
         };
-        let readings_at = at(versions.readings);
+        let read_at = ReadAt {
+            readings: at(versions.readings),
+            usage: at(versions.usage),
+        };
+        let models = registry.list::<PowerModel>();
+        let capacities = Capacities::new(registry.list::<Capacity>()).scoped(
+            query.customer.as_ref(),
+            &query.workloads,
+            &query.sites,
+        );
         let table_version = versions.readings;
         let any_of = |column: &'static str, ids: &[Id]| {
             ids.iter()
@@ -315,21 +359,15 @@ impl ReportSources {
         .into_iter()
         .flatten()
         .reduce(Expr::and);
-        let no_readings = || readings::empty().map(|frame| frame.lazy());
-        let window_readings = match readings_at {
-            Some(version) => {
-                self.readings
-                    .scan(
-                        window.from.timestamp_micros(),
-                        window.to.timestamp_micros(),
-                        query.customer.as_ref().map(|c| c.as_str()),
-                        filter,
-                        version,
-                    )
-                    .await?
-            }
-            None => no_readings().map_err(LoggedTableError::from)?,
-        };
+        let window_energy = self
+            .energy(
+                query.customer.as_ref(),
+                filter,
+                (window.from, window.to),
+                read_at,
+                &models,
+            )
+            .await?;
         let relevant = accounting::relevant_instruments(&sites, &instruments, &window);
         // Meters, instruments and allocation reach over the window and the instruments' periods.
         let span_from = relevant.iter().map(|i| i.from).fold(
@@ -345,29 +383,36 @@ impl ReportSources {
             measured_pue::pieces(&metered),
             measured_pue::it_pieces(&metered),
         );
+        let no_energy = || -> Result<Energy, ReportError> {
+            Ok(Energy {
+                measured: nothing()?,
+                modelled: nothing()?,
+            })
+        };
         // Shares rest on all the energy of an instrument's whole period, whoever asks.
-        let period_readings = match (
+        let period_energy = match (
             relevant.iter().map(|i| i.from).min(),
             relevant.iter().map(|i| i.to).max(),
         ) {
             (Some(from), Some(to)) => {
                 let at_sites: Vec<&Id> = relevant.iter().map(|i| &i.site).collect();
-                self.site_readings(&at_sites, from, to, readings_at).await?
+                self.site_energy(&at_sites, (from, to), read_at, &models)
+                    .await?
             }
-            _ => no_readings().map_err(LoggedTableError::from)?,
+            _ => no_energy()?,
         };
-        // An energy-proportional site spreads what its IT meters measured beyond all its
-        // workloads by every customer's energy, whoever asks.
+        // An allocating site spreads what its IT meters measured beyond all its workloads by
+        // every customer's energy or reserved capacity, whoever asks.
         let allocating: Vec<&Id> = sites
             .iter()
-            .filter(|s| s.allocation == Allocation::EnergyProportional)
+            .filter(|s| s.allocation != Allocation::None)
             .map(|s| &s.id)
             .filter(|id| it_pieces.contains_key(*id))
             .collect();
-        let site_readings = if allocating.is_empty() {
-            no_readings().map_err(LoggedTableError::from)?
+        let site_energy = if allocating.is_empty() {
+            no_energy()?
         } else {
-            self.site_readings(&allocating, span_from, span_to, readings_at)
+            self.site_energy(&allocating, (span_from, span_to), read_at, &models)
                 .await?
         };
         let group_by = query.group_by.clone();
@@ -383,15 +428,16 @@ impl ReportSources {
                 holdings: &holdings,
                 measured_pue: &measured_pue,
                 it_pieces: &it_pieces,
+                capacities: &capacities,
                 max_carry_forward: max_carry,
             };
             accounting::footprint(
                 &context,
                 &window,
                 &group_by,
-                window_readings,
-                period_readings,
-                site_readings,
+                window_energy,
+                period_energy,
+                site_energy,
             )
         })
         .await?;

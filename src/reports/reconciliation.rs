@@ -6,7 +6,7 @@
 use super::render::{local_rfc3339, presented};
 use super::{FootprintQuery, ReportError, ReportSources};
 use crate::accounting::timeline::Window;
-use crate::accounting::{ALLOCATED_KWH, ATTRIBUTED_KWH, BUCKET};
+use crate::accounting::{ALLOCATED_KWH, ATTRIBUTED_KWH, BUCKET, MODELLED_KWH};
 use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::Id;
 use crate::storage::meters;
@@ -23,8 +23,8 @@ const WHOLE: f64 = 1.0 - 1e-9;
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 #[schema(example = json!({"bucket_start": "2026-03-01T09:00:00Z", "facility_meter_kwh": 15.0,
     "it_meter_kwh": 10.0, "cooling_meter_kwh": 4.0, "other_meter_kwh": 0.0,
-    "facility_meter_coverage": 1.0, "it_meter_coverage": 1.0, "measured_workloads_kwh": 7.5,
-    "unattributed_it_kwh": 2.5, "allocated_it_kwh": 0.0, "operator_it_kwh": 2.5,
+    "facility_meter_coverage": 1.0, "it_meter_coverage": 1.0, "measured_workloads_kwh": 7.0,
+    "modelled_workloads_kwh": 0.5, "unattributed_it_kwh": 2.5, "allocated_it_kwh": 0.0, "operator_it_kwh": 2.5,
     "attribution_coverage": 0.75, "measured_pue": 1.5,
     "discrepancies": []}))]
 pub struct ReconciliationRow {
@@ -38,13 +38,16 @@ pub struct ReconciliationRow {
     /// meter decides); 0 without facility meters.
     pub facility_meter_coverage: f64,
     pub it_meter_coverage: f64,
-    /// IT energy of every workload's readings at the site (the footprint's
-    /// `attributed_it_energy_kwh`).
+    /// IT energy of every workload's readings at the site.
     pub measured_workloads_kwh: f64,
-    /// IT meters minus workloads, where the IT meters cover the whole bucket and measured at
-    /// least as much as the workloads.
+    /// IT energy of the workloads without a meter, modelled from their usage
+    /// (`POST /v1/usage`); with the measured, the footprint's `attributed_it_energy_kwh`.
+    pub modelled_workloads_kwh: f64,
+    /// IT meters minus workloads (measured and modelled), where the IT meters cover the whole
+    /// bucket and measured at least as much as the workloads.
     pub unattributed_it_kwh: Option<f64>,
-    /// The part of it allocated to customers (`energy_proportional` sites).
+    /// The part of it allocated to customers (`energy_proportional` and
+    /// `reserved_proportional` sites).
     pub allocated_it_kwh: f64,
     /// The part left as the operator's own: unattributed minus allocated. Customers' IT energy
     /// (measured and allocated) plus this equals the IT meters.
@@ -85,6 +88,7 @@ pub fn parquet(rows: &[ReconciliationRow]) -> PolarsResult<Vec<u8>> {
             figure("facility_meter_coverage", |r| r.facility_meter_coverage),
             figure("it_meter_coverage", |r| r.it_meter_coverage),
             figure("measured_workloads_kwh", |r| r.measured_workloads_kwh),
+            figure("modelled_workloads_kwh", |r| r.modelled_workloads_kwh),
             optional("unattributed_it_kwh", |r| r.unattributed_it_kwh),
             optional("attribution_coverage", |r| r.attribution_coverage),
             optional("measured_pue", |r| r.measured_pue),
@@ -180,7 +184,8 @@ pub fn reconcile(
                 other: kwh(MeterKind::Other),
                 facility_coverage: coverage(MeterKind::Facility),
                 it_coverage: coverage(MeterKind::It),
-                workloads: workloads.get(&bucket).map_or(0.0, |w| w.measured_kwh),
+                workloads: workloads.get(&bucket).map_or(0.0, |w| w.attributed_kwh),
+                modelled: workloads.get(&bucket).map_or(0.0, |w| w.modelled_kwh),
                 allocated: workloads.get(&bucket).map_or(0.0, |w| w.allocated_kwh),
             };
             totals.add(&figures);
@@ -190,10 +195,12 @@ pub fn reconcile(
     (rows, totals.row())
 }
 
-/// The workloads' IT energy in one bucket: measured, and allocated to them.
+/// The workloads' IT energy in one bucket: their own (measured or modelled), the modelled part
+/// of it, and what was allocated to them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Workloads {
-    pub measured_kwh: f64,
+    pub attributed_kwh: f64,
+    pub modelled_kwh: f64,
     pub allocated_kwh: f64,
 }
 
@@ -206,7 +213,9 @@ struct Figures {
     other: f64,
     facility_coverage: f64,
     it_coverage: f64,
+    /// Measured and modelled.
     workloads: f64,
+    modelled: f64,
     allocated: f64,
 }
 
@@ -243,7 +252,8 @@ impl Figures {
             other_meter_kwh: presented(self.other),
             facility_meter_coverage: presented(self.facility_coverage),
             it_meter_coverage: presented(self.it_coverage),
-            measured_workloads_kwh: presented(self.workloads),
+            measured_workloads_kwh: presented(self.workloads - self.modelled),
+            modelled_workloads_kwh: presented(self.modelled),
             unattributed_it_kwh: (it_whole && remainder >= 0.0).then(|| presented(remainder)),
             allocated_it_kwh: presented(self.allocated),
             operator_it_kwh: (it_whole && remainder >= 0.0)
@@ -274,6 +284,7 @@ impl Sums {
         sum.facility_coverage += f.facility_coverage;
         sum.it_coverage += f.it_coverage;
         sum.workloads += f.workloads;
+        sum.modelled += f.modelled;
         sum.allocated += f.allocated;
         self.buckets += 1.0;
     }
@@ -303,14 +314,16 @@ impl ReportSources {
         let footprint = self.footprint(query).await?;
         let rows = &footprint.report.rows;
         let buckets = rows.column(BUCKET)?.i64()?;
-        let measured = rows.column(ATTRIBUTED_KWH)?.f64()?;
+        let attributed = rows.column(ATTRIBUTED_KWH)?.f64()?;
+        let modelled = rows.column(MODELLED_KWH)?.f64()?;
         let allocated = rows.column(ALLOCATED_KWH)?.f64()?;
         let workloads: BTreeMap<DateTime<Utc>, Workloads> = (0..rows.height())
             .filter_map(|i| {
                 Some((
                     DateTime::from_timestamp_micros(buckets.get(i)?)?,
                     Workloads {
-                        measured_kwh: measured.get(i)?,
+                        attributed_kwh: attributed.get(i)?,
+                        modelled_kwh: modelled.get(i)?,
                         allocated_kwh: allocated.get(i)?,
                     },
                 ))
@@ -362,8 +375,8 @@ mod tests {
             meter("ups", MeterKind::It, "2026-03-01T10:00:00Z", 30, 4.0),
         ];
         let measured = |kwh| Workloads {
-            measured_kwh: kwh,
-            allocated_kwh: 0.0,
+            attributed_kwh: kwh,
+            ..Workloads::default()
         };
         let workloads = BTreeMap::from([
             (t("2026-03-01T09:00:00Z"), measured(7.5)),
@@ -402,8 +415,8 @@ mod tests {
         let workloads = BTreeMap::from([(
             t("2026-03-01T09:00:00Z"),
             Workloads {
-                measured_kwh: 4.5,
-                allocated_kwh: 0.0,
+                attributed_kwh: 4.5,
+                ..Workloads::default()
             },
         )]);
         let (rows, _) = reconcile(&readings, &workloads, &window);

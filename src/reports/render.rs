@@ -4,8 +4,8 @@ use super::Footprint;
 use crate::accounting::embodied::{EMBODIED_G, EMBODIED_KNOWN_SHARE};
 use crate::accounting::{
     GroupKey, ALLOCATED_KWH, ATTRIBUTED_KWH, BUCKET, FACILITY_KWH, IT_KWH, LOCATION_G,
-    LOCATION_INTENSITY, MARKET_FALLBACK_SHARE, MARKET_G, MARKET_INSTRUMENT_SHARE,
-    PUE_MEASURED_SHARE, QUALITY_COLUMNS, READINGS,
+    LOCATION_INTENSITY, MARKET_FALLBACK_SHARE, MARKET_G, MARKET_INSTRUMENT_SHARE, MODELLED_KWH,
+    MODELLED_SHARE, PUE_MEASURED_SHARE, QUALITY_COLUMNS, READINGS,
 };
 use chrono::{DateTime, SecondsFormat};
 use chrono_tz::Tz;
@@ -29,11 +29,13 @@ pub struct QualityShares {
 pub struct Figures {
     /// Measured IT energy plus what the site allocated to it (`allocation`).
     pub it_energy_kwh: f64,
-    /// IT energy the workloads' readings measured.
+    /// IT energy of the workloads themselves: measured by their readings, or modelled from
+    /// their usage (`modelled_it_energy_kwh` says how much).
     #[serde(default)]
     pub attributed_it_energy_kwh: f64,
-    /// IT energy an `energy_proportional` site allocated to the row from what its IT meters
-    /// measured beyond all workloads; facility energy and emissions include it.
+    /// IT energy the site allocated to the row from what its IT meters measured beyond all
+    /// workloads (`energy_proportional` by energy, `reserved_proportional` by reserved capacity,
+    /// as `(reserved capacity)` rows); facility energy and emissions include it.
     #[serde(default)]
     pub allocated_it_energy_kwh: f64,
     /// IT energy times the site's PUE.
@@ -65,6 +67,13 @@ pub struct Figures {
     /// the rest used the site's configured PUE.
     #[serde(default)]
     pub pue_measured_share: f64,
+    /// The part of attributed IT energy a power model estimated from usage (`POST /v1/usage`)
+    /// because no meter measured it.
+    #[serde(default)]
+    pub modelled_it_energy_kwh: f64,
+    /// `modelled_it_energy_kwh` over attributed IT energy: 0 all measured, 1 all modelled.
+    #[serde(default)]
+    pub modelled_share: f64,
 }
 
 /// One bucket of one group.
@@ -75,7 +84,7 @@ pub struct Figures {
     "quality": {"actual": 1.0, "estimated": 0.0, "forecast": 0.0, "carried_forward": 0.0,
                 "default_factor": 0.0, "missing": 0.0}, "market_location_fallback_share": 0.0,
     "market_instrument_share": 0.25, "embodied_gco2e": 3.73, "embodied_known_share": 1.0,
-    "pue_measured_share": 0.0}))]
+    "pue_measured_share": 0.0, "modelled_it_energy_kwh": 0.0, "modelled_share": 0.0}))]
 pub struct FootprintRow {
     /// Start of the bucket, RFC 3339 with the offset of the report's time zone.
     pub bucket_start: String,
@@ -120,6 +129,7 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
         floats(frame, EMBODIED_KNOWN_SHARE)?,
         floats(frame, PUE_MEASURED_SHARE)?,
     );
+    let (modelled, modelled_share) = (floats(frame, MODELLED_KWH)?, floats(frame, MODELLED_SHARE)?);
     let readings = frame.column(READINGS)?.i64()?.clone();
     let quality: Vec<Float64Chunked> = QUALITY_COLUMNS
         .iter()
@@ -149,6 +159,8 @@ fn figures(frame: &DataFrame) -> PolarsResult<Vec<Figures>> {
             embodied_gco2e: get(&embodied, i),
             embodied_known_share: get(&known, i),
             pue_measured_share: get(&measured, i),
+            modelled_it_energy_kwh: get(&modelled, i),
+            modelled_share: get(&modelled_share, i),
         })
         .collect())
 }
@@ -233,6 +245,8 @@ impl Footprint {
             PUE_MEASURED_SHARE,
             ATTRIBUTED_KWH,
             ALLOCATED_KWH,
+            MODELLED_KWH,
+            MODELLED_SHARE,
         ]);
         header
     }
@@ -282,6 +296,8 @@ impl Footprint {
                     Value::from(f.pue_measured_share),
                     Value::from(f.attributed_it_energy_kwh),
                     Value::from(f.allocated_it_energy_kwh),
+                    Value::from(f.modelled_it_energy_kwh),
+                    Value::from(f.modelled_share),
                 ]);
                 record
             })
@@ -312,6 +328,8 @@ impl Footprint {
             EMBODIED_G,
             EMBODIED_KNOWN_SHARE,
             PUE_MEASURED_SHARE,
+            MODELLED_KWH,
+            MODELLED_SHARE,
         ];
         for name in figures.into_iter().chain(QUALITY_COLUMNS) {
             let rounded = Column::from(floats(&frame, name)?.into_series());

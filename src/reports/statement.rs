@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
 
 /// Bumped whenever the arithmetic of DESIGN §3 changes what a figure means.
-pub const METHOD_VERSION: &str = "2";
+pub const METHOD_VERSION: &str = "3";
 
 /// What every statement says of how its figures were made.
 pub const METHOD: &str = "Energy is measured per reading and split per instant at every edge \
@@ -29,7 +29,13 @@ where every facility and every IT meter of a site reported, the PUE is their mea
 that stretch (never below 1.0), and pue_measured_share says how much facility energy used it. \
 At a site with the energy_proportional allocation, where every IT meter reported, the IT energy \
 the meters measured beyond all workloads is spread over them in proportion to their measured \
-energy (allocated_it_energy_kwh), and counts in their facility energy and emissions.";
+energy (allocated_it_energy_kwh), and counts in their facility energy and emissions. From version \
+3, at a site with the reserved_proportional allocation that remainder, at its average power over \
+each metered stretch, goes to the customers by the capacity each reserved at that instant, as a \
+(reserved capacity) row; and workloads without a meter post usage (vCPU, memory and GPU hours at \
+an average utilisation) priced by a power model (Cloud Carbon Footprint's coefficients unless a \
+machine class's model is named): that energy counts as attributed and is flagged in \
+modelled_it_energy_kwh and modelled_share.";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Statement {

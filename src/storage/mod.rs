@@ -15,6 +15,7 @@ pub mod registry;
 pub mod replica;
 pub mod shared_document;
 pub mod table;
+pub mod usage;
 pub mod wal;
 
 pub use durable::DurableDocument;

@@ -25,6 +25,10 @@ pub struct Versions {
     /// were kept: its reports use the configured PUE, as they did then).
     #[serde(default)]
     pub meters: Option<u64>,
+    /// The usage table version (`null`: nothing committed, or a period closed before usage was
+    /// kept: nothing was modelled then).
+    #[serde(default)]
+    pub usage: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

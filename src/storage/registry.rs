@@ -1,5 +1,5 @@
 //! The registry: sites, customers, zones, instruments, telemetry mappings, hardware and its
-//! reservations, held in memory and
+//! reservations, reserved capacity and power models, held in memory and
 //! shared by every replica as a log of versions in the store (`SharedDocument`). Reads never wait
 //! for the store; a change is visible once it is stored.
 //!
@@ -8,8 +8,10 @@
 use super::location::Location;
 use super::shared_document::SharedDocument;
 use super::{DurableDocument, StorageError};
+use crate::domain::capacity::Capacity;
 use crate::domain::embodied::{peak_reserved, Hardware, Reservation};
 use crate::domain::mapping::{literal, Mapping};
+use crate::domain::usage::PowerModel;
 use crate::domain::{Customer, Id, Instrument, Site, Zone, ZoneCode};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,10 +27,14 @@ pub struct RegistryData {
     mappings: BTreeMap<Id, Mapping>,
     hardware: BTreeMap<Id, Hardware>,
     reservations: BTreeMap<Id, Reservation>,
+    capacity: BTreeMap<Id, Capacity>,
+    power_models: BTreeMap<Id, PowerModel>,
     /// Sites and customers that readings were accepted for, marked before those readings were
     /// acknowledged.
     sites_with_readings: BTreeSet<Id>,
     customers_with_readings: BTreeSet<Id>,
+    /// Power models that stored usage names, marked before that usage was acknowledged.
+    power_models_in_use: BTreeSet<Id>,
 }
 
 impl RegistryData {
@@ -131,6 +137,7 @@ impl Entity for Site {
                     .find(|hardware| &hardware.site == key)
                     .map(|hardware| format!("hardware {}", hardware.id))
             })
+            .or_else(|| capacity_naming(data, |c| &c.site == key))
     }
 }
 
@@ -154,6 +161,7 @@ impl Entity for Customer {
         instrument_naming(data, |instrument| instrument.customer.as_ref() == Some(key))
             .or_else(|| mapping_naming(data, |m| &m.customer, key))
             .or_else(|| reservation_naming(data, |r| &r.customer == key))
+            .or_else(|| capacity_naming(data, |c| &c.customer == key))
     }
 }
 
@@ -327,6 +335,62 @@ impl Entity for Reservation {
     }
 }
 
+fn capacity_naming(data: &RegistryData, names: impl Fn(&Capacity) -> bool) -> Option<String> {
+    data.capacity
+        .values()
+        .find(|capacity| names(capacity))
+        .map(|capacity| format!("capacity {}", capacity.id))
+}
+
+impl Entity for Capacity {
+    type Key = Id;
+    const KIND: &'static str = "capacity";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.capacity
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.capacity
+    }
+    fn check_references(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        if !data.sites.contains_key(&self.site) {
+            return Err(RegistryError::UnknownReference {
+                kind: Site::KIND,
+                id: self.site.to_string(),
+            });
+        }
+        if !data.customers.contains_key(&self.customer) {
+            return Err(RegistryError::UnknownReference {
+                kind: Customer::KIND,
+                id: self.customer.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Entity for PowerModel {
+    type Key = Id;
+    const KIND: &'static str = "power model";
+    fn key(&self) -> &Id {
+        &self.id
+    }
+    fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
+        &data.power_models
+    }
+    fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
+        &mut data.power_models
+    }
+    /// Stored usage is priced with its model whenever a report runs: the model stays.
+    fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
+        data.power_models_in_use
+            .contains(key)
+            .then(|| "usage records".to_owned())
+    }
+}
+
 /// What one registry version did to one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -394,6 +458,8 @@ fn changes(before: &RegistryData, after: &RegistryData) -> Vec<RecordChange> {
     changes_of::<Mapping>(before, after, &mut out);
     changes_of::<Hardware>(before, after, &mut out);
     changes_of::<Reservation>(before, after, &mut out);
+    changes_of::<Capacity>(before, after, &mut out);
+    changes_of::<PowerModel>(before, after, &mut out);
     for (kind, old, new) in [
         (
             Site::KIND,
@@ -569,6 +635,34 @@ impl Registry {
                     return Err(missing(Customer::KIND, customer));
                 }
                 data.customers_with_readings.insert(customer.clone());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that usage naming these power models is about to be acknowledged, as
+    /// `mark_with_readings` does for sites and customers.
+    pub async fn mark_power_models_in_use(
+        &self,
+        by: &str,
+        models: &[Id],
+    ) -> Result<(), RegistryError> {
+        if models
+            .iter()
+            .all(|m| self.read().power_models_in_use.contains(m))
+        {
+            return Ok(());
+        }
+        self.change(by, |data| {
+            for model in models {
+                if !data.power_models.contains_key(model) {
+                    return Err(RegistryError::UnknownReference {
+                        kind: PowerModel::KIND,
+                        id: model.to_string(),
+                    });
+                }
+                data.power_models_in_use.insert(model.clone());
             }
             Ok(())
         })

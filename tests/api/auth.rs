@@ -33,12 +33,15 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "get_mapping" | "put_mapping" | "delete_mapping" | "telemetry_sources"
         | "telemetry_unmapped" | "list_hardware" | "get_hardware" | "put_hardware"
         | "delete_hardware" | "list_reservations" | "get_reservation" | "put_reservation"
-        | "delete_reservation" | "reconciliation" => Admin,
+        | "delete_reservation" | "reconciliation" | "list_power_models" | "get_power_model"
+        | "put_power_model" | "delete_power_model" | "list_capacity" | "get_capacity"
+        | "put_capacity" | "delete_capacity" => Admin,
         "post_readings"
         | "remote_write_receiver"
         | "otlp_metrics"
         | "post_functional_units"
-        | "post_meters" => Ingest,
+        | "post_meters"
+        | "post_usage" => Ingest,
         "post_intensity" => Intensity,
         "zone_intensity" | "whoami" | "zone_windows" | "sdk_current_forecast" => AnyKey,
         "customer_footprint" | "shift_opportunities" | "forecast" | "sci" => OwnCustomer,
@@ -81,6 +84,8 @@ async fn operations(app: &TestApp) -> Vec<Operation> {
                 .replace("{period}", "setup-q1")
                 .replace("{hardware}", "fra1-r42-s07")
                 .replace("{reservation}", "acme-api-2026-03")
+                .replace("{power_model}", "xeon-a100")
+                .replace("{capacity}", "acme-fra1-2026")
                 + match (method.as_str(), path.rsplit('/').next()) {
                     (
                         "get",

@@ -31,7 +31,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: TempDir,
     handle: actix_web::dev::ServerHandle,
-    tables: [Arc<LoggedTable>; 4],
+    tables: [Arc<LoggedTable>; 5],
 }
 
 pub fn settings_for(dir: &TempDir) -> Settings {

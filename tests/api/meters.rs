@@ -115,7 +115,7 @@ async fn the_books_show_the_idle_remainder_the_measured_pue_and_a_meter_gap() {
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("bucket_start,facility_meter_kwh,it_meter_kwh"));
     assert!(
-        lines[1].starts_with("2026-03-01T09:00:00Z,12,8,3,0,1,1,6,2,0.75,1.5,"),
+        lines[1].starts_with("2026-03-01T09:00:00Z,12,8,3,0,1,1,6,0,2,0.75,1.5,"),
         "{csv}"
     );
 
@@ -234,16 +234,8 @@ async fn footprints_use_the_measured_pue_and_closed_statements_keep_theirs() {
 async fn an_energy_proportional_site_allocates_its_idle_energy_and_the_books_balance() {
     let app = spawn_app().await;
     site_with_workloads(&app).await;
-    let mut site = json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5,
-                          "allocation": "reserved_proportional"});
-    let refused = assert_problem(
-        app.put("/v1/sites/fra1", site.clone()).await,
-        422,
-        "validation_failed",
-    )
-    .await;
-    assert_eq!(refused["errors"][0]["field"], "allocation");
-    site["allocation"] = json!("energy_proportional");
+    let site = json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5,
+                      "allocation": "energy_proportional"});
     assert_eq!(app.put("/v1/sites/fra1", site).await.status(), 200);
     // The UPS measured 8 kWh from 09:00 to 10:00; the workloads 1 + 2 + 3 = 6.
     let ups = json!([{"site": "fra1", "meter": "ups", "kind": "it",

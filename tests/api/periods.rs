@@ -92,7 +92,7 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert_eq!(statement["by_month"].as_array().unwrap().len(), 1);
     assert_eq!(statement["by_month"][0]["site"], "fra1");
     assert_eq!(statement["sites"][0]["pue"], 1.5);
-    assert_eq!(statement["method_version"], "2");
+    assert_eq!(statement["method_version"], "3");
     // Scope 3 beside it: 1,000,000 g x 1 h / 35,040 h = 28.538812785 g, all of the energy known.
     assert_eq!(statement["totals"]["embodied_gco2e"], 28.538812785);
     assert_eq!(statement["totals"]["embodied_known_share"], 1.0);
@@ -274,7 +274,7 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
     assert!(lines[0].starts_with("usage_month,customer,workload,location.location,location.region,carbon_model_version,carbon_footprint_kgCO2e.scope2.location_based"), "{csv}");
     // 600 g = 0.6 kg, both bases (no instrument at the close).
     assert!(
-        lines[1].starts_with("2026-03-01,acme,api,fra1,DE,2,0.6,0.6,1,1.5,2026-03,1,"),
+        lines[1].starts_with("2026-03-01,acme,api,fra1,DE,3,0.6,0.6,1,1.5,2026-03,1,"),
         "{csv}"
     );
     // Scope 3: 28.538812785 g = 0.028538813 kg, for all of the energy.

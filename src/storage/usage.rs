@@ -1,0 +1,215 @@
+//! The usage table: vCPU, memory and GPU hours per workload and interval, durable and
+//! newest-wins by a reading's identity. Reports price it with the power models in force when
+//! they run (`modelled`), so a corrected model needs no rewrite of the table.
+use super::logged::{instants, LoggedTable, LoggedTableError, TableSpec};
+use super::readings::{CUSTOMER, DURATION_S, ENERGY_J, POWER_W, SITE, START, WORKLOAD};
+use crate::domain::usage::{Coefficients, PowerModel, Usage, CCF_DEFAULT, MAX_DURATION_S};
+use crate::domain::Id;
+use deltalake::kernel::{DataType as DeltaType, StructField};
+use polars::prelude::*;
+
+pub const VCPU_HOURS: &str = "vcpu_hours";
+pub const MEMORY_GB_HOURS: &str = "memory_gb_hours";
+pub const GPU_HOURS: &str = "gpu_hours";
+pub const UTILISATION: &str = "utilisation";
+pub const POWER_MODEL: &str = "power_model";
+
+/// Usage sent again for the same workload and interval start replaces the earlier record.
+pub const IDENTITY: [&str; 4] = [CUSTOMER, WORKLOAD, SITE, START];
+
+fn columns() -> Vec<StructField> {
+    vec![
+        StructField::new(SITE, DeltaType::STRING, false),
+        StructField::new(CUSTOMER, DeltaType::STRING, false),
+        StructField::new(WORKLOAD, DeltaType::STRING, false),
+        StructField::new(START, DeltaType::TIMESTAMP, false),
+        StructField::new(DURATION_S, DeltaType::LONG, false),
+        StructField::new(VCPU_HOURS, DeltaType::DOUBLE, false),
+        StructField::new(MEMORY_GB_HOURS, DeltaType::DOUBLE, false),
+        StructField::new(GPU_HOURS, DeltaType::DOUBLE, false),
+        StructField::new(UTILISATION, DeltaType::DOUBLE, false),
+        StructField::new(POWER_MODEL, DeltaType::STRING, true),
+    ]
+}
+
+pub const SPEC: TableSpec = TableSpec {
+    name: "usage",
+    columns,
+    empty,
+    time_column: START,
+    identity: Some(&IDENTITY),
+    cache_key: None,
+    lookback_us: MAX_DURATION_S * 1_000_000,
+};
+
+/// Checked usage as the table's columns.
+pub fn frame(usage: &[Usage]) -> PolarsResult<DataFrame> {
+    let text = |name: &str, f: fn(&Usage) -> &str| {
+        Column::new(name.into(), usage.iter().map(f).collect::<Vec<&str>>())
+    };
+    let number = |name: &str, f: fn(&Usage) -> f64| {
+        Column::new(name.into(), usage.iter().map(f).collect::<Vec<f64>>())
+    };
+    DataFrame::new(
+        usage.len(),
+        vec![
+            text(SITE, |u| u.site.as_str()),
+            text(CUSTOMER, |u| u.customer.as_str()),
+            text(WORKLOAD, |u| u.workload.as_str()),
+            instants(START, usage.iter().map(|u| u.start.timestamp_micros()))?,
+            Column::new(
+                DURATION_S.into(),
+                usage.iter().map(|u| u.duration_s).collect::<Vec<i64>>(),
+            ),
+            number(VCPU_HOURS, |u| u.vcpu_hours),
+            number(MEMORY_GB_HOURS, |u| u.memory_gb_hours),
+            number(GPU_HOURS, |u| u.gpu_hours),
+            number(UTILISATION, |u| u.utilisation),
+            Column::new(
+                POWER_MODEL.into(),
+                usage
+                    .iter()
+                    .map(|u| u.power_model.as_ref().map(Id::as_str))
+                    .collect::<Vec<Option<&str>>>(),
+            ),
+        ],
+    )
+}
+
+pub fn empty() -> PolarsResult<DataFrame> {
+    frame(&[])
+}
+
+/// The coefficient columns, in `Coefficients` order.
+const COEFFICIENTS: [&str; 5] = [
+    "vcpu_idle_w",
+    "vcpu_max_w",
+    "memory_w_per_gb",
+    "gpu_idle_w",
+    "gpu_max_w",
+];
+
+fn values(c: &Coefficients) -> [f64; 5] {
+    [
+        c.vcpu_idle_w,
+        c.vcpu_max_w,
+        c.memory_w_per_gb,
+        c.gpu_idle_w,
+        c.gpu_max_w,
+    ]
+}
+
+/// Usage rows (as `LoggedTable::scan` gives them) priced into reading-shaped rows: `energy_j`
+/// from the record's power model, or Cloud Carbon Footprint's defaults where it names none.
+pub fn modelled(usage: LazyFrame, models: &[PowerModel]) -> PolarsResult<LazyFrame> {
+    let mut columns = vec![Column::new(
+        POWER_MODEL.into(),
+        models.iter().map(|m| m.id.as_str()).collect::<Vec<&str>>(),
+    )];
+    for (index, name) in COEFFICIENTS.iter().enumerate() {
+        columns.push(Column::new(
+            (*name).into(),
+            models
+                .iter()
+                .map(|m| values(&m.coefficients)[index])
+                .collect::<Vec<f64>>(),
+        ));
+    }
+    let table = DataFrame::new(models.len(), columns)?;
+    let defaults = values(&CCF_DEFAULT);
+    let coefficient = |index: usize| col(COEFFICIENTS[index]).fill_null(lit(defaults[index]));
+    let utilisation = col(UTILISATION);
+    let watt_hours = col(VCPU_HOURS)
+        * (coefficient(0) + utilisation.clone() * (coefficient(1) - coefficient(0)))
+        + col(GPU_HOURS) * (coefficient(3) + utilisation * (coefficient(4) - coefficient(3)))
+        + col(MEMORY_GB_HOURS) * coefficient(2);
+    Ok(usage
+        .join(
+            table.lazy(),
+            [col(POWER_MODEL)],
+            [col(POWER_MODEL)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col(SITE),
+            col(CUSTOMER),
+            col(WORKLOAD),
+            col(START),
+            col(DURATION_S),
+            (watt_hours * lit(3600.0)).alias(ENERGY_J),
+            lit(NULL).cast(DataType::Float64).alias(POWER_W),
+        ]))
+}
+
+/// The usage of `customer` (all when `None`) overlapping [from, to) matching `filter`, priced.
+pub async fn load(
+    table: &LoggedTable,
+    models: &[PowerModel],
+    customer: Option<&Id>,
+    filter: Option<Expr>,
+    (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    version: Option<u64>,
+) -> Result<LazyFrame, LoggedTableError> {
+    let filter = customer
+        .map(|c| col(CUSTOMER).eq(lit(c.to_string())))
+        .into_iter()
+        .chain(filter)
+        .reduce(Expr::and);
+    let scan = table
+        .scan(
+            from.timestamp_micros(),
+            to.timestamp_micros(),
+            None,
+            filter,
+            version,
+        )
+        .await?
+        .filter(col(START).lt(super::logged::instant(to.timestamp_micros())));
+    Ok(modelled(scan, models)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::usage::CCF_DEFAULT;
+
+    fn usage(power_model: Option<&str>) -> Usage {
+        Usage {
+            site: Id::parse("fra1").unwrap(),
+            customer: Id::parse("acme").unwrap(),
+            workload: Id::parse("batch").unwrap(),
+            start: "2026-03-01T09:00:00Z".parse().unwrap(),
+            duration_s: 3600,
+            vcpu_hours: 16.0,
+            memory_gb_hours: 64.0,
+            gpu_hours: 1.0,
+            utilisation: 0.5,
+            power_model: power_model.map(|m| Id::parse(m).unwrap()),
+        }
+    }
+
+    #[test]
+    fn usage_is_priced_by_its_model_or_the_defaults() {
+        let model = PowerModel {
+            id: Id::parse("arm").unwrap(),
+            name: "Arm".into(),
+            coefficients: Coefficients {
+                vcpu_idle_w: 0.5,
+                vcpu_max_w: 1.5,
+                memory_w_per_gb: 0.25,
+                gpu_idle_w: 0.0,
+                gpu_max_w: 0.0,
+            },
+            source: "test".into(),
+        };
+        let rows = frame(&[usage(None), usage(Some("arm"))]).unwrap();
+        let priced = modelled(rows.lazy(), &[model]).unwrap().collect().unwrap();
+        let energy = priced.column(ENERGY_J).unwrap().f64().unwrap();
+        // Defaults: 229.508 W for an hour (see domain::usage). Arm: 16 x (0.5 + 0.5 x 1.0) = 16
+        // W, 64 x 0.25 = 16 W, no GPU power: 32 W for an hour = 115,200 J.
+        let default_j = CCF_DEFAULT.watts(16.0, 64.0, 1.0, 0.5) * 3600.0;
+        assert!((energy.get(0).unwrap() - default_j).abs() < 1e-6);
+        assert!((energy.get(0).unwrap() - 229.508 * 3600.0).abs() < 1e-6);
+        assert!((energy.get(1).unwrap() - 115_200.0).abs() < 1e-6);
+    }
+}
