@@ -295,6 +295,55 @@ mod tests {
         assert_eq!(fields, ["vcpu_hours", "utilisation", "power_model"]);
     }
 
+    fn cell() -> impl proptest::strategy::Strategy<Value = Option<Cell<'static>>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(Cell::Other)),
+            any::<f64>().prop_map(|v| Some(Cell::Number(v))),
+            prop::sample::select(vec![
+                "fra1",
+                "acme",
+                "batch",
+                "xeon-a100",
+                "",
+                "NaN",
+                "-1",
+                "0.5",
+                "1e308",
+                "3600",
+                "2026-03-01T09:00:00Z",
+                "9999-99-99",
+                "fra 1",
+            ])
+            .prop_map(|v| Some(Cell::Text(v))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any values in any field give a record whose modelled power is finite, or the
+        /// fields' reasons: never a panic.
+        #[test]
+        fn arbitrary_fields_are_checked_never_panic(
+            cells in proptest::collection::vec(cell(), FIELDS.len()),
+        ) {
+            let row: HashMap<&str, Cell> = FIELDS
+                .iter()
+                .zip(&cells)
+                .filter_map(|(name, cell)| Some((*name, (*cell)?)))
+                .collect();
+            let mut rules = rules();
+            rules.known_customers.insert("batch".into());
+            match Usage::check(&row, &rules) {
+                Ok(usage) => {
+                    let watts = CCF_DEFAULT.watts(usage.vcpu_hours, usage.memory_gb_hours, usage.gpu_hours, usage.utilisation);
+                    proptest::prop_assert!(watts.is_finite() && watts >= 0.0);
+                }
+                Err(errors) => proptest::prop_assert!(!errors.is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn a_power_model_must_idle_below_its_peak() {
         let spec = PowerModelSpec {

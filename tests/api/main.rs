@@ -17,3 +17,4 @@ mod periods;
 mod readings;
 mod registry;
 mod telemetry;
+mod usage;

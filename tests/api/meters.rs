@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::io::Cursor;
 
 /// fra1 with three customers, each with one workload of 1, 2 and 3 kWh from 09:00 to 10:00.
-async fn site_with_workloads(app: &TestApp) {
+pub(crate) async fn site_with_workloads(app: &TestApp) {
     app.put(
         "/v1/sites/fra1",
         json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5}),
@@ -33,7 +33,7 @@ async fn site_with_workloads(app: &TestApp) {
     );
 }
 
-const BOOKS: &str = "/v1/sites/fra1/reconciliation?from=2026-03-01T09:00:00Z&to=2026-03-01T11:00:00Z&granularity=hour";
+pub(crate) const BOOKS: &str = "/v1/sites/fra1/reconciliation?from=2026-03-01T09:00:00Z&to=2026-03-01T11:00:00Z&granularity=hour";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_books_show_the_idle_remainder_the_measured_pue_and_a_meter_gap() {
