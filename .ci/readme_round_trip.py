@@ -41,7 +41,10 @@ expected = [
     '"optimalDataPoints":[{"location":"DE","timestamp":"2026-03-01T11:00:00Z","duration":120,"value":130.0}]',
     '"embodied_kgco2e":1633.125',
     '"embodied_gco2e":11.651862158,"functional_units":1000.0,"sci_gco2e_per_unit":0.048776862',
-    '"measured_workloads_kwh":0.145833333,"unattributed_it_kwh":0.054166667,"allocated_it_kwh":0.0,"operator_it_kwh":0.054166667,"attribution_coverage":0.729166667,"measured_pue":1.5',
+    '"measured_workloads_kwh":0.145833333,"modelled_workloads_kwh":0.0,"unattributed_it_kwh":0.054166667,"allocated_it_kwh":0.0,"operator_it_kwh":0.054166667,"attribution_coverage":0.729166667,"measured_pue":1.5',
+    '"workload":"(reserved capacity)","it_energy_kwh":0.024662667',
+    '"modelled_it_energy_kwh":0.029504,"modelled_share":1.0',
+    '"totals":{"it_energy_kwh":0.2,"attributed_it_energy_kwh":0.175337333,"allocated_it_energy_kwh":0.024662667,"facility_energy_kwh":0.3,',
 ]
 missing = [e for e in expected if e not in result.stdout]
 if missing:

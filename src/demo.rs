@@ -3,19 +3,23 @@
 //! payloads in `fixtures/providers`, repeated to span the week, so a new user's first footprint
 //! request has something to show. Two machines with reservations and a week of hourly requests
 //! give acme's `web` an embodied share and an SCI per request; London's main meter and UPS give
-//! the operator's view a site's books.
+//! the operator's view a site's books; globex's `reports`, a job with no power meter, is modelled
+//! from its hourly usage.
 use crate::domain::embodied::{HardwareSpec, ReservationSpec, SharedBy};
 use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::intensity::IntensityPoint;
 use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::ReadingBatch;
+use crate::domain::usage::Usage;
 use crate::domain::{
     Customer, CustomerSpec, Id, Instrument, InstrumentKind, PueEntry, Site, SiteSpec, ZoneCode,
     ZoneSpec,
 };
 use crate::sources::feeds::{electricity_maps, uk_carbon_intensity, watttime, FeedError};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::{functional_units, intensity, meters, readings, Registry, RegistryError};
+use crate::storage::{
+    functional_units, intensity, meters, readings, usage, Registry, RegistryError,
+};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -303,12 +307,33 @@ fn readings_batch() -> ReadingBatch {
     batch
 }
 
+/// globex's `reports` at sfo1, hourly: 32 vCPUs and 128 GB busy 30 % of the time, priced with
+/// Cloud Carbon Footprint's coefficients.
+fn reports_usage() -> Result<Vec<Usage>, DemoError> {
+    let (site, customer, workload) = (id("sfo1")?, id("globex")?, id("reports")?);
+    Ok((0..7 * 24)
+        .map(|hour| Usage {
+            site: site.clone(),
+            customer: customer.clone(),
+            workload: workload.clone(),
+            start: time(FROM) + Duration::hours(hour),
+            duration_s: 3600,
+            vcpu_hours: 32.0,
+            memory_gb_hours: 128.0,
+            gpu_hours: 0.0,
+            utilisation: 0.3,
+            power_model: None,
+        })
+        .collect())
+}
+
 /// The tables the demo set fills.
 pub struct Tables<'a> {
     pub readings: &'a LoggedTable,
     pub intensity: &'a LoggedTable,
     pub functional_units: &'a LoggedTable,
     pub meters: &'a LoggedTable,
+    pub usage: &'a LoggedTable,
 }
 
 /// Who the registry history says made the demo records.
@@ -321,6 +346,7 @@ pub async fn load(registry_store: &Registry, tables: Tables<'_>) -> Result<bool,
         intensity: intensity_table,
         functional_units: units_table,
         meters: meters_table,
+        usage: usage_table,
     } = tables;
     if !registry_store.list::<Site>().is_empty() {
         return Ok(false);
@@ -340,7 +366,15 @@ pub async fn load(registry_store: &Registry, tables: Tables<'_>) -> Result<bool,
         .await?;
     let metered = meters::frame(&london_meters()?).map_err(LoggedTableError::from)?;
     meters_table.append(LoggedTable::prepare(metered)?).await?;
-    for table in [readings_table, intensity_table, units_table, meters_table] {
+    let modelled = usage::frame(&reports_usage()?).map_err(LoggedTableError::from)?;
+    usage_table.append(LoggedTable::prepare(modelled)?).await?;
+    for table in [
+        readings_table,
+        intensity_table,
+        units_table,
+        meters_table,
+        usage_table,
+    ] {
         table.flush().await?;
     }
     Ok(true)

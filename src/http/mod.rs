@@ -314,6 +314,7 @@ impl Application {
             intensity: &intensity,
             functional_units: &functional_units,
             meters: &meters,
+            usage: &usage,
         };
         if settings.demo && crate::demo::load(&registry, demo_tables).await? {
             tracing::info!(

@@ -253,6 +253,11 @@ def test_an_admin_sees_every_customer_and_the_operator_view(server, browser):
         tab.wait_for_figures()
         globex = totals(base, f"/v1/customers/globex/footprint?from={FROM}&to={TO}")
         close_to(tab.kpi("market"), globex["market_emissions_gco2e"])
+        # globex's reports job has no meter: the page says how much of its energy is modelled.
+        assert globex["modelled_share"] > 0
+        sources = tab.page.locator("#energy-sources")
+        expect(sources).to_contain_text("modelled from usage")
+        close_to(float(sources.get_attribute("data-modelled")), globex["modelled_share"])
         tab.page.click("#nav-operator")
         expect(tab.page.locator("#operator-status")).to_contain_text("Figures from", timeout=20_000)
         ranked = tab.page.locator("#operator-body table").first.locator("tbody tr")

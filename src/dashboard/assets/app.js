@@ -273,7 +273,15 @@ function showBasis(totals) {
   embodied.textContent = totals.embodied_known_share > 0
     ? `Embodied emissions of the hardware the workloads reserved: ${format.text(format.emissions(totals.embodied_gco2e))}, registered for ${format.share(totals.embodied_known_share)} of the IT energy.`
     : "No hardware reservations are registered for this energy, so its embodied emissions (Scope 3) are not counted.";
-  $("basis").replaceChildren(bars, covered, fallback, embodied);
+  const sources = document.createElement("p");
+  sources.id = "energy-sources";
+  sources.dataset.modelled = String(totals.modelled_share);
+  const it = totals.it_energy_kwh;
+  const measured = totals.attributed_it_energy_kwh - totals.modelled_it_energy_kwh;
+  sources.textContent = it > 0
+    ? `Of the IT energy, ${format.share(measured / it)} was measured by meters, ${format.share(totals.modelled_it_energy_kwh / it)} modelled from usage (no meter), and ${format.share(totals.allocated_it_energy_kwh / it)} allocated from the site's own meters (idle and unmetered equipment).`
+    : "No IT energy in this range.";
+  $("basis").replaceChildren(bars, covered, fallback, embodied, sources);
 }
 
 function sumBy(rows, key) {

@@ -114,7 +114,8 @@ export async function showOperator(state, stillCurrent) {
       { key: "site", label: "Site", show: (v) => v },
       { key: "facility", label: "Facility meter", show: kwh },
       { key: "it", label: "IT meters", show: kwh },
-      { key: "workloads", label: "Workloads", show: kwh },
+      { key: "workloads", label: "Workloads measured", show: kwh },
+      { key: "modelled", label: "Workloads modelled", show: kwh },
       { key: "unattributed", label: "Unattributed", show: kwh },
       { key: "allocated", label: "Allocated to customers", show: kwh },
       { key: "attributed", label: "Attributed", show: (v) => (v == null ? "" : format.share(v)) },
@@ -125,6 +126,7 @@ export async function showOperator(state, stillCurrent) {
       facility: b.totals.facility_meter_kwh,
       it: b.totals.it_meter_kwh,
       workloads: b.totals.measured_workloads_kwh,
+      modelled: b.totals.modelled_workloads_kwh,
       unattributed: b.totals.unattributed_it_kwh,
       allocated: b.totals.allocated_it_kwh,
       attributed: b.totals.attribution_coverage,
@@ -133,7 +135,7 @@ export async function showOperator(state, stillCurrent) {
     })));
     const bookNote = document.createElement("p");
     bookNote.textContent = metered.length
-      ? "What the IT meters measured beyond the workloads' readings is unattributed: idle servers, unmetered hosts, network and storage."
+      ? "What the IT meters measured beyond the workloads (measured, or modelled from usage where no meter exists) is unattributed: idle servers, unmetered hosts, network and storage. Sites that allocate spread it over their customers."
       : "No site meter readings in this range: POST /v1/meters (facility, it, cooling) to see each site's books.";
 
     const counts = document.createElement("ul");
