@@ -113,8 +113,15 @@ pub struct MappingSpec {
     pub unit: Option<Unit>,
     /// Template of the reading's site: literal text and `{label}` placeholders.
     pub site: String,
-    pub customer: String,
+    /// Required for workload readings; left out with `meter`.
+    pub customer: Option<String>,
     pub workload: Option<String>,
+    /// Template of a site meter's id (`{instance}`): the series become that meter's readings
+    /// (`POST /v1/meters`) of kind `meter_kind` instead of a workload's: a PDU exporter or a
+    /// BMC's power as the site's IT meter.
+    #[schema(example = "pdu-{instance}")]
+    pub meter: Option<String>,
+    pub meter_kind: Option<crate::domain::meter::MeterKind>,
     /// Lookups applied to a rendered `site`, `customer` or `workload` value.
     #[serde(default)]
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
@@ -149,6 +156,11 @@ pub struct Mapping {
     /// Set with `unit` `count_total`: the series become functional units of this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub functional_unit: Option<String>,
+    /// Set for site meters: the meter id template (`customer` and `workload` are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter_kind: Option<crate::domain::meter::MeterKind>,
 }
 
 /// One piece of a template.
@@ -233,7 +245,7 @@ pub fn anchored(regex: &str) -> String {
     format!("^(?:{regex})$")
 }
 
-const MAPPED_FIELDS: [&str; 3] = ["site", "customer", "workload"];
+const MAPPED_FIELDS: [&str; 4] = ["site", "customer", "workload", "meter"];
 
 impl MappingSpec {
     pub fn parse(self, id: Id) -> Result<Mapping, Invalid> {
@@ -268,15 +280,51 @@ impl MappingSpec {
                 );
             }
         }
-        let workload = self
-            .workload
-            .or(preset.map(|p| p.workload().to_owned()))
-            .unwrap_or_default();
-        for (field, template) in [
-            ("site", &self.site),
-            ("customer", &self.customer),
-            ("workload", &workload),
-        ] {
+        let metered = self.meter.is_some() || self.meter_kind.is_some();
+        let (customer, workload) = if metered {
+            checks.require(
+                self.meter.is_some() && self.meter_kind.is_some(),
+                if self.meter.is_none() {
+                    "meter"
+                } else {
+                    "meter_kind"
+                },
+                "give both meter and meter_kind for a site meter",
+            );
+            checks.require(
+                self.customer.is_none() && self.workload.is_none(),
+                "customer",
+                "a site meter belongs to no customer or workload: leave them out",
+            );
+            checks.require(
+                unit != Some(Unit::CountTotal),
+                "unit",
+                "a site meter measures energy or power",
+            );
+            (String::new(), String::new())
+        } else {
+            checks.require(
+                self.customer.is_some(),
+                "customer",
+                "is required (or give meter and meter_kind)",
+            );
+            let workload = self
+                .workload
+                .or(preset.map(|p| p.workload().to_owned()))
+                .unwrap_or_default();
+            (self.customer.unwrap_or_default(), workload)
+        };
+        let meter = self.meter.unwrap_or_default();
+        let templates = if metered {
+            vec![("site", &self.site), ("meter", &meter)]
+        } else {
+            vec![
+                ("site", &self.site),
+                ("customer", &customer),
+                ("workload", &workload),
+            ]
+        };
+        for (field, template) in templates {
             if let Err(reason) = pieces(template) {
                 checks.require(false, field, reason);
             } else if let Some(fixed) = literal(template) {
@@ -317,11 +365,13 @@ impl MappingSpec {
                 matchers,
                 unit: unit?,
                 site: self.site,
-                customer: self.customer,
+                customer,
                 workload,
                 maps: self.maps,
                 priority: self.priority.unwrap_or(100),
                 functional_unit: self.functional_unit,
+                meter: metered.then_some(meter),
+                meter_kind: self.meter_kind,
             })
         })
     }
@@ -345,11 +395,13 @@ mod tests {
             matchers: None,
             unit: None,
             site: site.into(),
-            customer: customer.into(),
+            customer: Some(customer.into()),
             workload: workload.map(str::to_owned),
             maps: BTreeMap::new(),
             priority: None,
             functional_unit: None,
+            meter: None,
+            meter_kind: None,
         }
     }
 

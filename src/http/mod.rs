@@ -335,6 +335,7 @@ impl Application {
             registry: registry.clone(),
             readings: readings.clone(),
             functional_units: functional_units.clone(),
+            meters: meters.clone(),
             clock: clock.clone(),
             max_power_w: settings.max_power_w,
         };

@@ -37,6 +37,7 @@ fn ingest_context<'a>(state: &'a AppState, caller: &'a Caller) -> IngestContext<
         registry: &state.registry,
         readings: &state.readings,
         functional_units: &state.functional_units,
+        meters: &state.meters,
         grant: &caller.grant,
         now: state.clock.now(),
         max_power_w: state.ingest.max_power_w,

@@ -17,10 +17,11 @@ mod state_store;
 
 use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::mapping::{anchored, render, Mapping};
+use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
 use crate::domain::{Customer, Grant, Id, Site};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::{functional_units, readings, Registry, RegistryError, StorageError};
+use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use series::{Counts, Delta, Resolution, State, Target, WindowKey, Windows};
@@ -135,6 +136,7 @@ pub struct IngestContext<'a> {
     pub registry: &'a Registry,
     pub readings: &'a LoggedTable,
     pub functional_units: &'a LoggedTable,
+    pub meters: &'a LoggedTable,
     pub grant: &'a Grant,
     pub now: DateTime<Utc>,
     pub max_power_w: f64,
@@ -222,6 +224,9 @@ impl Telemetry {
         sites: &HashMap<Id, Site>,
         customers: &HashMap<Id, Customer>,
     ) -> Resolution {
+        if let (Some(meter), Some(kind)) = (&mapping.meter, mapping.meter_kind) {
+            return Self::resolve_meter(mapping, series, ctx, sites, (meter, kind));
+        }
         let ids = (
             lookup(mapping, "site", &mapping.site, series),
             lookup(mapping, "customer", &mapping.customer, series),
@@ -253,9 +258,45 @@ impl Telemetry {
                 customer: customer.to_string(),
                 workload: workload.to_string(),
                 functional_unit: mapping.functional_unit.clone(),
+                meter_kind: None,
             },
             unit: mapping.unit,
             until_ms,
+        }
+    }
+
+    /// A series mapped to a site meter: the site must exist and the key may write it.
+    fn resolve_meter(
+        mapping: &Mapping,
+        series: &Series,
+        ctx: &IngestContext<'_>,
+        sites: &HashMap<Id, Site>,
+        (meter, kind): (&str, MeterKind),
+    ) -> Resolution {
+        let ids = (
+            lookup(mapping, "site", &mapping.site, series),
+            lookup(mapping, "meter", meter, series),
+        );
+        let (site, meter) = match ids {
+            (Ok(site), Ok(meter)) => (site, meter),
+            (Err(reason), _) | (_, Err(reason)) => return Resolution::Refused(reason),
+        };
+        let Some(site_record) = sites.get(&site) else {
+            return Resolution::Refused("unknown_site");
+        };
+        if !ctx.grant.may_write_site(&site) {
+            return Resolution::Refused("site_not_allowed_for_key");
+        }
+        Resolution::Mapped {
+            target: Target {
+                site: site.to_string(),
+                customer: String::new(),
+                workload: meter.to_string(),
+                functional_unit: None,
+                meter_kind: Some(kind),
+            },
+            unit: mapping.unit,
+            until_ms: site_record.retired_at.map(|t| t.timestamp_millis()),
         }
     }
 
@@ -341,7 +382,15 @@ impl Telemetry {
         let window_s = self.settings.windows().window_ms / 1000;
         let mut batch = ReadingBatch::default();
         let mut units = Vec::new();
+        let mut metered = Vec::new();
         for (key, joules) in &changed {
+            if let Some(kind) = key.target.meter_kind {
+                match Self::meter_reading(key, kind, *joules, window_s) {
+                    Some(reading) => metered.push(reading),
+                    None => counts.ignore("invalid_meter", 1),
+                }
+                continue;
+            }
             if let Some(unit) = &key.target.functional_unit {
                 match Self::functional_unit(key, unit, *joules, window_s) {
                     Some(count) => units.push(count),
@@ -362,7 +411,7 @@ impl Telemetry {
             batch.power_w.push(None);
         }
         let delta = state.delta(&changed);
-        match self.commit(batch, units, delta, &ctx).await {
+        match self.commit((batch, units, metered), delta, &ctx).await {
             Ok(()) => {
                 self.record(source, Ok((&counts, newest, state.series())));
                 self.snapshot_when_due(&state).await;
@@ -428,16 +477,44 @@ impl Telemetry {
         })
     }
 
-    /// The readings and counts, then the state change that made them: a crash in between leaves
-    /// the old state, and the sender's retry recomputes the same windows, which replace
-    /// themselves.
+    /// A window of a site meter's series as one meter reading, its identity the window.
+    fn meter_reading(
+        key: &WindowKey,
+        kind: MeterKind,
+        joules: f64,
+        window_s: i64,
+    ) -> Option<MeterReading> {
+        Some(MeterReading {
+            site: Id::parse(&key.target.site).ok()?,
+            meter: Id::parse(&key.target.workload).ok()?,
+            kind,
+            start: DateTime::from_timestamp_millis(key.start_ms)?,
+            duration_s: window_s,
+            energy_j: joules,
+        })
+    }
+
+    /// The readings, counts and meter readings, then the state change that made them: a crash
+    /// in between leaves the old state, and the sender's retry recomputes the same windows,
+    /// which replace themselves.
     async fn commit(
         &self,
-        batch: ReadingBatch,
-        units: Vec<FunctionalUnit>,
+        (batch, units, metered): (ReadingBatch, Vec<FunctionalUnit>, Vec<MeterReading>),
         delta: Delta,
         ctx: &IngestContext<'_>,
     ) -> Result<(), TelemetryError> {
+        if !metered.is_empty() {
+            let mut sites: Vec<Id> = metered.iter().map(|m| m.site.clone()).collect();
+            sites.sort();
+            sites.dedup();
+            ctx.registry
+                .mark_with_readings("telemetry", &sites, &[])
+                .await?;
+            let prepared = crate::storage::logged::blocking(move || meters::frame(&metered))
+                .await
+                .and_then(LoggedTable::prepare)?;
+            ctx.meters.append(prepared).await?;
+        }
         if !batch.is_empty() {
             ctx.registry
                 .mark_with_readings("telemetry", &batch.site.ids(), &batch.customer.ids())

@@ -18,6 +18,7 @@ pub struct Sinks {
     pub registry: Arc<Registry>,
     pub readings: Arc<LoggedTable>,
     pub functional_units: Arc<LoggedTable>,
+    pub meters: Arc<LoggedTable>,
     pub clock: Arc<dyn Clock>,
     pub max_power_w: f64,
 }
@@ -48,6 +49,7 @@ where
                         registry: &sinks.registry,
                         readings: &sinks.readings,
                         functional_units: &sinks.functional_units,
+                        meters: &sinks.meters,
                         grant: &Grant::Admin,
                         now,
                         max_power_w: sinks.max_power_w,

@@ -28,6 +28,9 @@ pub struct Target {
     /// Set for counters of things: the windows sum units of this name, not joules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub functional_unit: Option<String>,
+    /// Set for site meters: `workload` is then the meter's id and `customer` empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter_kind: Option<crate::domain::meter::MeterKind>,
 }
 
 /// One window of one target.
@@ -393,6 +396,7 @@ mod tests {
             customer: "acme".into(),
             workload: workload.into(),
             functional_unit: None,
+            meter_kind: None,
         }
     }
 

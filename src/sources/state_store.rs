@@ -141,6 +141,7 @@ mod tests {
             customer: "acme".into(),
             workload: "api".into(),
             functional_unit: None,
+            meter_kind: None,
         };
         let changed = state.convert(
             &[series],

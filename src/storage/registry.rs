@@ -240,7 +240,8 @@ impl Entity for Mapping {
                 return Err(missing(Site::KIND, site));
             }
         }
-        if let Some(customer) = literal(&self.customer) {
+        // A site meter's mapping names no customer.
+        if let Some(customer) = literal(&self.customer).filter(|c| !c.is_empty()) {
             if !data.customers.keys().any(|c| c.as_str() == customer) {
                 return Err(missing(Customer::KIND, customer));
             }

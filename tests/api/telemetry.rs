@@ -649,3 +649,52 @@ async fn a_counter_of_requests_becomes_functional_units_for_the_sci() {
     let per_request = sci["totals"]["sci_gco2e_per_unit"].as_f64().unwrap();
     assert!((per_request - grams / 950.0).abs() < 1e-9, "{sci}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdu_exporters_power_becomes_the_sites_it_meter() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    let invalid = json!({"metric": "pdu_output_watts", "unit": "watts", "site": "fra1",
+                         "customer": "acme", "meter": "ups"});
+    let problem = assert_problem(
+        app.put("/v1/telemetry/mappings/pdu", invalid).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["meter_kind", "customer"], "{problem}");
+    let mapping = json!({"metric": "pdu_output_watts", "unit": "watts", "site": "fra1",
+                         "meter": "ups", "meter_kind": "it"});
+    assert_eq!(
+        app.put("/v1/telemetry/mappings/pdu", mapping)
+            .await
+            .status(),
+        201
+    );
+    // Two PDU outputs of one UPS: 2,000 W and 1,000 W, sampled each minute from 09:00. The
+    // first sample sets each series' state; then each minute is 3,000 W x 60 s = 180,000 J,
+    // summed into the one meter: 2 minutes, 360,000 J = 0.1 kWh.
+    let name = ("__name__", "pdu_output_watts");
+    let a: &[(&str, &str)] = &[name, ("pdu", "a")];
+    let b: &[(&str, &str)] = &[name, ("pdu", "b")];
+    let minutes = |watts: f64| [(T0, watts), (T0 + 60_000, watts), (T0 + 120_000, watts)];
+    let body = write_request(&[(a, &minutes(2_000.0)), (b, &minutes(1_000.0))]);
+    assert_eq!(remote_write(&app, body).await.status(), 204);
+    let books: Value = app
+        .get("/v1/sites/fra1/reconciliation?from=2026-03-01T09:00:00Z&to=2026-03-01T09:02:00Z")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let it = books["totals"]["it_meter_kwh"].as_f64().unwrap();
+    assert!((it - 0.1).abs() < 1e-9, "{books}");
+    assert_eq!(books["totals"]["it_meter_coverage"], 1.0);
+    // No workload reading was written for it.
+    assert_eq!(kwh(&it_kwh(&app, "workload").await), 0.0);
+}
