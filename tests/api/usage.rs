@@ -172,3 +172,56 @@ async fn usage_is_modelled_flagged_and_counted_in_the_books() {
     // The model prices stored usage: it stays.
     assert_problem(app.delete("/v1/power-models/arm").await, 409, "in_use").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_statements_add_up_to_the_site_meters_under_each_policy() {
+    for policy in ["energy_proportional", "reserved_proportional"] {
+        let app = spawn_app().await;
+        site_with_workloads(&app).await;
+        let site = json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5, "allocation": policy});
+        assert_eq!(app.put("/v1/sites/fra1", site).await.status(), 200);
+        for (customer, kw) in [("acme", 10), ("globex", 20), ("initech", 10)] {
+            let body = json!({"site": "fra1", "customer": customer, "reserved_kw": kw,
+                              "from": "2026-01-01T00:00:00Z"});
+            assert_eq!(
+                app.put(&format!("/v1/capacity/{customer}"), body)
+                    .await
+                    .status(),
+                201
+            );
+        }
+        // UPS 8 kWh and the main meter 13.6 kWh over the hour: measured PUE 1.7.
+        let mut meters = ups(8.0);
+        meters
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"site": "fra1", "meter": "main",
+            "kind": "facility", "start": "2026-03-01T09:00:00Z", "duration_s": 3600,
+            "energy_j": 13.6 * 3.6e6}));
+        assert_eq!(app.post("/v1/meters", meters).await.status(), 200);
+        let period = json!({"id": "2026-03-01", "from": "2026-03-01T00:00:00Z",
+                            "to": "2026-03-02T00:00:00Z"});
+        assert_eq!(app.post("/v1/periods", period).await.status(), 201);
+        // energy_proportional: acme 1 + 2/6, globex 2 + 4/6, initech 3 + 1.
+        // reserved_proportional: acme 1 + 2 x 10/40, globex 2 + 2 x 20/40, initech 3 + 2 x 10/40.
+        let expected = match policy {
+            "energy_proportional" => [4.0 / 3.0, 8.0 / 3.0, 4.0],
+            _ => [1.5, 3.0, 3.5],
+        };
+        let (mut it, mut facility) = (0.0, 0.0);
+        for (customer, kwh) in ["acme", "globex", "initech"].iter().zip(expected) {
+            let statement: Value = app
+                .get(&format!("/v1/customers/{customer}/statements/2026-03-01"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            close(&statement["totals"]["it_energy_kwh"], kwh);
+            it += statement["totals"]["it_energy_kwh"].as_f64().unwrap();
+            facility += statement["totals"]["facility_energy_kwh"].as_f64().unwrap();
+        }
+        // The customers' statements are the UPS and, at the measured PUE, the main meter.
+        assert!((it - 8.0).abs() < 1e-6, "{policy}: {it}");
+        assert!((facility - 13.6).abs() < 1e-6, "{policy}: {facility}");
+    }
+}
