@@ -46,15 +46,17 @@ pub struct MeterInput {
 /// Post site meter readings
 ///
 /// What the site's meters measured per interval: `facility` (the utility or main meter), `it`
-/// (UPS or PDU output feeding IT), `cooling`, `other`; as a JSON array, NDJSON or CSV (header
-/// `site,meter,kind,start,duration_s,energy_j,power_w`). Atomic and durable before the 200; a
+/// (UPS or PDU output feeding IT), `cooling`, `other`; as a JSON array, NDJSON, CSV (header
+/// `site,meter,kind,start,duration_s,energy_j,power_w`) or an Arrow IPC stream of those columns
+/// (`start` a timestamp). Atomic and durable before the 200; a
 /// meter reading's identity is (site, meter, start), so sending it again replaces it. Needs an
 /// admin key or an ingest key for the site.
 #[utoipa::path(tag = "ingest", security(("bearer" = [])),
     request_body(description = "Meter readings", content(
         (Vec<MeterInput> = "application/json"),
         (MeterInput = "application/x-ndjson"),
-        (String = "text/csv", example = "site,meter,kind,start,duration_s,energy_j,power_w\nfra1,main,facility,2026-03-01T09:00:00Z,900,54000000,\n"))),
+        (String = "text/csv", example = "site,meter,kind,start,duration_s,energy_j,power_w\nfra1,main,facility,2026-03-01T09:00:00Z,900,54000000,\n"),
+        (Vec<u8> = "application/vnd.apache.arrow.stream"))),
     responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
 #[post("/meters")]
 async fn post_meters(

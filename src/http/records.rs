@@ -1,5 +1,5 @@
 //! The one way records besides readings (functional units, meter readings, usage) come in: decoded from
-//! JSON, NDJSON or CSV, every row checked, the key's sites enforced, the sites and customers
+//! JSON, NDJSON, CSV or Arrow, every row checked, the key's sites enforced, the sites and customers
 //! marked as holding data, then appended to the table's log before the answer.
 use super::auth::Caller;
 use super::problem::{ApiError, ErrorCode};
@@ -54,19 +54,18 @@ pub(super) async fn accept<T: 'static>(
 ) -> Result<usize, ApiError> {
     caller.require_ingest(&format!("posting {}", kind.what))?;
     let content_type = super::content_type(request);
-    let format = Format::from_content_type(content_type)
-        .filter(|f| *f != Format::ArrowStream)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                format!(
-                    "Content-Type {content_type:?} is not one of {}, {}, {}",
-                    ingest::JSON,
-                    ingest::NDJSON,
-                    ingest::CSV
-                ),
-            )
-        })?;
+    let format = Format::from_content_type(content_type).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "Content-Type {content_type:?} is not one of {}, {}, {}, {}",
+                ingest::JSON,
+                ingest::NDJSON,
+                ingest::CSV,
+                ingest::ARROW_STREAM
+            ),
+        )
+    })?;
     let max_rows = state.ingest.max_rows_per_batch;
     let grant = caller.grant.clone();
     let (prepared, sites, customers, models) = web::block(move || {

@@ -44,15 +44,17 @@ pub struct FunctionalUnitInput {
 
 /// Post functional units
 ///
-/// Counts per workload and interval (requests, jobs, users, GB) as a JSON array, NDJSON or CSV
-/// (header `site,customer,workload,start,duration_s,unit,count`): the R of the SCI. Atomic and
+/// Counts per workload and interval (requests, jobs, users, GB) as a JSON array, NDJSON, CSV
+/// (header `site,customer,workload,start,duration_s,unit,count`) or an Arrow IPC stream of those
+/// columns (`start` a timestamp): the R of the SCI. Atomic and
 /// durable before the 200, like readings; a count's identity is (customer, workload, site,
 /// start, unit), so sending it again replaces it. Needs an admin or ingest key for the site.
 #[utoipa::path(tag = "embodied", security(("bearer" = [])),
     request_body(description = "Counts", content(
         (Vec<FunctionalUnitInput> = "application/json"),
         (FunctionalUnitInput = "application/x-ndjson"),
-        (String = "text/csv", example = "site,customer,workload,start,duration_s,unit,count\nfra1,acme,api,2026-03-01T09:00:00Z,3600,requests,1200\n"))),
+        (String = "text/csv", example = "site,customer,workload,start,duration_s,unit,count\nfra1,acme,api,2026-03-01T09:00:00Z,3600,requests,1200\n"),
+        (Vec<u8> = "application/vnd.apache.arrow.stream"))),
     responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
 #[post("/functional-units")]
 async fn post_functional_units(

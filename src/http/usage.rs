@@ -61,8 +61,9 @@ pub struct UsageInput {
 /// Post usage of unmetered workloads
 ///
 /// For workloads without a power meter: what they held per interval (vCPU, memory and GPU hours
-/// at an average utilisation), as a JSON array, NDJSON or CSV (header
-/// `site,customer,workload,start,duration_s,vcpu_hours,memory_gb_hours,gpu_hours,utilisation,power_model`).
+/// at an average utilisation), as a JSON array, NDJSON, CSV (header
+/// `site,customer,workload,start,duration_s,vcpu_hours,memory_gb_hours,gpu_hours,utilisation,power_model`)
+/// or an Arrow IPC stream of those columns (`start` a timestamp).
 /// Reports price it with the record's power model when they run (watts = vCPUs x (idle +
 /// utilisation x (max - idle)) + GPUs x (idle + utilisation x (max - idle)) + GB x W/GB) and
 /// flag the result as modelled (`modelled_it_energy_kwh`, `modelled_share`). Atomic and
@@ -72,7 +73,8 @@ pub struct UsageInput {
     request_body(description = "Usage records", content(
         (Vec<UsageInput> = "application/json"),
         (UsageInput = "application/x-ndjson"),
-        (String = "text/csv", example = "site,customer,workload,start,duration_s,vcpu_hours,memory_gb_hours,gpu_hours,utilisation,power_model\nfra1,acme,batch,2026-03-01T09:00:00Z,3600,16,64,0,0.5,\n"))),
+        (String = "text/csv", example = "site,customer,workload,start,duration_s,vcpu_hours,memory_gb_hours,gpu_hours,utilisation,power_model\nfra1,acme,batch,2026-03-01T09:00:00Z,3600,16,64,0,0.5,\n"),
+        (Vec<u8> = "application/vnd.apache.arrow.stream"))),
     responses((status = 200, description = "Durable", body = Accepted), CommonErrors, BodyErrors))]
 #[post("/usage")]
 async fn post_usage(

@@ -78,11 +78,8 @@ fn start_micros(frame: &DataFrame) -> Result<Int64Chunked, IngestError> {
     })
 }
 
-pub fn parse(
-    body: &[u8],
-    builder: &mut ReadingBatchBuilder<'_>,
-    max_rows: usize,
-) -> Result<(), IngestError> {
+/// The stream's columns as one frame, at most `max_rows` rows.
+pub(super) fn decode(body: &[u8], max_rows: usize) -> Result<DataFrame, IngestError> {
     // polars 0.55.2 unwraps on some malformed streams (a column declared Float16, found by the
     // fuzz tests): a bad body must be a 400, never a crashed worker, so its panic is caught too.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -100,6 +97,15 @@ pub fn parse(
     if frame.height() > max_rows {
         return Err(IngestError::TooManyRows { limit: max_rows });
     }
+    Ok(frame)
+}
+
+pub fn parse(
+    body: &[u8],
+    builder: &mut ReadingBatchBuilder<'_>,
+    max_rows: usize,
+) -> Result<(), IngestError> {
+    let frame = decode(body, max_rows)?;
     // One chunk each, read as Arrow arrays: `ChunkedArray::get` finds the chunk on every call.
     let [site, customer, workload] = ["site", "customer", "workload"]
         .map(|name| strings(&frame, name).map(|c| c.rechunk().into_owned()));

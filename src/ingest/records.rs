@@ -1,6 +1,7 @@
-//! Wire formats of records other than readings (functional units, meter readings): a JSON
-//! array, NDJSON or CSV of flat objects, each row checked on its own by the record's `check` so
-//! that one answer names every bad field. A batch is all or nothing.
+//! Wire formats of records other than readings (functional units, meter readings, usage): a
+//! JSON array, NDJSON or CSV of flat objects, or an Arrow IPC stream of flat columns, each row
+//! checked on its own by the record's `check` so that one answer names every bad field. A batch
+//! is all or nothing.
 use super::{Format, IngestError};
 use crate::domain::row::{Cell, Fields};
 use crate::domain::FieldError;
@@ -75,12 +76,100 @@ pub fn parse<T>(
             }
         }
         Format::ArrowStream => {
-            return Err(IngestError::malformed(
-                "these records are taken as JSON, NDJSON or CSV",
-            ))
+            let frame = super::arrow::decode(body, max_rows)?;
+            let columns: Vec<(&str, Vec<Option<Owned>>)> = frame
+                .columns()
+                .iter()
+                .map(|column| (column.name().as_str(), owned_cells(column)))
+                .collect();
+            let fields = batch.schema.fields;
+            let unknown: Vec<&str> = columns
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| !fields.contains(name))
+                .collect();
+            for row in 0..frame.height() {
+                let cells = ArrowRow {
+                    columns: &columns,
+                    row,
+                };
+                batch.push(&cells, unknown.iter().copied())?;
+            }
         }
     }
     batch.finish()
+}
+
+/// One Arrow value as a row checker reads it: text, a number, or anything else.
+enum Owned {
+    Text(String),
+    Number(f64),
+    Other,
+}
+
+/// A column's values: strings as text, numbers as numbers, timestamps (any unit, naive or
+/// zoned: instants either way) as RFC 3339 text, nulls absent, other types refused by name.
+fn owned_cells(column: &polars::prelude::Column) -> Vec<Option<Owned>> {
+    use polars::prelude::*;
+    let height = column.len();
+    match column.dtype() {
+        DataType::String => match column.str() {
+            Ok(values) => values
+                .iter()
+                .map(|v| v.map(|v| Owned::Text(v.to_owned())))
+                .collect(),
+            Err(_) => (0..height).map(|_| Some(Owned::Other)).collect(),
+        },
+        DataType::Datetime(unit, _) => {
+            let per_micro = |v: i64| match unit {
+                TimeUnit::Nanoseconds => v / 1_000,
+                TimeUnit::Microseconds => v,
+                TimeUnit::Milliseconds => v.saturating_mul(1_000),
+            };
+            match column.datetime() {
+                Ok(values) => values
+                    .physical()
+                    .iter()
+                    .map(|v| {
+                        let at = chrono::DateTime::from_timestamp_micros(per_micro(v?));
+                        Some(at.map_or(Owned::Other, |t| {
+                            Owned::Text(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                        }))
+                    })
+                    .collect(),
+                Err(_) => (0..height).map(|_| Some(Owned::Other)).collect(),
+            }
+        }
+        dtype if dtype.is_primitive_numeric() => {
+            match column
+                .cast(&DataType::Float64)
+                .ok()
+                .and_then(|c| c.f64().ok().cloned())
+            {
+                Some(values) => values.iter().map(|v| v.map(Owned::Number)).collect(),
+                None => (0..height).map(|_| Some(Owned::Other)).collect(),
+            }
+        }
+        DataType::Null => (0..height).map(|_| None).collect(),
+        _ => (0..height).map(|_| Some(Owned::Other)).collect(),
+    }
+}
+
+/// One row of an Arrow stream's columns.
+struct ArrowRow<'c> {
+    columns: &'c [(&'c str, Vec<Option<Owned>>)],
+    row: usize,
+}
+
+impl Fields for ArrowRow<'_> {
+    fn cell(&self, name: &str) -> Option<Cell<'_>> {
+        let (_, values) = self.columns.iter().find(|(n, _)| *n == name)?;
+        Some(match values.get(self.row)?.as_ref()? {
+            Owned::Text(text) => Cell::Text(text),
+            Owned::Number(value) => Cell::Number(*value),
+            Owned::Other => Cell::Other,
+        })
+    }
 }
 
 struct Batch<'c, T> {
@@ -235,6 +324,46 @@ mod tests {
             assert_eq!(units.len(), 1, "{format:?}");
             assert_eq!(units[0].count, 1200.0);
             assert_eq!(units[0].unit, "requests");
+        }
+    }
+
+    /// The JSON body's row as an Arrow stream: typed columns, `start` a millisecond timestamp.
+    fn arrow_body(count: f64) -> Vec<u8> {
+        use polars::prelude::*;
+        let start = Column::new("start".into(), [1_772_355_600_000i64])
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+            .unwrap();
+        let mut frame = DataFrame::new(
+            1,
+            vec![
+                Column::new("site".into(), ["fra1"]),
+                Column::new("customer".into(), ["acme"]),
+                Column::new("workload".into(), ["api"]),
+                start,
+                Column::new("duration_s".into(), [3600i32]),
+                Column::new("unit".into(), ["requests"]),
+                Column::new("count".into(), [count]),
+            ],
+        )
+        .unwrap();
+        let mut body = Vec::new();
+        IpcStreamWriter::new(&mut body).finish(&mut frame).unwrap();
+        body
+    }
+
+    #[test]
+    fn an_arrow_stream_gives_the_same_record_and_names_a_bad_value() {
+        let units = parse(Format::ArrowStream, &arrow_body(1200.0), &rules(), 10).unwrap();
+        assert_eq!(units[0].count, 1200.0);
+        assert_eq!(
+            units[0].start,
+            "2026-03-01T09:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
+        match parse(Format::ArrowStream, &arrow_body(-1.0), &rules(), 10) {
+            Err(IngestError::InvalidRows { errors, .. }) => assert_eq!(errors[0].1.field, "count"),
+            other => panic!("{other:?}"),
         }
     }
 
