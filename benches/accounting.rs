@@ -435,6 +435,7 @@ fn main() {
                 pue_schedule: vec![],
                 retired_at: None,
                 allocation: Default::default(),
+                power_model: None,
             }
             .parse(Id::parse(id).unwrap())
             .unwrap()

@@ -82,6 +82,7 @@ async fn registry(registry: &Registry) -> Result<(), DemoError> {
                 .unwrap_or_default(),
             retired_at: None,
             allocation: Default::default(),
+            power_model: None,
         };
         registry
             .put::<Site>(BY, spec.parse(id(site)?).map_err(invalid)?)

@@ -312,6 +312,7 @@ mod tests {
                     .unwrap()
                     .lazy(),
                 &[],
+                &[],
             )
             .unwrap()
         };

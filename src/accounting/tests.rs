@@ -19,6 +19,7 @@ pub(super) fn site(id: &str, zone: &str, pue: f64, schedule: Vec<PueEntry>) -> S
         pue_schedule: schedule,
         retired_at: None,
         allocation: Default::default(),
+        power_model: None,
     }
     .parse(Id::parse(id).unwrap())
     .unwrap()

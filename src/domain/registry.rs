@@ -92,6 +92,10 @@ pub struct SiteSpec {
     /// What happens to IT energy the IT meters measured beyond the workloads (default `none`).
     #[serde(default)]
     pub allocation: Allocation,
+    /// The power model that prices this site's usage records naming none
+    /// (`PUT /v1/power-models/{id}`); absent: Cloud Carbon Footprint's coefficients.
+    #[serde(default)]
+    pub power_model: Option<Id>,
 }
 
 /// A data center or room.
@@ -111,6 +115,9 @@ pub struct Site {
     /// What happens to IT energy the IT meters measured beyond the workloads; absent: `none`.
     #[serde(default, skip_serializing_if = "Allocation::is_none")]
     pub allocation: Allocation,
+    /// The default power model of the site's usage; absent: Cloud Carbon Footprint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_model: Option<Id>,
 }
 
 impl SiteSpec {
@@ -139,6 +146,7 @@ impl SiteSpec {
                 pue_schedule: schedule,
                 retired_at: self.retired_at,
                 allocation: self.allocation,
+                power_model: self.power_model,
             })
         })
     }
@@ -327,6 +335,7 @@ mod tests {
             pue_schedule: schedule,
             retired_at: None,
             allocation: Default::default(),
+            power_model: None,
         }
     }
 

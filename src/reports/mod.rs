@@ -215,7 +215,7 @@ impl ReportSources {
         filter: Option<Expr>,
         (from, to): (DateTime<Utc>, DateTime<Utc>),
         at: ReadAt,
-        models: &[PowerModel],
+        pricing: (&[PowerModel], &[Site]),
     ) -> Result<Energy, ReportError> {
         let measured = match at.readings {
             Some(version) => self
@@ -233,7 +233,7 @@ impl ReportSources {
         };
         let modelled = match at.usage {
             Some(version) => {
-                usage::load(&self.usage, models, customer, filter, (from, to), version).await?
+                usage::load(&self.usage, pricing, customer, filter, (from, to), version).await?
             }
             None => nothing()?,
         };
@@ -246,13 +246,13 @@ impl ReportSources {
         sites: &[&Id],
         span: (DateTime<Utc>, DateTime<Utc>),
         at: ReadAt,
-        models: &[PowerModel],
+        pricing: (&[PowerModel], &[Site]),
     ) -> Result<Energy, ReportError> {
         let any_site = sites
             .iter()
             .map(|s| col(readings::SITE).eq(lit(s.to_string())))
             .reduce(Expr::or);
-        self.energy(None, any_site, span, at, models).await
+        self.energy(None, any_site, span, at, pricing).await
     }
 
     /// The versions the tables and the registry stand at, as this replica has read them.
@@ -365,7 +365,7 @@ impl ReportSources {
                 filter,
                 (window.from, window.to),
                 read_at,
-                &models,
+                (&models, &sites),
             )
             .await?;
         let relevant = accounting::relevant_instruments(&sites, &instruments, &window);
@@ -396,7 +396,7 @@ impl ReportSources {
         ) {
             (Some(from), Some(to)) => {
                 let at_sites: Vec<&Id> = relevant.iter().map(|i| &i.site).collect();
-                self.site_energy(&at_sites, (from, to), read_at, &models)
+                self.site_energy(&at_sites, (from, to), read_at, (&models, &sites))
                     .await?
             }
             _ => no_energy()?,
@@ -412,8 +412,13 @@ impl ReportSources {
         let site_energy = if allocating.is_empty() {
             no_energy()?
         } else {
-            self.site_energy(&allocating, (span_from, span_to), read_at, &models)
-                .await?
+            self.site_energy(
+                &allocating,
+                (span_from, span_to),
+                read_at,
+                (&models, &sites),
+            )
+            .await?
         };
         let group_by = query.group_by.clone();
         let default_factors = self.default_factors.clone();

@@ -119,6 +119,17 @@ impl Entity for Site {
     fn key(&self) -> &Id {
         &self.id
     }
+    fn check_references(&self, data: &RegistryData) -> Result<(), RegistryError> {
+        match &self.power_model {
+            Some(model) if !data.power_models.contains_key(model) => {
+                Err(RegistryError::UnknownReference {
+                    kind: PowerModel::KIND,
+                    id: model.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
     fn table(data: &RegistryData) -> &BTreeMap<Id, Self> {
         &data.sites
     }
@@ -384,11 +395,16 @@ impl Entity for PowerModel {
     fn table_mut(data: &mut RegistryData) -> &mut BTreeMap<Id, Self> {
         &mut data.power_models
     }
-    /// Stored usage is priced with its model whenever a report runs: the model stays.
+    /// Stored usage is priced with its model whenever a report runs: the model stays, as it
+    /// does while a site names it as its default.
     fn referenced_by(key: &Id, data: &RegistryData) -> Option<String> {
-        data.power_models_in_use
-            .contains(key)
-            .then(|| "usage records".to_owned())
+        if data.power_models_in_use.contains(key) {
+            return Some("usage records".to_owned());
+        }
+        data.sites
+            .values()
+            .find(|site| site.power_model.as_ref() == Some(key))
+            .map(|site| format!("site {}", site.id))
     }
 }
 
@@ -703,6 +719,7 @@ mod tests {
             pue_schedule: vec![],
             retired_at: None,
             allocation: Default::default(),
+            power_model: None,
         }
         .parse(Id::parse(id).unwrap())
         .unwrap()

@@ -4,7 +4,7 @@
 use super::logged::{instants, LoggedTable, LoggedTableError, TableSpec};
 use super::readings::{CUSTOMER, DURATION_S, ENERGY_J, POWER_W, SITE, START, WORKLOAD};
 use crate::domain::usage::{Coefficients, PowerModel, Usage, CCF_DEFAULT, MAX_DURATION_S};
-use crate::domain::Id;
+use crate::domain::{Id, Site};
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use polars::prelude::*;
 
@@ -99,9 +99,44 @@ fn values(c: &Coefficients) -> [f64; 5] {
     ]
 }
 
+/// The default power model of each site that names one.
+const SITE_MODEL: &str = "site_power_model";
+
 /// Usage rows (as `LoggedTable::scan` gives them) priced into reading-shaped rows: `energy_j`
-/// from the record's power model, or Cloud Carbon Footprint's defaults where it names none.
-pub fn modelled(usage: LazyFrame, models: &[PowerModel]) -> PolarsResult<LazyFrame> {
+/// from the record's power model, else its site's, else Cloud Carbon Footprint's defaults.
+pub fn modelled(
+    usage: LazyFrame,
+    models: &[PowerModel],
+    sites: &[Site],
+) -> PolarsResult<LazyFrame> {
+    let defaults_of: Vec<&Site> = sites.iter().filter(|s| s.power_model.is_some()).collect();
+    let site_defaults = DataFrame::new(
+        defaults_of.len(),
+        vec![
+            Column::new(
+                SITE.into(),
+                defaults_of
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                SITE_MODEL.into(),
+                defaults_of
+                    .iter()
+                    .map(|s| s.power_model.as_ref().map(Id::as_str))
+                    .collect::<Vec<_>>(),
+            ),
+        ],
+    )?;
+    let usage = usage
+        .join(
+            site_defaults.lazy(),
+            [col(SITE)],
+            [col(SITE)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(coalesce(&[col(POWER_MODEL), col(SITE_MODEL)]).alias(POWER_MODEL));
     let mut columns = vec![Column::new(
         POWER_MODEL.into(),
         models.iter().map(|m| m.id.as_str()).collect::<Vec<&str>>(),
@@ -144,7 +179,7 @@ pub fn modelled(usage: LazyFrame, models: &[PowerModel]) -> PolarsResult<LazyFra
 /// The usage of `customer` (all when `None`) overlapping [from, to) matching `filter`, priced.
 pub async fn load(
     table: &LoggedTable,
-    models: &[PowerModel],
+    (models, sites): (&[PowerModel], &[Site]),
     customer: Option<&Id>,
     filter: Option<Expr>,
     (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
@@ -165,7 +200,7 @@ pub async fn load(
         )
         .await?
         .filter(col(START).lt(super::logged::instant(to.timestamp_micros())));
-    Ok(modelled(scan, models)?)
+    Ok(modelled(scan, models, sites)?)
 }
 
 #[cfg(test)]
@@ -203,13 +238,34 @@ mod tests {
             source: "test".into(),
         };
         let rows = frame(&[usage(None), usage(Some("arm"))]).unwrap();
-        let priced = modelled(rows.lazy(), &[model]).unwrap().collect().unwrap();
-        let energy = priced.column(ENERGY_J).unwrap().f64().unwrap();
+        let priced = |sites: &[Site]| {
+            let priced = modelled(rows.clone().lazy(), std::slice::from_ref(&model), sites)
+                .unwrap()
+                .collect()
+                .unwrap();
+            let energy = priced.column(ENERGY_J).unwrap().f64().unwrap().clone();
+            (energy.get(0).unwrap(), energy.get(1).unwrap())
+        };
         // Defaults: 229.508 W for an hour (see domain::usage). Arm: 16 x (0.5 + 0.5 x 1.0) = 16
         // W, 64 x 0.25 = 16 W, no GPU power: 32 W for an hour = 115,200 J.
-        let default_j = CCF_DEFAULT.watts(16.0, 64.0, 1.0, 0.5) * 3600.0;
-        assert!((energy.get(0).unwrap() - default_j).abs() < 1e-6);
-        assert!((energy.get(0).unwrap() - 229.508 * 3600.0).abs() < 1e-6);
-        assert!((energy.get(1).unwrap() - 115_200.0).abs() < 1e-6);
+        let (default_j, arm_j) = priced(&[]);
+        assert!((default_j - CCF_DEFAULT.watts(16.0, 64.0, 1.0, 0.5) * 3600.0).abs() < 1e-6);
+        assert!((default_j - 229.508 * 3600.0).abs() < 1e-6);
+        assert!((arm_j - 115_200.0).abs() < 1e-6);
+        // A site whose default is the Arm model prices the record that names none with it.
+        let mut fra1 = crate::domain::SiteSpec {
+            name: "Frankfurt 1".into(),
+            zone: "DE".into(),
+            pue: 1.5,
+            pue_schedule: vec![],
+            retired_at: None,
+            allocation: Default::default(),
+            power_model: None,
+        }
+        .parse(Id::parse("fra1").unwrap())
+        .unwrap();
+        fra1.power_model = Some(Id::parse("arm").unwrap());
+        let (site_default_j, _) = priced(&[fra1]);
+        assert!((site_default_j - 115_200.0).abs() < 1e-6);
     }
 }

@@ -171,6 +171,14 @@ async fn usage_is_modelled_flagged_and_counted_in_the_books() {
     close(&nine["unattributed_it_kwh"], 1.4895);
     // The model prices stored usage: it stays.
     assert_problem(app.delete("/v1/power-models/arm").await, 409, "in_use").await;
+    // A site's default model must exist.
+    let site = json!({"name": "Frankfurt 1", "zone": "DE", "pue": 1.5, "power_model": "cray"});
+    assert_problem(
+        app.put("/v1/sites/fra1", site).await,
+        422,
+        "unknown_power_model",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
