@@ -25,7 +25,7 @@ use crate::storage::{functional_units, meters, readings, Registry, RegistryError
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use series::{Counts, Delta, Resolution, State, Target, WindowKey, Windows};
-use state_store::StateStore;
+use state_store::{Seal, StateStore};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use utoipa::ToSchema;
@@ -414,7 +414,11 @@ impl Telemetry {
         match self.commit((batch, units, metered), delta, &ctx).await {
             Ok(()) => {
                 self.record(source, Ok((&counts, newest, state.series())));
-                self.snapshot_when_due(&state).await;
+                let sealed = self.seal_when_due(&state);
+                drop(state);
+                if let Some(sealed) = sealed {
+                    self.write_snapshot(sealed).await;
+                }
                 Ok(counts)
             }
             Err(error) => {
@@ -437,26 +441,32 @@ impl Telemetry {
         }
     }
 
-    async fn snapshot_when_due(&self, state: &State) {
-        let store = self.store.clone();
-        if !store
+    /// Seals the state's log when it is due, with the state as of the seal: call it while
+    /// holding the state (no change can be appended meanwhile).
+    fn seal_when_due(&self, state: &State) -> Option<(Seal, State)> {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if !store.wants_snapshot() {
+            return None;
+        }
+        match store.seal() {
+            Ok(seal) => Some((seal, state.clone())),
+            Err(error) => {
+                tracing::warn!(error = %error, "sealing the series log failed; it goes on");
+                None
+            }
+        }
+    }
+
+    /// Writes a sealed log's snapshot, away from the state's lock: requests go on meanwhile.
+    async fn write_snapshot(&self, (seal, state): (Seal, State)) {
+        let outcome = tokio::task::spawn_blocking(move || seal.write(&state)).await;
+        if let Ok(Err(error)) = outcome {
+            tracing::warn!(error = %error, "snapshotting the series state failed; its logs go on");
+        }
+        self.store
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .wants_snapshot()
-        {
-            return;
-        }
-        let snapshot = state.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .snapshot(&snapshot)
-        })
-        .await;
-        if let Ok(Err(error)) = outcome {
-            tracing::warn!(error = %error, "snapshotting the series state failed; its log goes on");
-        }
+            .sealed();
     }
 
     /// A window of a counter of things as one functional-unit count, its identity the window.
@@ -503,6 +513,9 @@ impl Telemetry {
         delta: Delta,
         ctx: &IngestContext<'_>,
     ) -> Result<(), TelemetryError> {
+        // The state's line is encoded on another thread while the readings are made durable; it
+        // is written only after them.
+        let line = tokio::task::spawn_blocking(move || state_store::encode(&delta));
         if !metered.is_empty() {
             let mut sites: Vec<Id> = metered.iter().map(|m| m.site.clone()).collect();
             sites.sort();
@@ -541,12 +554,15 @@ impl Telemetry {
                     .and_then(LoggedTable::prepare)?;
             ctx.functional_units.append(prepared).await?;
         }
+        let line = line
+            .await
+            .map_err(|e| TelemetryError::Task(e.to_string()))??;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .append(&delta)
+                .append_line(&line)
         })
         .await
         .map_err(|e| TelemetryError::Task(e.to_string()))??;
