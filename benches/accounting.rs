@@ -216,9 +216,9 @@ fn engine(
         &context,
         &window,
         group_by,
-        Energy::measured(scan(readings)).unwrap(),
-        Energy::measured(scan(readings).limit(0)).unwrap(),
-        Energy::measured(scan(readings).limit(0)).unwrap(),
+        Energy::measured(scan(readings)),
+        Energy::measured(scan(readings).limit(0)),
+        Energy::measured(scan(readings).limit(0)),
     )
     .unwrap();
     report.rows.height()

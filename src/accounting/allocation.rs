@@ -319,7 +319,7 @@ mod tests {
         let measured = || readings(&[("acme", "app", "2026-03-01T09:00:00Z", 3600, 3.6e6)]);
         let energy = || Energy {
             measured: measured(),
-            modelled: modelled(),
+            modelled: Some(modelled()),
         };
         let mut setup = setup;
         // The UPS: 2.424 kWh over the hour, twice the 1.212 kWh of the workloads.

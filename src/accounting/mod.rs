@@ -140,19 +140,20 @@ pub struct Inputs<'a> {
 }
 
 /// The energy a report splits: measured readings, and readings modelled from usage (priced by
-/// `storage::usage::modelled`), in the readings' columns.
+/// `storage::usage::modelled`), in the readings' columns; `None` where nothing is modelled, so
+/// the usual report splits one frame, as before usage existed.
 pub struct Energy {
     pub measured: LazyFrame,
-    pub modelled: LazyFrame,
+    pub modelled: Option<LazyFrame>,
 }
 
 impl Energy {
     /// Measured readings only.
-    pub fn measured(readings: LazyFrame) -> PolarsResult<Self> {
-        Ok(Self {
+    pub fn measured(readings: LazyFrame) -> Self {
+        Self {
             measured: readings,
-            modelled: crate::storage::readings::empty()?.lazy(),
-        })
+            modelled: None,
+        }
     }
 }
 
@@ -311,14 +312,15 @@ impl Timeline {
                 .split_lazy(readings)
                 .with_columns([lit(modelled).alias(MODELLED), lit(0.0).alias(RESERVED_KWH)])
         };
-        let parts = concat(
-            [
-                split(energy.measured, false),
-                split(energy.modelled, true),
-                self.reserved.clone().lazy(),
-            ],
-            UnionArgs::default(),
-        )?
+        let mut frames = vec![split(energy.measured, false)];
+        frames.extend(energy.modelled.map(|modelled| split(modelled, true)));
+        if self.reserved.height() > 0 {
+            frames.push(self.reserved.clone().lazy());
+        }
+        let parts = match frames.len() {
+            1 => frames.remove(0),
+            _ => concat(frames, UnionArgs::default())?,
+        }
         .join(
             self.segments.clone().lazy(),
             [col(SEG_ID)],

@@ -104,7 +104,7 @@ impl Setup {
     }
 
     pub fn run(&self, window: &Window, group_by: &[GroupKey], readings: LazyFrame) -> Report {
-        let energy = || Energy::measured(readings.clone()).unwrap();
+        let energy = || Energy::measured(readings.clone());
         self.run_energy(window, group_by, energy)
     }
 

@@ -232,10 +232,11 @@ impl ReportSources {
             None => nothing()?,
         };
         let modelled = match at.usage {
-            Some(version) => {
-                usage::load(&self.usage, pricing, customer, filter, (from, to), version).await?
-            }
-            None => nothing()?,
+            Some(None) if self.usage.is_empty().await => None,
+            Some(version) => Some(
+                usage::load(&self.usage, pricing, customer, filter, (from, to), version).await?,
+            ),
+            None => None,
         };
         Ok(Energy { measured, modelled })
     }
@@ -383,12 +384,7 @@ impl ReportSources {
             measured_pue::pieces(&metered),
             measured_pue::it_pieces(&metered),
         );
-        let no_energy = || -> Result<Energy, ReportError> {
-            Ok(Energy {
-                measured: nothing()?,
-                modelled: nothing()?,
-            })
-        };
+        let no_energy = || -> Result<Energy, ReportError> { Ok(Energy::measured(nothing()?)) };
         // Shares rest on all the energy of an instrument's whole period, whoever asks.
         let period_energy = match (
             relevant.iter().map(|i| i.from).min(),

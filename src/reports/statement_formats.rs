@@ -7,7 +7,7 @@ use crate::domain::InstrumentKind;
 use std::fmt::Write;
 
 /// Columns named like Google Cloud's carbon footprint export where they mean the same, in kg.
-const CSV_HEADER: [&str; 16] = [
+const CSV_HEADER: [&str; 18] = [
     "usage_month",
     "customer",
     "workload",
@@ -24,6 +24,8 @@ const CSV_HEADER: [&str; 16] = [
     "market_instrument_share",
     "carbon_footprint_kgCO2e.scope3.embodied",
     "embodied_known_share",
+    "modelled_it_energy_kwh",
+    "allocated_it_energy_kwh",
 ];
 
 /// Every statement's rows under one header, in the order given.
@@ -50,6 +52,8 @@ pub fn csv(statements: &[Statement]) -> Result<Vec<u8>, csv::Error> {
                 &row.figures.market_instrument_share.to_string(),
                 &kg(row.figures.embodied_gco2e),
                 &row.figures.embodied_known_share.to_string(),
+                &row.figures.modelled_it_energy_kwh.to_string(),
+                &row.figures.allocated_it_energy_kwh.to_string(),
             ])?;
         }
     }
@@ -179,6 +183,7 @@ th, td {{ border-bottom: 1px solid #ddd; padding: .25em .4em; text-align: left; 
 <div>Scope 2, location-based<b>{location} kgCO2e</b></div><div>Scope 2, market-based<b>{market} kgCO2e</b></div>
 </section>
 <p>Scope 3, embodied emissions of the hardware the workloads reserved: <strong>{embodied} kgCO2e</strong>, registered for {embodied_known}% of the IT energy.</p>
+<p>Of the IT energy, {measured_kwh} kWh was measured by meters, {modelled_kwh} kWh modelled from usage (no meter) and {allocated_kwh} kWh allocated from the site's own meters (idle and unmetered equipment). The site's meters measured the PUE for {pue_measured}% of the facility energy.</p>
 <p>Intensity behind the energy: actual {actual}%, estimated {estimated}%, forecast {forecast}%, carried forward {carried}%, default factor {default}%. Covered by instruments: {instrument_share}%.</p>
 <h2>By month, site and workload</h2>
 <table><thead><tr><th>Month</th><th>Site</th><th>Zone</th><th>Workload</th><th>IT kWh</th><th>Facility kWh</th><th>Location kgCO2e</th><th>Market kgCO2e</th></tr></thead>
@@ -207,6 +212,13 @@ th, td {{ border-bottom: 1px solid #ddd; padding: .25em .4em; text-align: left; 
         market = number(totals.market_emissions_gco2e / 1e3, 3),
         embodied = number(totals.embodied_gco2e / 1e3, 3),
         embodied_known = number(totals.embodied_known_share * 100.0, 1),
+        measured_kwh = number(
+            totals.attributed_it_energy_kwh - totals.modelled_it_energy_kwh,
+            3
+        ),
+        modelled_kwh = number(totals.modelled_it_energy_kwh, 3),
+        allocated_kwh = number(totals.allocated_it_energy_kwh, 3),
+        pue_measured = number(totals.pue_measured_share * 100.0, 1),
         actual = number(quality.actual * 100.0, 1),
         estimated = number(quality.estimated * 100.0, 1),
         forecast = number(quality.forecast * 100.0, 1),

@@ -277,8 +277,9 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
         lines[1].starts_with("2026-03-01,acme,api,fra1,DE,3,0.6,0.6,1,1.5,2026-03,1,"),
         "{csv}"
     );
-    // Scope 3: 28.538812785 g = 0.028538813 kg, for all of the energy.
-    assert!(lines[1].ends_with(",0.028538813,1"), "{csv}");
+    // Scope 3: 28.538812785 g = 0.028538813 kg, for all of the energy; nothing modelled or
+    // allocated.
+    assert!(lines[1].ends_with(",0.028538813,1,0,0"), "{csv}");
     let (status, page) = statement_at(
         &app,
         Some(&acme),
@@ -291,7 +292,9 @@ async fn a_closed_periods_statement_never_changes_and_is_sealed() {
         page.contains("<h1>Carbon statement: acme</h1>")
             && page.contains("0.600 kgCO2e")
             && page
-                .contains("<strong>0.029 kgCO2e</strong>, registered for 100.0% of the IT energy"),
+                .contains("<strong>0.029 kgCO2e</strong>, registered for 100.0% of the IT energy")
+            && page
+                .contains("Of the IT energy, 1.000 kWh was measured by meters, 0.000 kWh modelled"),
         "{page}"
     );
     assert!(!page.contains("<script"), "a printable page runs nothing");

@@ -239,6 +239,12 @@ impl LoggedTable {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner()).rows
     }
 
+    /// Whether nothing was ever committed or is waiting to be: a read would find no row, so a
+    /// caller can skip the read (reports skip usage where no workload is modelled).
+    pub async fn is_empty(&self) -> bool {
+        self.buffered_rows() == 0 && self.table_version().await.is_none()
+    }
+
     /// Makes a batch durable; when this returns Ok the batch survives any crash and reads see it.
     pub async fn append(&self, batch: PreparedBatch) -> Result<Lsn, LoggedTableError> {
         if self.buffered_rows() >= self.options.max_buffered_rows {
