@@ -1,0 +1,146 @@
+//! Which mapping a series falls under, and where its energy goes: a workload of a customer, a
+//! functional unit, or a site meter, each checked against the registry and the key's sites.
+use super::series::{Resolution, Target};
+use super::{IngestContext, Series};
+use crate::domain::mapping::{anchored, render, Mapping};
+use crate::domain::meter::MeterKind;
+use crate::domain::{Customer, Id, Site};
+use crate::storage::Registry;
+use std::collections::HashMap;
+
+/// Mappings in the order they are tried, with their matchers compiled.
+pub(super) struct Mappings(Vec<(Mapping, Vec<(String, regex::Regex)>)>);
+
+impl Mappings {
+    pub(super) fn load(registry: &Registry) -> Self {
+        let mut all: Vec<Mapping> = registry.list::<Mapping>();
+        all.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        Self(
+            all.into_iter()
+                .map(|m| {
+                    // Stored mappings passed validation, so every matcher compiles.
+                    let matchers = m
+                        .matchers
+                        .iter()
+                        .filter_map(|(l, r)| {
+                            Some((l.clone(), regex::Regex::new(&anchored(r)).ok()?))
+                        })
+                        .collect();
+                    (m, matchers)
+                })
+                .collect(),
+        )
+    }
+
+    pub(super) fn first_match(&self, series: &Series) -> Option<&Mapping> {
+        let name = series.label("__name__")?;
+        self.0
+            .iter()
+            .find(|(m, matchers)| {
+                m.metric == name
+                    && matchers
+                        .iter()
+                        .all(|(label, regex)| regex.is_match(series.label(label).unwrap_or("")))
+            })
+            .map(|(m, _)| m)
+    }
+}
+
+fn lookup(
+    mapping: &Mapping,
+    field: &str,
+    template: &str,
+    series: &Series,
+) -> Result<Id, &'static str> {
+    let rendered = render(template, &series.labels).map_err(|_| "missing_label")?;
+    let value = mapping
+        .maps
+        .get(field)
+        .and_then(|map| map.get(&rendered))
+        .cloned()
+        .unwrap_or(rendered);
+    Id::parse(&value).map_err(|_| "invalid_id")
+}
+
+pub(super) fn resolve(
+    mapping: &Mapping,
+    series: &Series,
+    ctx: &IngestContext<'_>,
+    sites: &HashMap<Id, Site>,
+    customers: &HashMap<Id, Customer>,
+) -> Resolution {
+    if let (Some(meter), Some(kind)) = (&mapping.meter, mapping.meter_kind) {
+        return resolve_meter(mapping, series, ctx, sites, (meter, kind));
+    }
+    let ids = (
+        lookup(mapping, "site", &mapping.site, series),
+        lookup(mapping, "customer", &mapping.customer, series),
+        lookup(mapping, "workload", &mapping.workload, series),
+    );
+    let (site, customer, workload) = match ids {
+        (Ok(s), Ok(c), Ok(w)) => (s, c, w),
+        (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => {
+            return Resolution::Refused(reason)
+        }
+    };
+    let Some(site_record) = sites.get(&site) else {
+        return Resolution::Refused("unknown_site");
+    };
+    let Some(customer_record) = customers.get(&customer) else {
+        return Resolution::Refused("unknown_customer");
+    };
+    if !ctx.grant.may_write_site(&site) {
+        return Resolution::Refused("site_not_allowed_for_key");
+    }
+    let until_ms = [site_record.retired_at, customer_record.retired_at]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.timestamp_millis());
+    Resolution::Mapped {
+        target: Target {
+            site: site.to_string(),
+            customer: customer.to_string(),
+            workload: workload.to_string(),
+            functional_unit: mapping.functional_unit.clone(),
+            meter_kind: None,
+        },
+        unit: mapping.unit,
+        until_ms,
+    }
+}
+
+/// A series mapped to a site meter: the site must exist and the key may write it.
+fn resolve_meter(
+    mapping: &Mapping,
+    series: &Series,
+    ctx: &IngestContext<'_>,
+    sites: &HashMap<Id, Site>,
+    (meter, kind): (&str, MeterKind),
+) -> Resolution {
+    let ids = (
+        lookup(mapping, "site", &mapping.site, series),
+        lookup(mapping, "meter", meter, series),
+    );
+    let (site, meter) = match ids {
+        (Ok(site), Ok(meter)) => (site, meter),
+        (Err(reason), _) | (_, Err(reason)) => return Resolution::Refused(reason),
+    };
+    let Some(site_record) = sites.get(&site) else {
+        return Resolution::Refused("unknown_site");
+    };
+    if !ctx.grant.may_write_site(&site) {
+        return Resolution::Refused("site_not_allowed_for_key");
+    }
+    Resolution::Mapped {
+        target: Target {
+            site: site.to_string(),
+            customer: String::new(),
+            workload: meter.to_string(),
+            functional_unit: None,
+            meter_kind: Some(kind),
+        },
+        unit: mapping.unit,
+        until_ms: site_record.retired_at.map(|t| t.timestamp_millis()),
+    }
+}
