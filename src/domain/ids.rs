@@ -28,6 +28,14 @@ impl Id {
     }
 }
 
+/// Each id once, in order: the sites or customers a batch names.
+pub fn distinct<'a>(ids: impl IntoIterator<Item = &'a Id>) -> Vec<Id> {
+    let mut ids: Vec<Id> = ids.into_iter().cloned().collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// A grid zone code as Electricity Maps writes them: an upper-case country code, then optional
 /// `-` separated parts (`GB`, `DE`, `US-CAL-CISO`, `GB-13`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]

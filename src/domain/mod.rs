@@ -13,7 +13,7 @@ mod registry;
 pub mod row;
 pub mod usage;
 
-pub use ids::{Id, ZoneCode};
+pub use ids::{distinct, Id, ZoneCode};
 pub use keys::{ApiKey, Grant, GrantFields, Role};
 pub use registry::{
     Allocation, Customer, CustomerSpec, Instrument, InstrumentKind, InstrumentSpec, PueEntry, Site,

@@ -5,7 +5,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, ErrorCode};
 use super::AppState;
 use crate::domain::row::Fields;
-use crate::domain::{FieldError, Id};
+use crate::domain::{distinct, FieldError, Id};
 use crate::ingest::records::{self, Schema};
 use crate::ingest::{self, Format};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
@@ -34,12 +34,6 @@ pub(super) fn known<E: Entity<Key = Id>>(state: &AppState) -> HashSet<String> {
         .iter()
         .map(Id::to_string)
         .collect()
-}
-
-fn distinct(mut ids: Vec<Id>) -> Vec<Id> {
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 /// The number of records made durable in `table`, or why none were.
@@ -75,9 +69,9 @@ pub(super) async fn accept<T: 'static>(
         };
         let batch = records::parse(format, &body, schema, max_rows)?;
         let owners: Vec<(&Id, Option<&Id>)> = batch.iter().map(kind.owners).collect();
-        let sites = distinct(owners.iter().map(|(site, _)| (*site).clone()).collect());
-        let customers = distinct(owners.iter().filter_map(|(_, c)| c.cloned()).collect());
-        let models = distinct(batch.iter().filter_map(kind.power_model).cloned().collect());
+        let sites = distinct(owners.iter().map(|(site, _)| *site));
+        let customers = distinct(owners.iter().filter_map(|(_, c)| *c));
+        let models = distinct(batch.iter().filter_map(kind.power_model));
         if let Some(site) = sites.iter().find(|site| !grant.may_write_site(site)) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,

@@ -54,27 +54,24 @@ fn floats(
         .map_err(|e| wrong_type(name, e))
 }
 
-/// `start` as microseconds: any Arrow timestamp unit, naive or zoned (instants either way).
-fn start_micros(frame: &DataFrame) -> Result<Int64Chunked, IngestError> {
-    let values = column(frame, "start")?;
+/// A timestamp column as microseconds: any Arrow timestamp unit, naive or zoned (instants
+/// either way).
+pub(super) fn micros(name: &str, values: &Column) -> Result<Int64Chunked, IngestError> {
     let DataType::Datetime(unit, _) = values.dtype() else {
         return Err(wrong_type(
-            "start",
+            name,
             polars_err!(SchemaMismatch: "expected a timestamp, found {}", values.dtype()),
         ));
     };
-    let scale = match unit {
-        TimeUnit::Nanoseconds => 1_000,
-        TimeUnit::Microseconds | TimeUnit::Milliseconds => 1,
-    };
     let physical = values
         .datetime()
-        .map_err(|e| wrong_type("start", e))?
+        .map_err(|e| wrong_type(name, e))?
         .physical()
         .clone();
     Ok(match unit {
+        TimeUnit::Nanoseconds => physical.apply_values(|ns| ns / 1_000),
+        TimeUnit::Microseconds => physical,
         TimeUnit::Milliseconds => physical.apply_values(|ms| ms.saturating_mul(1_000)),
-        _ => physical.apply_values(|v| v / scale),
     })
 }
 
@@ -115,7 +112,9 @@ pub fn parse(
         customer.downcast_as_array(),
         workload.downcast_as_array(),
     );
-    let start = start_micros(&frame)?.rechunk().into_owned();
+    let start = micros("start", column(&frame, "start")?)?
+        .rechunk()
+        .into_owned();
     let start = start.downcast_as_array();
     let numbers = |name, required| -> Result<Option<Float64Chunked>, IngestError> {
         Ok(floats(&frame, name, required)?.map(|c| c.rechunk().into_owned()))

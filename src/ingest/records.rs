@@ -120,26 +120,18 @@ fn owned_cells(column: &polars::prelude::Column) -> Vec<Option<Owned>> {
                 .collect(),
             Err(_) => (0..height).map(|_| Some(Owned::Other)).collect(),
         },
-        DataType::Datetime(unit, _) => {
-            let per_micro = |v: i64| match unit {
-                TimeUnit::Nanoseconds => v / 1_000,
-                TimeUnit::Microseconds => v,
-                TimeUnit::Milliseconds => v.saturating_mul(1_000),
-            };
-            match column.datetime() {
-                Ok(values) => values
-                    .physical()
-                    .iter()
-                    .map(|v| {
-                        let at = chrono::DateTime::from_timestamp_micros(per_micro(v?));
-                        Some(at.map_or(Owned::Other, |t| {
-                            Owned::Text(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-                        }))
-                    })
-                    .collect(),
-                Err(_) => (0..height).map(|_| Some(Owned::Other)).collect(),
-            }
-        }
+        DataType::Datetime(..) => match super::arrow::micros(column.name(), column) {
+            Ok(values) => values
+                .iter()
+                .map(|us| {
+                    let at = chrono::DateTime::from_timestamp_micros(us?);
+                    Some(at.map_or(Owned::Other, |t| {
+                        Owned::Text(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                    }))
+                })
+                .collect(),
+            Err(_) => (0..height).map(|_| Some(Owned::Other)).collect(),
+        },
         dtype if dtype.is_primitive_numeric() => {
             match column
                 .cast(&DataType::Float64)

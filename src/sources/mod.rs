@@ -19,7 +19,7 @@ mod state_store;
 use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
-use crate::domain::{Customer, Grant, Id, Site};
+use crate::domain::{distinct, Customer, Grant, Id, Site};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
@@ -140,6 +140,23 @@ pub struct IngestContext<'a> {
     pub grant: &'a Grant,
     pub now: DateTime<Utc>,
     pub max_power_w: f64,
+}
+
+/// Marks the sites and customers as holding data, then makes `frame`'s rows durable in `table`.
+async fn durable(
+    ctx: &IngestContext<'_>,
+    table: &LoggedTable,
+    (sites, customers): (Vec<Id>, Vec<Id>),
+    frame: impl FnOnce() -> polars::prelude::PolarsResult<polars::prelude::DataFrame> + Send + 'static,
+) -> Result<(), TelemetryError> {
+    ctx.registry
+        .mark_with_readings("telemetry", &sites, &customers)
+        .await?;
+    let prepared = crate::storage::logged::blocking(frame)
+        .await
+        .and_then(LoggedTable::prepare)?;
+    table.append(prepared).await?;
+    Ok(())
 }
 
 pub struct Telemetry {
@@ -380,42 +397,21 @@ impl Telemetry {
         // is written only after them.
         let line = tokio::task::spawn_blocking(move || state_store::encode(&delta));
         if !metered.is_empty() {
-            let mut sites: Vec<Id> = metered.iter().map(|m| m.site.clone()).collect();
-            sites.sort();
-            sites.dedup();
-            ctx.registry
-                .mark_with_readings("telemetry", &sites, &[])
-                .await?;
-            let prepared = crate::storage::logged::blocking(move || meters::frame(&metered))
-                .await
-                .and_then(LoggedTable::prepare)?;
-            ctx.meters.append(prepared).await?;
+            let sites = distinct(metered.iter().map(|m| &m.site));
+            let frame = move || meters::frame(&metered);
+            durable(ctx, ctx.meters, (sites, Vec::new()), frame).await?;
         }
         if !batch.is_empty() {
-            ctx.registry
-                .mark_with_readings("telemetry", &batch.site.ids(), &batch.customer.ids())
-                .await?;
-            let prepared = crate::storage::logged::blocking(move || readings::frame(batch))
-                .await
-                .and_then(LoggedTable::prepare)?;
-            ctx.readings.append(prepared).await?;
+            let owners = (batch.site.ids(), batch.customer.ids());
+            durable(ctx, ctx.readings, owners, move || readings::frame(batch)).await?;
         }
         if !units.is_empty() {
-            let ids = |f: fn(&FunctionalUnit) -> &Id| {
-                let mut ids: Vec<Id> = units.iter().map(f).cloned().collect();
-                ids.sort();
-                ids.dedup();
-                ids
-            };
-            let (sites, customers) = (ids(|u| &u.site), ids(|u| &u.customer));
-            ctx.registry
-                .mark_with_readings("telemetry", &sites, &customers)
-                .await?;
-            let prepared =
-                crate::storage::logged::blocking(move || functional_units::frame(&units))
-                    .await
-                    .and_then(LoggedTable::prepare)?;
-            ctx.functional_units.append(prepared).await?;
+            let owners = (
+                distinct(units.iter().map(|u| &u.site)),
+                distinct(units.iter().map(|u| &u.customer)),
+            );
+            let frame = move || functional_units::frame(&units);
+            durable(ctx, ctx.functional_units, owners, frame).await?;
         }
         let line = line
             .await

@@ -1,6 +1,8 @@
 //! The functional-units table: counts per workload and interval (the R of the SCI), durable and
 //! newest-wins by identity, like readings.
-use super::logged::{blocking, instant, instants, LoggedTable, LoggedTableError, TableSpec};
+use super::logged::{
+    blocking, instant, instants, numbers, texts, LoggedTable, LoggedTableError, TableSpec,
+};
 use super::readings::{CUSTOMER, DURATION_S, SITE, START, WORKLOAD};
 use crate::domain::functional_unit::{FunctionalUnit, MAX_DURATION_S};
 use crate::domain::Id;
@@ -39,25 +41,16 @@ pub const SPEC: TableSpec = TableSpec {
 
 /// Checked counts as the table's columns.
 pub fn frame(units: &[FunctionalUnit]) -> PolarsResult<DataFrame> {
-    let text = |name: &str, f: fn(&FunctionalUnit) -> &str| {
-        Column::new(name.into(), units.iter().map(f).collect::<Vec<&str>>())
-    };
     DataFrame::new(
         units.len(),
         vec![
-            text(SITE, |u| u.site.as_str()),
-            text(CUSTOMER, |u| u.customer.as_str()),
-            text(WORKLOAD, |u| u.workload.as_str()),
+            texts(SITE, units, |u| u.site.as_str()),
+            texts(CUSTOMER, units, |u| u.customer.as_str()),
+            texts(WORKLOAD, units, |u| u.workload.as_str()),
             instants(START, units.iter().map(|u| u.start.timestamp_micros()))?,
-            Column::new(
-                DURATION_S.into(),
-                units.iter().map(|u| u.duration_s).collect::<Vec<i64>>(),
-            ),
-            text(UNIT, |u| &u.unit),
-            Column::new(
-                COUNT.into(),
-                units.iter().map(|u| u.count).collect::<Vec<f64>>(),
-            ),
+            numbers(DURATION_S, units, |u| u.duration_s),
+            texts(UNIT, units, |u| &u.unit),
+            numbers(COUNT, units, |u| u.count),
         ],
     )
 }

@@ -1,6 +1,8 @@
 //! The meters table: every site meter's energy per interval, newest-wins by (site, meter, start)
 //! so a re-sent or corrected meter reading replaces the earlier one.
-use super::logged::{blocking, instant, instants, LoggedTable, LoggedTableError, TableSpec};
+use super::logged::{
+    blocking, instant, instants, numbers, texts, LoggedTable, LoggedTableError, TableSpec,
+};
 use super::readings::{DURATION_S, ENERGY_J, SITE, START};
 use crate::domain::meter::{MeterKind, MeterReading, MAX_DURATION_S};
 use crate::domain::Id;
@@ -36,24 +38,15 @@ pub const SPEC: TableSpec = TableSpec {
 
 /// Checked meter readings as the table's columns.
 pub fn frame(readings: &[MeterReading]) -> PolarsResult<DataFrame> {
-    let text = |name: &str, f: fn(&MeterReading) -> &str| {
-        Column::new(name.into(), readings.iter().map(f).collect::<Vec<&str>>())
-    };
     DataFrame::new(
         readings.len(),
         vec![
-            text(SITE, |r| r.site.as_str()),
-            text(METER, |r| r.meter.as_str()),
-            text(KIND, |r| r.kind.as_str()),
+            texts(SITE, readings, |r| r.site.as_str()),
+            texts(METER, readings, |r| r.meter.as_str()),
+            texts(KIND, readings, |r| r.kind.as_str()),
             instants(START, readings.iter().map(|r| r.start.timestamp_micros()))?,
-            Column::new(
-                DURATION_S.into(),
-                readings.iter().map(|r| r.duration_s).collect::<Vec<i64>>(),
-            ),
-            Column::new(
-                ENERGY_J.into(),
-                readings.iter().map(|r| r.energy_j).collect::<Vec<f64>>(),
-            ),
+            numbers(DURATION_S, readings, |r| r.duration_s),
+            numbers(ENERGY_J, readings, |r| r.energy_j),
         ],
     )
 }

@@ -1,7 +1,7 @@
 //! The usage table: vCPU, memory and GPU hours per workload and interval, durable and
 //! newest-wins by a reading's identity. Reports price it with the power models in force when
 //! they run (`modelled`), so a corrected model needs no rewrite of the table.
-use super::logged::{instants, LoggedTable, LoggedTableError, TableSpec};
+use super::logged::{instants, numbers, texts, LoggedTable, LoggedTableError, TableSpec};
 use super::readings::{CUSTOMER, DURATION_S, ENERGY_J, POWER_W, SITE, START, WORKLOAD};
 use crate::domain::usage::{Coefficients, PowerModel, Usage, CCF_DEFAULT, MAX_DURATION_S};
 use crate::domain::{Id, Site};
@@ -44,27 +44,18 @@ pub const SPEC: TableSpec = TableSpec {
 
 /// Checked usage as the table's columns.
 pub fn frame(usage: &[Usage]) -> PolarsResult<DataFrame> {
-    let text = |name: &str, f: fn(&Usage) -> &str| {
-        Column::new(name.into(), usage.iter().map(f).collect::<Vec<&str>>())
-    };
-    let number = |name: &str, f: fn(&Usage) -> f64| {
-        Column::new(name.into(), usage.iter().map(f).collect::<Vec<f64>>())
-    };
     DataFrame::new(
         usage.len(),
         vec![
-            text(SITE, |u| u.site.as_str()),
-            text(CUSTOMER, |u| u.customer.as_str()),
-            text(WORKLOAD, |u| u.workload.as_str()),
+            texts(SITE, usage, |u| u.site.as_str()),
+            texts(CUSTOMER, usage, |u| u.customer.as_str()),
+            texts(WORKLOAD, usage, |u| u.workload.as_str()),
             instants(START, usage.iter().map(|u| u.start.timestamp_micros()))?,
-            Column::new(
-                DURATION_S.into(),
-                usage.iter().map(|u| u.duration_s).collect::<Vec<i64>>(),
-            ),
-            number(VCPU_HOURS, |u| u.vcpu_hours),
-            number(MEMORY_GB_HOURS, |u| u.memory_gb_hours),
-            number(GPU_HOURS, |u| u.gpu_hours),
-            number(UTILISATION, |u| u.utilisation),
+            numbers(DURATION_S, usage, |u| u.duration_s),
+            numbers(VCPU_HOURS, usage, |u| u.vcpu_hours),
+            numbers(MEMORY_GB_HOURS, usage, |u| u.memory_gb_hours),
+            numbers(GPU_HOURS, usage, |u| u.gpu_hours),
+            numbers(UTILISATION, usage, |u| u.utilisation),
             Column::new(
                 POWER_MODEL.into(),
                 usage

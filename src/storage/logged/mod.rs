@@ -134,6 +134,22 @@ pub fn instant(us: i64) -> Expr {
     lit(us).cast(utc_micros())
 }
 
+/// One text field of each record as a column named `name`.
+pub fn texts<T>(name: &str, records: &[T], field: fn(&T) -> &str) -> Column {
+    Column::new(
+        name.into(),
+        records.iter().map(field).collect::<Vec<&str>>(),
+    )
+}
+
+/// One number field of each record as a column named `name`.
+pub fn numbers<T, N>(name: &str, records: &[T], field: fn(&T) -> N) -> Column
+where
+    Series: NamedFrom<Vec<N>, [N]>,
+{
+    Column::new(name.into(), records.iter().map(field).collect::<Vec<N>>())
+}
+
 /// Microsecond instants as a column of UTC timestamps named `name`.
 pub fn instants(name: &str, values: impl Iterator<Item = i64>) -> PolarsResult<Column> {
     Column::new(name.into(), values.collect::<Vec<i64>>()).cast(&utc_micros())
