@@ -60,7 +60,12 @@ async fn sigkill_under_load_loses_no_acknowledged_reading() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    // A request caught by the kill must end as an error, never hang the test: the kernel resets
+    // the server's sockets, but a bounded wait does not rest on it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     // Acknowledged readings: workload -> highest first row index acknowledged in order.
     let acknowledged: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
 
