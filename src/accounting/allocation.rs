@@ -318,6 +318,7 @@ mod tests {
         };
         let measured = || readings(&[("acme", "app", "2026-03-01T09:00:00Z", 3600, 3.6e6)]);
         let energy = || Energy {
+            pieces: None,
             measured: measured(),
             modelled: Some(modelled()),
         };

@@ -10,6 +10,9 @@ pub mod measured_pue;
 mod parts;
 #[cfg(test)]
 mod properties;
+pub mod rollup;
+#[cfg(test)]
+mod rollup_properties;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -61,6 +64,9 @@ const FALLBACK_KWH: &str = "fallback_kwh";
 const COVERED: &str = "market_covered";
 const COVERED_KWH: &str = "covered_kwh";
 const SHARE: &str = "share";
+/// Readings the totals count: a reading across a bucket edge counts in both buckets' rows, once
+/// in the totals (pieces carry the two counts apart, see `rollup`).
+const READINGS_TOTAL: &str = "readings_in_total";
 const WHOLE_READINGS: &str = "whole_readings";
 const SPLIT_READINGS: &str = "split_readings";
 const INTENSITY_KWH: &str = "kwh_with_intensity";
@@ -213,36 +219,7 @@ pub fn footprint(
     period_readings: Energy,
     site_readings: Energy,
 ) -> PolarsResult<Report> {
-    let start = window.from - timeline::LOOKBACK;
-    let mut pieces = HashMap::new();
-    for site in context.sites {
-        if pieces.contains_key(&site.zone) {
-            continue;
-        }
-        let points: Vec<_> = context
-            .points
-            .iter()
-            .filter(|p| p.zone == site.zone)
-            .cloned()
-            .collect();
-        let default = context
-            .zones
-            .get(&site.zone)
-            .and_then(|z| z.default_gco2e_per_kwh)
-            .or_else(|| {
-                crate::domain::default_factors::lookup(context.default_factors, &site.zone)
-            });
-        pieces.insert(
-            site.zone.clone(),
-            timeline::zone_pieces(
-                &points,
-                default,
-                context.max_carry_forward,
-                start,
-                window.to,
-            ),
-        );
-    }
+    let pieces = intensity_pieces(context, window);
     let instruments = context.relevant_instruments(window);
     let allocation = allocations(context, window, &instruments, site_readings)?;
     let every_customer = context.capacities.unscoped();
@@ -285,6 +262,44 @@ pub fn footprint(
         rows: embodied::with_embodied(rows, &embodied, &keys, &FIGURES)?.collect()?,
         totals: embodied::with_embodied(totals, &embodied, &[], &FIGURES)?.collect()?,
     })
+}
+
+/// Each site zone's intensity pieces over a report's timeline.
+fn intensity_pieces(
+    context: &Context<'_>,
+    window: &Window,
+) -> HashMap<ZoneCode, Vec<timeline::IntensityPiece>> {
+    let start = window.from - timeline::LOOKBACK;
+    let mut pieces = HashMap::new();
+    for site in context.sites {
+        if pieces.contains_key(&site.zone) {
+            continue;
+        }
+        let points: Vec<_> = context
+            .points
+            .iter()
+            .filter(|p| p.zone == site.zone)
+            .cloned()
+            .collect();
+        let default = context
+            .zones
+            .get(&site.zone)
+            .and_then(|z| z.default_gco2e_per_kwh)
+            .or_else(|| {
+                crate::domain::default_factors::lookup(context.default_factors, &site.zone)
+            });
+        pieces.insert(
+            site.zone.clone(),
+            timeline::zone_pieces(
+                &points,
+                default,
+                context.max_carry_forward,
+                start,
+                window.to,
+            ),
+        );
+    }
+    pieces
 }
 
 /// The figures `aggregate` gives every group, after its keys.
@@ -391,7 +406,10 @@ pub fn aggregate(parts: LazyFrame, keys: &[&str]) -> LazyFrame {
         col(KNOWN_KWH).sum().alias(KNOWN_KWH),
         col(MEASURED_PUE_KWH).sum().alias(MEASURED_PUE_KWH),
         col(MODELLED_KWH).sum().alias(MODELLED_KWH),
-        col(READINGS).sum().alias(WHOLE_READINGS),
+        match keys.is_empty() {
+            true => col(READINGS_TOTAL).sum().alias(WHOLE_READINGS),
+            false => col(READINGS).sum().alias(WHOLE_READINGS),
+        },
         col(READING_ID)
             .drop_nulls()
             .n_unique()

@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 /// The energy a report splits: measured readings, and readings modelled from usage (priced by
 /// `storage::usage::modelled`), in the readings' columns; `None` where nothing is modelled, so
-/// the usual report splits one frame, as before usage existed.
+/// the usual report splits one frame, as before usage existed. Measured energy that energy
+/// rollups serve comes as `pieces` (see `rollup`), the rest as readings.
 pub struct Energy {
     pub measured: LazyFrame,
     pub modelled: Option<LazyFrame>,
+    pub pieces: Option<LazyFrame>,
 }
 
 impl Energy {
@@ -26,6 +28,7 @@ impl Energy {
         Self {
             measured: readings,
             modelled: None,
+            pieces: None,
         }
     }
 }
@@ -187,6 +190,12 @@ impl Timeline {
         };
         let mut frames = vec![split(energy.measured, false)];
         frames.extend(energy.modelled.map(|modelled| split(modelled, true)));
+        frames.extend(energy.pieces.map(|pieces| {
+            self.splitter
+                .clone()
+                .split_pieces_lazy(pieces)
+                .with_columns([lit(false).alias(MODELLED), lit(0.0).alias(RESERVED_KWH)])
+        }));
         if self.reserved.height() > 0 {
             frames.push(self.reserved.clone().lazy());
         }
@@ -277,6 +286,7 @@ fn reserved_parts(segments: &[Segment], inputs: &Inputs<'_>) -> PolarsResult<Dat
             Column::new(WORKLOAD.into(), vec![RESERVED_WORKLOAD; height]),
             Column::new(ENERGY_J.into(), vec![0.0; height]),
             Column::new(READINGS.into(), vec![0i64; height]),
+            Column::new(READINGS_TOTAL.into(), vec![0i64; height]),
             Column::new(SHARE.into(), vec![1.0; height]),
             Column::new(READING_ID.into(), vec![None::<i64>; height]),
             Column::new(MODELLED.into(), vec![false; height]),

@@ -12,7 +12,8 @@
 //! This loop finds runs of rows whose string views equal the previous row's, so names are hashed
 //! once per run, and searches for a segment only when a reading leaves the previous one: about
 //! 8 ns a reading on one core, and the whole engine takes 0.16 s (README, Benchmarks).
-use super::{ENERGY_J, READINGS, READING_ID, SEG_ID, SHARE};
+use super::rollup::{COUNT_ROWS, COUNT_TOTAL, PIECE_END};
+use super::{ENERGY_J, READINGS, READINGS_TOTAL, READING_ID, SEG_ID, SHARE};
 use crate::storage::readings::{CUSTOMER, DURATION_S, POWER_W, SITE, START, WORKLOAD};
 use polars::prelude::*;
 use std::collections::HashMap;
@@ -32,9 +33,21 @@ pub struct Splitter {
     next_reading_id: AtomicI64,
 }
 
-/// The columns `split` reads, in this order.
+/// The columns `split` reads from readings, in this order.
 const INPUT: [&str; 7] = [
     SITE, CUSTOMER, WORKLOAD, START, DURATION_S, ENERGY_J, POWER_W,
+];
+
+/// The columns `split` reads from pieces (see `rollup`), in this order.
+const PIECE_INPUT: [&str; 8] = [
+    SITE,
+    CUSTOMER,
+    WORKLOAD,
+    START,
+    PIECE_END,
+    ENERGY_J,
+    COUNT_ROWS,
+    COUNT_TOTAL,
 ];
 
 fn parts_schema() -> SchemaRef {
@@ -44,6 +57,7 @@ fn parts_schema() -> SchemaRef {
         Field::new(WORKLOAD.into(), DataType::String),
         Field::new(ENERGY_J.into(), DataType::Float64),
         Field::new(READINGS.into(), DataType::Int64),
+        Field::new(READINGS_TOTAL.into(), DataType::Int64),
         Field::new(SHARE.into(), DataType::Float64),
         Field::new(READING_ID.into(), DataType::Int64),
     ]))
@@ -58,6 +72,8 @@ struct Parts<'a> {
     workload: Vec<&'a str>,
     energy_j: Vec<f64>,
     readings: Vec<i64>,
+    /// Readings counted in the totals: differs from `readings` only for pieces (see `rollup`).
+    readings_total: Vec<i64>,
     share: Vec<f64>,
     reading_id: Vec<Option<i64>>,
 }
@@ -65,17 +81,26 @@ struct Parts<'a> {
 impl<'a> Parts<'a> {
     /// A row for readings summed whole in `seg`: their energy and count are added to it later.
     fn push_sum(&mut self, seg: usize, group: &Group<'a>) -> usize {
-        self.push(seg, group, 0.0, 1.0, None);
+        self.push(seg, group, (0.0, 1.0), None, (0, 0));
         self.seg_id.len() - 1
     }
 
-    fn push(&mut self, seg: usize, group: &Group<'a>, energy_j: f64, share: f64, id: Option<i64>) {
+    /// A part: `(energy_j, share)` of its reading, its id if the reading is counted by id across
+    /// all its parts, else its `(readings, readings_total)` counts.
+    fn push(
+        &mut self,
+        seg: usize,
+        group: &Group<'a>,
+        (energy_j, share): (f64, f64),
+        id: Option<i64>,
+        (readings, readings_total): (i64, i64),
+    ) {
         self.seg_id.push(seg as i64);
         self.customer.push(group.customer);
         self.workload.push(group.workload);
         self.energy_j.push(energy_j);
-        // A split reading is counted by its id, across all its parts.
-        self.readings.push(0);
+        self.readings.push(readings);
+        self.readings_total.push(readings_total);
         self.share.push(share);
         self.reading_id.push(id);
     }
@@ -89,6 +114,7 @@ impl<'a> Parts<'a> {
                 Column::new(WORKLOAD.into(), self.workload),
                 Column::new(ENERGY_J.into(), self.energy_j),
                 Column::new(READINGS.into(), self.readings),
+                Column::new(READINGS_TOTAL.into(), self.readings_total),
                 Column::new(SHARE.into(), self.share),
                 Column::new(READING_ID.into(), self.reading_id),
             ],
@@ -144,10 +170,21 @@ impl Splitter {
     /// `readings` as parts (see the module's note), as a streaming polars map.
     pub fn split_lazy(self: Arc<Self>, readings: LazyFrame) -> LazyFrame {
         readings.select(INPUT.map(col)).map(
-            move |frame| self.split(&frame),
+            move |frame| self.split(&frame, false),
             OptFlags::STREAMING,
             Some(Arc::new(|_: &Schema| Ok(parts_schema()))),
             Some("split readings against segments"),
+        )
+    }
+
+    /// `pieces` (see `rollup`) as parts: like readings, but each piece brings its own counts,
+    /// which go to its first part (a piece never spans two of a report's groups).
+    pub fn split_pieces_lazy(self: Arc<Self>, pieces: LazyFrame) -> LazyFrame {
+        pieces.select(PIECE_INPUT.map(col)).map(
+            move |frame| self.split(&frame, true),
+            OptFlags::STREAMING,
+            Some(Arc::new(|_: &Schema| Ok(parts_schema()))),
+            Some("split pieces against segments"),
         )
     }
 
@@ -158,7 +195,7 @@ impl Splitter {
         (time < self.ends[index]).then_some(index)
     }
 
-    fn split(&self, frame: &DataFrame) -> PolarsResult<DataFrame> {
+    fn split(&self, frame: &DataFrame, pieces: bool) -> PolarsResult<DataFrame> {
         let names = [SITE, CUSTOMER, WORKLOAD].map(|name| frame.column(name).map(strings));
         let [site, customer, workload] = names;
         let (site, customer, workload) = (site??, customer??, workload??);
@@ -168,9 +205,34 @@ impl Splitter {
             workload.downcast_as_array(),
         );
         let start = i64_values(frame.column(START)?)?;
-        let duration = i64_values(frame.column(DURATION_S)?)?;
-        let (start, duration) = (start.cont_slice()?, duration.cont_slice()?);
-        let joules = joules(frame, duration)?;
+        let start = start.cont_slice()?;
+        let (end, joules, counts) = match pieces {
+            false => {
+                let duration = i64_values(frame.column(DURATION_S)?)?;
+                let duration = duration.cont_slice()?;
+                let end = (start.iter().zip(duration))
+                    .map(|(start, duration)| start + duration * MICROS)
+                    .collect::<Vec<i64>>();
+                (end, joules(frame, duration)?, None)
+            }
+            true => {
+                let energy = frame.column(ENERGY_J)?.f64()?.rechunk();
+                let counts = (
+                    i64_values(frame.column(COUNT_ROWS)?)?,
+                    i64_values(frame.column(COUNT_TOTAL)?)?,
+                );
+                (
+                    i64_values(frame.column(PIECE_END)?)?.cont_slice()?.to_vec(),
+                    energy.cont_slice()?.to_vec(),
+                    Some(counts),
+                )
+            }
+        };
+        let counts = match &counts {
+            Some((rows, total)) => Some((rows.cont_slice()?, total.cont_slice()?)),
+            None => None,
+        };
+        let count = |row: usize| counts.map_or((1, 1), |(rows, total)| (rows[row], total[row]));
 
         let mut groups: PlHashMap<(&str, &str, &str), Group<'_>> = PlHashMap::new();
         let mut sums: PlHashMap<(u32, usize), usize> = PlHashMap::new();
@@ -213,7 +275,7 @@ impl Splitter {
             // The sum the previous whole reading went to: consecutive readings usually share it.
             let mut sum: Option<usize> = None;
             for row in run {
-                let (from, to) = (start[row], start[row] + duration[row] * MICROS);
+                let (from, to) = (start[row], end[row]);
                 if !(self.starts[segment] <= from && from < self.ends[segment]) {
                     let Some(found) = self.segment_at(segments, from) else {
                         continue; // before the timeline: such a reading ends before the window
@@ -227,18 +289,31 @@ impl Splitter {
                             .entry((group.index, segment))
                             .or_insert_with(|| parts.push_sum(segment, &group))
                     });
+                    let (readings, readings_total) = count(row);
                     parts.energy_j[slot] += joules[row];
-                    parts.readings[slot] += 1;
+                    parts.readings[slot] += readings;
+                    parts.readings_total[slot] += readings_total;
                     continue;
                 }
-                let id = self.next_reading_id.fetch_add(1, Ordering::Relaxed);
+                // A reading is counted by its id in every group it has a part in; a piece by its
+                // counts, on its first part.
+                let id = match counts {
+                    None => Some(self.next_reading_id.fetch_add(1, Ordering::Relaxed)),
+                    Some(_) => None,
+                };
+                let mut counted = count(row);
                 let length = (to - from) as f64;
                 for seg in segment..segments.end {
                     if self.starts[seg] >= to {
                         break;
                     }
                     let overlap = to.min(self.ends[seg]) - from.max(self.starts[seg]);
-                    parts.push(seg, &group, joules[row], overlap as f64 / length, Some(id));
+                    let counts = match id {
+                        Some(_) => (0, 0),
+                        None => std::mem::take(&mut counted),
+                    };
+                    let share = overlap as f64 / length;
+                    parts.push(seg, &group, (joules[row], share), id, counts);
                 }
             }
         }
@@ -247,7 +322,7 @@ impl Splitter {
 }
 
 /// Each reading's energy: `energy_j`, or `power_w` over its duration.
-fn joules(frame: &DataFrame, duration_s: &[i64]) -> PolarsResult<Vec<f64>> {
+pub(super) fn joules(frame: &DataFrame, duration_s: &[i64]) -> PolarsResult<Vec<f64>> {
     let energy = frame.column(ENERGY_J)?.f64()?.rechunk();
     let all_energy = energy.null_count() == 0;
     let energy = energy.downcast_as_array();

@@ -286,16 +286,47 @@ fn pue_at(site: &Site, t: DateTime<Utc>) -> f64 {
         .map_or(site.pue, |entry| entry.pue)
 }
 
+/// Every instant at which something about `site` changes in a timeline over `window` (some lie
+/// outside it): the timeline's own ends, `bucket_edges`, intensity pieces, PUE schedule entries,
+/// instrument periods, reservations, meters' pieces and reserved capacity.
+pub fn site_edges(
+    inputs: &super::Inputs<'_>,
+    site: &Site,
+    window: &Window,
+    bucket_edges: &[DateTime<Utc>],
+) -> BTreeSet<DateTime<Utc>> {
+    let start = window.from - LOOKBACK;
+    let mut edges: BTreeSet<DateTime<Utc>> = [start, window.from, window.to].into();
+    edges.extend(bucket_edges.iter().copied());
+    if let Some(pieces) = inputs.pieces.get(&site.zone) {
+        edges.extend(pieces.iter().flat_map(|p| [p.start, p.end]));
+    }
+    edges.extend(site.pue_schedule.iter().map(|entry| entry.from));
+    edges.extend(
+        (inputs.instruments.iter())
+            .filter(|i| i.site == site.id)
+            .flat_map(|i| [i.from, i.to]),
+    );
+    edges.extend(inputs.holdings.edges(&site.id));
+    if let Some(measured) = inputs.measured_pue.get(&site.id) {
+        edges.extend(measured.iter().flat_map(|p| [p.start, p.end]));
+    }
+    if let Some(allocated) = inputs.allocation.get(&site.id) {
+        edges.extend(allocated.iter().flat_map(|p| [p.start, p.end]));
+    }
+    if site.allocation == crate::domain::Allocation::ReservedProportional {
+        edges.extend(inputs.capacities.edges(&site.id));
+    }
+    edges
+}
+
 /// Segments of every site over [window.from - LOOKBACK, window.to), ordered by site, then time.
 pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
     let super::Inputs {
         sites,
         pieces: zone_pieces,
-        instruments,
-        holdings,
         measured_pue,
         allocation,
-        capacities,
         ..
     } = *inputs;
     let no_measurements = Vec::new();
@@ -308,24 +339,9 @@ pub fn segments(inputs: &super::Inputs<'_>, window: &Window) -> Vec<Segment> {
             .get(&site.zone)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let mut edges: BTreeSet<DateTime<Utc>> = [start, window.from, window.to].into();
-        edges.extend(bucket_edges.iter().copied());
-        edges.extend(pieces.iter().flat_map(|p| [p.start, p.end]));
-        edges.extend(site.pue_schedule.iter().map(|entry| entry.from));
-        edges.extend(
-            instruments
-                .iter()
-                .filter(|i| i.site == site.id)
-                .flat_map(|i| [i.from, i.to]),
-        );
-        edges.extend(holdings.edges(&site.id));
         let measured = measured_pue.get(&site.id).unwrap_or(&no_measurements);
-        edges.extend(measured.iter().flat_map(|p| [p.start, p.end]));
         let allocated = allocation.get(&site.id).unwrap_or(&no_allocation);
-        edges.extend(allocated.iter().flat_map(|p| [p.start, p.end]));
-        if site.allocation == crate::domain::Allocation::ReservedProportional {
-            edges.extend(capacities.edges(&site.id));
-        }
+        let edges = site_edges(inputs, site, window, &bucket_edges);
         let edges: Vec<_> = edges.range(start..=window.to).copied().collect();
         for span in edges.windows(2) {
             let (from, to) = (span[0], span[1]);

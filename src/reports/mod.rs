@@ -238,7 +238,11 @@ impl ReportSources {
             ),
             None => None,
         };
-        Ok(Energy { measured, modelled })
+        Ok(Energy {
+            measured,
+            modelled,
+            pieces: None,
+        })
     }
 
     /// Every customer's energy at `sites` over [from, to).
