@@ -48,6 +48,9 @@ pub struct Settings {
     pub flush_interval_s: u64,
     /// Readings kept in memory, resolved per date, so reports need not re-read unchanged dates.
     pub read_cache_rows: usize,
+    /// Keep energy rollups (per site, customer, workload and five minutes) and answer reports
+    /// from them wherever they serve; off, reports read every reading.
+    pub energy_rollups: bool,
     /// Grid-intensity providers to pull.
     pub feeds: Vec<crate::sources::feeds::FeedSettings>,
     /// How telemetry series become readings (`[telemetry]`).
@@ -85,6 +88,7 @@ impl Default for Settings {
             durable_ingest: true,
             flush_interval_s: 5,
             read_cache_rows: 20_000_000,
+            energy_rollups: true,
             feeds: Vec::new(),
             telemetry: crate::sources::TelemetrySettings::default(),
             scrape: Vec::new(),

@@ -149,6 +149,7 @@ pub fn empty_rollup() -> PolarsResult<DataFrame> {
 /// Where a report can read rollups: every site's timeline edges, over all the timelines the
 /// report builds (its window, the instruments' periods, the allocation span), and where its
 /// groups begin.
+#[derive(Debug, Clone)]
 pub struct SlotPlan {
     /// Per site id, sorted, in microseconds.
     edges: HashMap<String, Vec<i64>>,

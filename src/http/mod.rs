@@ -29,6 +29,7 @@ use crate::storage::location::Location;
 use crate::storage::logged::{LoggedTable, LoggedTableError, LoggedTableOptions};
 use crate::storage::periods::Periods;
 use crate::storage::replica::Replica;
+use crate::storage::rollups::Rollups;
 use crate::storage::{KeyStore, Registry, StorageError};
 use crate::supervisor::{Stage, Supervisor};
 use actix_web::dev::Server;
@@ -259,6 +260,18 @@ impl Application {
         .await?;
         let mut background = Supervisor::default();
         background.add(Stage::Storage, readings.spawn_flusher(flush_interval));
+        let rollups = match settings.energy_rollups {
+            true => {
+                let refresh = std::time::Duration::from_secs(settings.table_poll_s.max(1));
+                let rollups = Rollups::open(&location, &replica, refresh).await?;
+                background.add(
+                    Stage::Storage,
+                    rollups.spawn_refresher(readings.clone(), flush_interval),
+                );
+                Some(rollups)
+            }
+            false => None,
+        };
         background.add(Stage::Followers, follower.spawn());
         let warming = readings.clone();
         background.add(
@@ -363,6 +376,7 @@ impl Application {
                 usage: usage.clone(),
                 default_factors: Arc::new(crate::domain::default_factors::shipped()),
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
+                rollups,
             },
             feeds,
             telemetry,

@@ -1,5 +1,6 @@
 //! Footprint reports: load what the accounting method needs from the stores, run it off the async
 //! executor, and render the result as JSON rows, NDJSON, CSV or Parquet.
+mod energy;
 mod reconciliation;
 mod render;
 pub mod sci;
@@ -11,17 +12,19 @@ pub use render::{local_rfc3339, Figures, FootprintRow, QualityShares};
 
 use crate::accounting::allocation::Capacities;
 use crate::accounting::embodied::Holdings;
+use crate::accounting::rollup::SlotPlan;
 use crate::accounting::timeline::{Granularity, Window};
 use crate::accounting::{self, measured_pue, Context, Energy, GroupKey, Report};
 use crate::domain::capacity::Capacity;
 use crate::domain::embodied::{Hardware, Reservation};
 use crate::domain::usage::PowerModel;
 use crate::domain::{Allocation, Customer, Id, Instrument, Site, Zone, ZoneCode};
-use crate::storage::logged::{blocking, instant, LoggedTable, LoggedTableError};
+use crate::storage::logged::{blocking, LoggedTable, LoggedTableError};
 use crate::storage::registry::RegistryData;
-use crate::storage::{intensity, meters, readings, usage, Registry};
+use crate::storage::{intensity, meters, readings, Registry};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use energy::{nothing, ReadAt};
 use polars::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -174,6 +177,8 @@ pub struct ReportSources {
     pub usage: Arc<LoggedTable>,
     pub default_factors: Arc<HashMap<ZoneCode, f64>>,
     pub max_carry_forward: Duration,
+    /// Energy rollups, read wherever they serve (`None`: reports read readings only).
+    pub rollups: Option<Arc<crate::storage::rollups::Rollups>>,
 }
 
 /// The report, and the readings table version committed when it ran (the report also sees
@@ -194,72 +199,7 @@ pub struct Pinned {
     pub versions: Versions,
 }
 
-/// Where a report reads the tables: the latest state (`Some(None)`), a pinned version
-/// (`Some(Some(v))`), or nothing (`None`: pinned before the table held anything).
-#[derive(Debug, Clone, Copy)]
-struct ReadAt {
-    readings: Option<Option<u64>>,
-    usage: Option<Option<u64>>,
-}
-
-fn nothing() -> Result<LazyFrame, ReportError> {
-    Ok(readings::empty().map_err(LoggedTableError::from)?.lazy())
-}
-
 impl ReportSources {
-    /// Measured readings and priced usage of `customer` (all: `None`) starting in
-    /// [from - lookback, to) that match `filter`, in the state `at` says.
-    async fn energy(
-        &self,
-        customer: Option<&Id>,
-        filter: Option<Expr>,
-        (from, to): (DateTime<Utc>, DateTime<Utc>),
-        at: ReadAt,
-        pricing: (&[PowerModel], &[Site]),
-    ) -> Result<Energy, ReportError> {
-        let measured = match at.readings {
-            Some(version) => self
-                .readings
-                .scan(
-                    from.timestamp_micros(),
-                    to.timestamp_micros(),
-                    customer.map(Id::as_str),
-                    filter.clone(),
-                    version,
-                )
-                .await?
-                .filter(col(readings::START).lt(instant(to.timestamp_micros()))),
-            None => nothing()?,
-        };
-        let modelled = match at.usage {
-            Some(None) if self.usage.is_empty().await => None,
-            Some(version) => Some(
-                usage::load(&self.usage, pricing, customer, filter, (from, to), version).await?,
-            ),
-            None => None,
-        };
-        Ok(Energy {
-            measured,
-            modelled,
-            pieces: None,
-        })
-    }
-
-    /// Every customer's energy at `sites` over [from, to).
-    async fn site_energy(
-        &self,
-        sites: &[&Id],
-        span: (DateTime<Utc>, DateTime<Utc>),
-        at: ReadAt,
-        pricing: (&[PowerModel], &[Site]),
-    ) -> Result<Energy, ReportError> {
-        let any_site = sites
-            .iter()
-            .map(|s| col(readings::SITE).eq(lit(s.to_string())))
-            .reduce(Expr::or);
-        self.energy(None, any_site, span, at, pricing).await
-    }
-
     /// The versions the tables and the registry stand at, as this replica has read them.
     pub async fn versions(&self) -> Versions {
         Versions {
@@ -364,15 +304,6 @@ impl ReportSources {
         .into_iter()
         .flatten()
         .reduce(Expr::and);
-        let window_energy = self
-            .energy(
-                query.customer.as_ref(),
-                filter,
-                (window.from, window.to),
-                read_at,
-                (&models, &sites),
-            )
-            .await?;
         let relevant = accounting::relevant_instruments(&sites, &instruments, &window);
         // Meters, instruments and allocation reach over the window and the instruments' periods.
         let span_from = relevant.iter().map(|i| i.from).fold(
@@ -384,10 +315,29 @@ impl ReportSources {
             Some(version) => meters::load(&self.meters, None, span_from, span_to, version).await?,
             None => Vec::new(),
         };
-        let (measured_pue, it_pieces) = (
-            measured_pue::pieces(&metered),
-            measured_pue::it_pieces(&metered),
-        );
+        let loaded = Loaded {
+            measured_pue: measured_pue::pieces(&metered),
+            it_pieces: measured_pue::it_pieces(&metered),
+            sites,
+            zones,
+            default_factors: self.default_factors.clone(),
+            points,
+            instruments,
+            holdings,
+            capacities,
+            max_carry_forward: self.max_carry_forward,
+        };
+        let plan = (self.rollups.as_ref()).map(|_| SlotPlan::new(&loaded.context(), &window));
+        let pricing = ((models.as_slice(), loaded.sites.as_slice()), plan.as_ref());
+        let window_energy = self
+            .energy(
+                query.customer.as_ref(),
+                filter,
+                (window.from, window.to),
+                read_at,
+                pricing,
+            )
+            .await?;
         let no_energy = || -> Result<Energy, ReportError> { Ok(Energy::measured(nothing()?)) };
         // Shares rest on all the energy of an instrument's whole period, whoever asks.
         let period_energy = match (
@@ -396,48 +346,28 @@ impl ReportSources {
         ) {
             (Some(from), Some(to)) => {
                 let at_sites: Vec<&Id> = relevant.iter().map(|i| &i.site).collect();
-                self.site_energy(&at_sites, (from, to), read_at, (&models, &sites))
+                self.site_energy(&at_sites, (from, to), read_at, pricing)
                     .await?
             }
             _ => no_energy()?,
         };
         // An allocating site spreads what its IT meters measured beyond all its workloads by
         // every customer's energy or reserved capacity, whoever asks.
-        let allocating: Vec<&Id> = sites
-            .iter()
+        let allocating: Vec<&Id> = (loaded.sites.iter())
             .filter(|s| s.allocation != Allocation::None)
             .map(|s| &s.id)
-            .filter(|id| it_pieces.contains_key(*id))
+            .filter(|id| loaded.it_pieces.contains_key(*id))
             .collect();
         let site_energy = if allocating.is_empty() {
             no_energy()?
         } else {
-            self.site_energy(
-                &allocating,
-                (span_from, span_to),
-                read_at,
-                (&models, &sites),
-            )
-            .await?
+            self.site_energy(&allocating, (span_from, span_to), read_at, pricing)
+                .await?
         };
         let group_by = query.group_by.clone();
-        let default_factors = self.default_factors.clone();
-        let max_carry = self.max_carry_forward;
         let report = blocking(move || {
-            let context = Context {
-                sites: &sites,
-                zones: &zones,
-                default_factors: &default_factors,
-                points: &points,
-                instruments: &instruments,
-                holdings: &holdings,
-                measured_pue: &measured_pue,
-                it_pieces: &it_pieces,
-                capacities: &capacities,
-                max_carry_forward: max_carry,
-            };
             accounting::footprint(
-                &context,
+                &loaded.context(),
                 &window,
                 &group_by,
                 window_energy,
@@ -452,5 +382,37 @@ impl ReportSources {
             table_version,
             versions,
         })
+    }
+}
+
+/// What a report loads besides energy, owned, so that its slot plan and its accounting (off the
+/// async executor) read the same.
+struct Loaded {
+    sites: Vec<Site>,
+    zones: HashMap<ZoneCode, Zone>,
+    default_factors: Arc<HashMap<ZoneCode, f64>>,
+    points: Vec<crate::domain::intensity::IntensityPoint>,
+    instruments: Vec<Instrument>,
+    holdings: Holdings,
+    measured_pue: HashMap<Id, Vec<measured_pue::PuePiece>>,
+    it_pieces: HashMap<Id, Vec<measured_pue::ItPiece>>,
+    capacities: Capacities,
+    max_carry_forward: Duration,
+}
+
+impl Loaded {
+    fn context(&self) -> Context<'_> {
+        Context {
+            sites: &self.sites,
+            zones: &self.zones,
+            default_factors: &self.default_factors,
+            points: &self.points,
+            instruments: &self.instruments,
+            holdings: &self.holdings,
+            measured_pue: &self.measured_pue,
+            it_pieces: &self.it_pieces,
+            capacities: &self.capacities,
+            max_carry_forward: self.max_carry_forward,
+        }
     }
 }

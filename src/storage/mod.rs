@@ -13,6 +13,7 @@ pub mod periods;
 pub mod readings;
 pub mod registry;
 pub mod replica;
+pub mod rollups;
 pub mod shared_document;
 pub mod table;
 pub mod usage;

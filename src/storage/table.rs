@@ -52,6 +52,9 @@ pub struct TableFile {
 
 /// Files written with `resolved` are named so, and listings can tell them apart.
 const RESOLVED_PREFIX: &str = "resolved-";
+/// Files derived from others carry the fingerprint of their sources in their name:
+/// `from-<fingerprint>-<random>.parquet`.
+const SOURCE_PREFIX: &str = "from-";
 
 impl TableFile {
     /// Whether the file holds each identity at most once (a compaction's output).
@@ -60,6 +63,12 @@ impl TableFile {
             .rsplit('/')
             .next()
             .is_some_and(|name| name.starts_with(RESOLVED_PREFIX))
+    }
+
+    /// The fingerprint of the files this one was derived from (see `NewFile::source`).
+    pub fn source(&self) -> Option<&str> {
+        let name = self.path.rsplit('/').next()?;
+        Some(name.strip_prefix(SOURCE_PREFIX)?.split_once('-')?.0)
     }
 }
 
@@ -71,6 +80,8 @@ pub struct NewFile {
     pub rows: usize,
     /// Holds each identity at most once.
     pub resolved: bool,
+    /// A fingerprint (hex) of the files it was derived from, for derived tables.
+    pub source: Option<String>,
 }
 
 pub struct Table {
@@ -266,10 +277,10 @@ impl Table {
             let path = format!(
                 "{PARTITION_COLUMN}={}/{}{}.parquet",
                 file.date,
-                if file.resolved {
-                    RESOLVED_PREFIX
-                } else {
-                    "part-"
+                match (&file.source, file.resolved) {
+                    (Some(source), _) => format!("{SOURCE_PREFIX}{source}-"),
+                    (None, true) => RESOLVED_PREFIX.to_owned(),
+                    (None, false) => "part-".to_owned(),
                 },
                 uuid_like()
             );

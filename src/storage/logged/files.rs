@@ -28,7 +28,7 @@ pub(super) fn newest_wins(frame: LazyFrame, spec: &TableSpec) -> LazyFrame {
 
 /// Flushed files live until compaction rewrites them: they favour a cheap codec (LZ4, which
 /// costs the ingest's cores far less than zstd at these rates); compacted files favour size.
-pub(super) fn parquet_bytes(
+pub(crate) fn parquet_bytes(
     frame: &mut DataFrame,
     compression: ParquetCompression,
 ) -> PolarsResult<Bytes> {
@@ -48,7 +48,7 @@ pub(super) fn day_of(us: i64) -> String {
 }
 
 /// Files grouped by their date partition, dates in order.
-pub(super) fn partitions(files: Vec<TableFile>) -> BTreeMap<String, Vec<TableFile>> {
+pub(crate) fn partitions(files: Vec<TableFile>) -> BTreeMap<String, Vec<TableFile>> {
     let mut dates: BTreeMap<String, Vec<TableFile>> = BTreeMap::new();
     for file in files {
         dates.entry(file.date.clone()).or_default().push(file);
@@ -115,6 +115,7 @@ pub(super) fn files_by_date(
             rows: part.height(),
             parquet: parquet_bytes(&mut part, ParquetCompression::Lz4Raw)?,
             resolved: false,
+            source: None,
         });
     }
     Ok(files)
@@ -125,6 +126,16 @@ pub(super) fn scan_files(
     contents: Vec<Bytes>,
     spec: &TableSpec,
 ) -> PolarsResult<Option<LazyFrame>> {
+    let mut schema = (spec.empty)()?.schema().as_ref().clone();
+    schema.with_column(SEQ.into(), DataType::Int64);
+    scan_parquet(contents, schema)
+}
+
+/// Parquet files held in memory as one scan with `schema` (columns a file lacks read as nulls).
+pub(crate) fn scan_parquet(
+    contents: Vec<Bytes>,
+    schema: Schema,
+) -> PolarsResult<Option<LazyFrame>> {
     if contents.is_empty() {
         return Ok(None);
     }
@@ -134,8 +145,6 @@ pub(super) fn scan_files(
             .map(|bytes| Vec::from(bytes).into())
             .collect(),
     );
-    let mut schema = (spec.empty)()?.schema().as_ref().clone();
-    schema.with_column(SEQ.into(), DataType::Int64);
     let args = ScanArgsParquet {
         hive_options: HiveOptions {
             enabled: Some(false),

@@ -125,6 +125,7 @@ impl LoggedTable {
             false => Vec::new(),
         };
         self.table.append(files, last).await?;
+        self.committed.notify_one();
         {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
             buffer.drop_through(last, started);
@@ -209,10 +210,12 @@ impl LoggedTable {
                     rows: frame.height(),
                     parquet: parquet_bytes(&mut frame, ParquetCompression::Zstd(None))?,
                     resolved: true,
+                    source: None,
                 }])
             })
             .await?;
             self.table.replace(&files, new).await?;
+            self.committed.notify_one();
             let now = file_names(&self.table.files(None).await?, &date);
             let mut cache = self.lock_cache();
             match now.len() {

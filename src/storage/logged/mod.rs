@@ -18,9 +18,11 @@ use bytes::Bytes;
 use cache::*;
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use files::*;
+pub(crate) use files::{parquet_bytes, partitions, scan_parquet};
 pub use flush::TableHealth;
 use flush::*;
 use polars::prelude::*;
+pub use scan::Dates;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::path::Path;
@@ -123,6 +125,8 @@ pub struct LoggedTable {
     compaction: Lease,
     /// The newest batch this replica acknowledged (0: none since it started).
     acknowledged: std::sync::atomic::AtomicU64,
+    /// Woken when a flush or compaction changed the table's files.
+    committed: Notify,
 }
 
 pub fn utc_micros() -> DataType {
@@ -236,6 +240,7 @@ impl LoggedTable {
             stats: FlushStats::default(),
             compaction,
             acknowledged: Default::default(),
+            committed: Notify::new(),
         }))
     }
 
@@ -279,6 +284,12 @@ impl LoggedTable {
     /// changes whenever what a read would see changes (other replicas' writes show as versions).
     pub fn acknowledged(&self) -> Lsn {
         self.acknowledged.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until a flush or compaction of this replica changes the table's files (at once if
+    /// one did since the last wait).
+    pub async fn committed(&self) {
+        self.committed.notified().await
     }
 
     /// The latest table version (for reports that name what they read).

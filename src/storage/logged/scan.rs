@@ -1,6 +1,25 @@
 //! Reads: the table and the buffer together, through the read cache.
 use super::*;
 
+/// The rows of `frames` falling on `dates` (`only`) or on none of them.
+fn on_dates(
+    frames: Vec<DataFrame>,
+    time: &str,
+    dates: &[String],
+    only: bool,
+) -> PolarsResult<Vec<DataFrame>> {
+    let days: BTreeSet<i64> = dates.iter().filter_map(|d| day_number(d)).collect();
+    frames
+        .into_iter()
+        .map(|frame| {
+            let mask: BooleanChunked = (frame.column(time)?.datetime()?.physical().iter())
+                .map(|us| days.contains(&us.unwrap_or_default().div_euclid(MICROS_PER_DAY)) == only)
+                .collect();
+            frame.filter(&mask)
+        })
+        .collect()
+}
+
 /// What a scan keeps: rows in its time range, of one value of the spec's `cache_key` if asked,
 /// and matching its filter if any.
 pub(super) struct Selection {
@@ -24,6 +43,24 @@ impl Selection {
     }
 }
 
+/// Which date partitions a scan reads (rows of the buffer too, by the date they fall on).
+#[derive(Debug, Clone, Copy)]
+pub enum Dates<'a> {
+    All,
+    Only(&'a BTreeSet<String>),
+    Except(&'a BTreeSet<String>),
+}
+
+impl Dates<'_> {
+    fn admits(&self, date: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(dates) => dates.contains(date),
+            Self::Except(dates) => !dates.contains(date),
+        }
+    }
+}
+
 impl LoggedTable {
     /// Rows overlapping [from_us, to_us) that match `filter`, newest-wins resolved, at the latest
     /// state (table and buffer) or at a table version.
@@ -35,6 +72,44 @@ impl LoggedTable {
         filter: Option<Expr>,
         version: Option<u64>,
     ) -> Result<LazyFrame, LoggedTableError> {
+        self.scan_dates(from_us, to_us, (key, filter), version, Dates::All)
+            .await
+    }
+
+    /// The table's files by date partition, at the latest version or at `version`.
+    pub async fn date_files(
+        &self,
+        version: Option<u64>,
+    ) -> Result<BTreeMap<String, Vec<TableFile>>, LoggedTableError> {
+        Ok(partitions(self.table.files(version).await?))
+    }
+
+    /// The dates that rows acknowledged but not yet in the table fall on.
+    pub async fn buffered_dates(&self) -> Result<BTreeSet<String>, LoggedTableError> {
+        let (buffered, time) = (self.buffered(), self.spec.time_column);
+        blocking(move || dates_of(&buffered, time)).await
+    }
+
+    /// The rows of `files` (one date's), newest-wins resolved.
+    pub async fn read_resolved(&self, files: &[TableFile]) -> Result<DataFrame, LoggedTableError> {
+        let contents = self.table.read(files).await?;
+        let spec = self.spec;
+        blocking(move || match scan_files(contents, &spec)? {
+            Some(scan) => newest_wins(scan, &spec).collect(),
+            None => with_seq((spec.empty)()?, 0),
+        })
+        .await
+    }
+
+    /// `scan` of the date partitions `dates` admits only.
+    pub async fn scan_dates(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        (key, filter): (Option<&str>, Option<Expr>),
+        version: Option<u64>,
+        dates: Dates<'_>,
+    ) -> Result<LazyFrame, LoggedTableError> {
         let (spec, empty) = (self.spec, self.spec.empty);
         let first_day = day_of(from_us - self.spec.lookback_us);
         let last_day = day_of(to_us - 1);
@@ -44,12 +119,25 @@ impl LoggedTable {
             None => self.buffered(),
             Some(_) => Vec::new(),
         };
+        let buffered = match dates {
+            Dates::All => buffered,
+            _ => {
+                let time = self.spec.time_column;
+                let owned: Vec<String> = match dates {
+                    Dates::Only(set) | Dates::Except(set) => set.iter().cloned().collect(),
+                    Dates::All => Vec::new(),
+                };
+                let only = matches!(dates, Dates::Only(_));
+                blocking(move || on_dates(buffered, time, &owned, only)).await?
+            }
+        };
         let files: Vec<TableFile> = self
             .table
             .files(version)
             .await?
             .into_iter()
             .filter(|file| file.date >= first_day && file.date <= last_day)
+            .filter(|file| dates.admits(&file.date))
             .collect();
         let (time, since_us) = (self.spec.time_column, from_us - self.spec.lookback_us);
         let selection = Selection {

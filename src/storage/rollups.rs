@@ -1,0 +1,306 @@
+//! The energy rollup table (DESIGN §7): a Delta table beside the readings, on the same store,
+//! holding for each readings date one file of the rollup rows of the readings that start that day
+//! (`accounting::rollup`). The file's name carries a fingerprint of the readings files it was
+//! computed from, so a date whose readings changed (a flush, a compaction, a re-sent reading,
+//! another replica's commit) is stale the moment it changes: reports read that date's readings
+//! until the refresher has recomputed it. A rollup is never wrong, only sometimes not yet used.
+use super::location::Location;
+use super::logged::{blocking, parquet_bytes, partitions, scan_parquet, LoggedTable};
+use super::logged::{instant, LoggedTableError};
+use super::replica::Replica;
+use super::table::{NewFile, Table, TableFile};
+use crate::accounting::rollup::{self, CROSSING, SLOT, SLOT_US, STARTED};
+use crate::storage::readings::{CUSTOMER, ENERGY_J, SITE, WORKLOAD};
+use deltalake::kernel::{DataType as DeltaType, StructField};
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const NAME: &str = "rollups";
+
+fn columns() -> Vec<StructField> {
+    vec![
+        StructField::new(SITE, DeltaType::STRING, false),
+        StructField::new(CUSTOMER, DeltaType::STRING, false),
+        StructField::new(WORKLOAD, DeltaType::STRING, false),
+        StructField::new(SLOT, DeltaType::TIMESTAMP, false),
+        StructField::new(ENERGY_J, DeltaType::DOUBLE, false),
+        StructField::new(STARTED, DeltaType::LONG, false),
+        StructField::new(CROSSING, DeltaType::LONG, false),
+    ]
+}
+
+/// What names a date's readings files: the same files, the same fingerprint.
+pub fn fingerprint(files: &[TableFile]) -> String {
+    let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    let digest = Sha256::digest(paths.join("\n").as_bytes());
+    hex::encode(&digest[..12])
+}
+
+/// Which dates a refresh recomputes.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Dates whose rollup is missing or stale.
+    Stale,
+    /// Every date in [first, last] (`YYYY-MM-DD`), whether stale or not.
+    Rebuild(Option<&'a str>, Option<&'a str>),
+}
+
+/// A date whose stored rollup differs from one computed afresh from its readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub date: String,
+    pub detail: String,
+}
+
+pub struct Rollups {
+    table: Table,
+    /// One refresh at a time per process: two would write the same date twice.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Rollups {
+    pub async fn open(
+        location: &Location,
+        replica: &Replica,
+        refresh_interval: std::time::Duration,
+    ) -> Result<Arc<Self>, LoggedTableError> {
+        let table = Table::open(
+            location,
+            &format!("tables/{NAME}"),
+            (replica.app_id(NAME), None),
+            columns(),
+            refresh_interval,
+        )
+        .await?;
+        Ok(Arc::new(Self {
+            table,
+            refreshing: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// For each date in [first, last] that the rollups serve, its rollup file: the date has
+    /// readings files in the table (as of `version`, latest when `None`), exactly one rollup
+    /// file computed from exactly those, and (latest only) no readings waiting in the log.
+    pub async fn serving(
+        &self,
+        readings: &LoggedTable,
+        version: Option<u64>,
+        (first, last): (&str, &str),
+    ) -> Result<BTreeMap<String, TableFile>, LoggedTableError> {
+        let dates = readings.date_files(version).await?;
+        let buffered = match version {
+            None => readings.buffered_dates().await?,
+            Some(_) => Default::default(),
+        };
+        let rollups = partitions(self.table.files(None).await?);
+        let mut serving = BTreeMap::new();
+        for (date, files) in dates.range(first.to_owned()..=last.to_owned()) {
+            if buffered.contains(date) {
+                continue;
+            }
+            if let Some([rollup]) = rollups.get(date).map(Vec::as_slice) {
+                if rollup.source() == Some(fingerprint(files).as_str()) {
+                    serving.insert(date.clone(), rollup.clone());
+                }
+            }
+        }
+        Ok(serving)
+    }
+
+    /// The rollup rows of `files` whose slot overlaps [from_us, to_us), of `customer` if given,
+    /// matching `filter`.
+    pub async fn read(
+        &self,
+        files: Vec<TableFile>,
+        customer: Option<&str>,
+        filter: Option<Expr>,
+        (from_us, to_us): (i64, i64),
+    ) -> Result<DataFrame, LoggedTableError> {
+        let contents = self.table.read(&files).await?;
+        let customer = customer.map(|c| col(CUSTOMER).eq(lit(c.to_owned())));
+        blocking(move || {
+            let schema = rollup::empty_rollup()?.schema().as_ref().clone();
+            let Some(scan) = scan_parquet(contents, schema)? else {
+                return rollup::empty_rollup();
+            };
+            let in_range = col(SLOT)
+                .gt(instant(from_us - SLOT_US))
+                .and(col(SLOT).lt(instant(to_us)));
+            let condition = [Some(in_range), customer, filter]
+                .into_iter()
+                .flatten()
+                .reduce(Expr::and);
+            match condition {
+                Some(condition) => scan.filter(condition).collect(),
+                None => scan.collect(),
+            }
+        })
+        .await
+    }
+
+    /// Recomputes the dates `scope` names from their readings. Returns how many it wrote.
+    pub async fn refresh(
+        &self,
+        readings: &LoggedTable,
+        scope: Scope<'_>,
+    ) -> Result<usize, LoggedTableError> {
+        let _refreshing = self.refreshing.lock().await;
+        let dates = readings.date_files(None).await?;
+        let rollups = partitions(self.table.files(None).await?);
+        let mut written = 0;
+        for (date, files) in &dates {
+            let source = fingerprint(files);
+            let current = rollups.get(date).cloned().unwrap_or_default();
+            let wanted = match scope {
+                Scope::Stale => {
+                    !matches!(current.as_slice(), [one] if one.source() == Some(source.as_str()))
+                }
+                Scope::Rebuild(first, last) => {
+                    first.is_none_or(|first| date.as_str() >= first)
+                        && last.is_none_or(|last| date.as_str() <= last)
+                }
+            };
+            if !wanted {
+                continue;
+            }
+            let rows = self.compute(readings, files).await?;
+            let date_for_file = date.clone();
+            let file = blocking(move || {
+                let mut rows = rows;
+                Ok(NewFile {
+                    date: date_for_file,
+                    rows: rows.height(),
+                    parquet: parquet_bytes(&mut rows, ParquetCompression::Zstd(None))?,
+                    resolved: true,
+                    source: Some(source),
+                })
+            })
+            .await?;
+            self.table.replace(&current, vec![file]).await?;
+            written += 1;
+        }
+        // Dates whose readings are gone (none are, today) keep no rollup.
+        for (date, files) in &rollups {
+            if !dates.contains_key(date) && matches!(scope, Scope::Stale) {
+                self.table.replace(files, Vec::new()).await?;
+            }
+        }
+        Ok(written)
+    }
+
+    async fn compute(
+        &self,
+        readings: &LoggedTable,
+        files: &[TableFile],
+    ) -> Result<DataFrame, LoggedTableError> {
+        let resolved = readings.read_resolved(files).await?;
+        blocking(move || rollup::rollup_rows(&resolved)).await
+    }
+
+    /// Recomputes every date from its readings and compares with what is stored: any stale or
+    /// missing date, any row whose energy differs by more than 1e-9 relative, any count that
+    /// differs.
+    pub async fn verify(
+        &self,
+        readings: &LoggedTable,
+    ) -> Result<Vec<Difference>, LoggedTableError> {
+        let dates = readings.date_files(None).await?;
+        let rollups = partitions(self.table.files(None).await?);
+        let mut differences = Vec::new();
+        for (date, files) in &dates {
+            let difference = |detail: String| Difference {
+                date: date.clone(),
+                detail,
+            };
+            let stored = match rollups.get(date).map(Vec::as_slice) {
+                Some([one]) if one.source() == Some(fingerprint(files).as_str()) => one.clone(),
+                Some([_]) => {
+                    differences.push(difference(
+                        "stale: computed from other readings files".into(),
+                    ));
+                    continue;
+                }
+                Some(many) if many.len() > 1 => {
+                    differences.push(difference(format!("{} rollup files", many.len())));
+                    continue;
+                }
+                _ => {
+                    differences.push(difference("missing".into()));
+                    continue;
+                }
+            };
+            let fresh = self.compute(readings, files).await?;
+            let stored = self
+                .read(vec![stored], None, None, (i64::MIN / 2, i64::MAX / 2))
+                .await?;
+            let found = blocking(move || compare(&stored, &fresh)).await?;
+            differences.extend(found.into_iter().map(difference));
+        }
+        Ok(differences)
+    }
+
+    /// Keeps the rollups fresh: after every flush or compaction of the readings, and every
+    /// `interval` (other replicas' commits show there).
+    pub fn spawn_refresher(
+        self: &Arc<Self>,
+        readings: Arc<LoggedTable>,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let rollups = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = readings.committed() => {}
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                let Some(this) = rollups.upgrade() else {
+                    return;
+                };
+                match this.refresh(&readings, Scope::Stale).await {
+                    Ok(0) => {}
+                    Ok(dates) => tracing::debug!(dates, "refreshed energy rollups"),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "refreshing energy rollups failed; reports read the readings meanwhile")
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Where `stored` and `fresh` rollup rows differ, described.
+fn compare(stored: &DataFrame, fresh: &DataFrame) -> PolarsResult<Vec<String>> {
+    let keys = [SITE, CUSTOMER, WORKLOAD, SLOT];
+    // |stored - fresh| > 1e-9 |stored|, squared (no `abs` in the polars features we build).
+    let difference = col(ENERGY_J) - col(format!("{ENERGY_J}_right"));
+    let magnitude = col(ENERGY_J) * col(ENERGY_J) + lit(1e-18);
+    let joined = stored
+        .clone()
+        .lazy()
+        .join(
+            fresh.clone().lazy(),
+            keys.map(col),
+            keys.map(col),
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
+        .filter(
+            col(ENERGY_J)
+                .is_null()
+                .or(col(format!("{ENERGY_J}_right")).is_null())
+                .or((difference.clone() * difference).gt(lit(1e-18) * magnitude))
+                .or(col(STARTED).neq(col(format!("{STARTED}_right"))))
+                .or(col(CROSSING).neq(col(format!("{CROSSING}_right")))),
+        )
+        .limit(20)
+        .collect()?;
+    let described = format!("{joined}");
+    Ok(match joined.height() {
+        0 => Vec::new(),
+        rows => vec![format!(
+            "{rows} or more rows differ (stored, then recomputed):\n{described}"
+        )],
+    })
+}
