@@ -194,6 +194,7 @@ pub struct Application {
     functional_units: Arc<LoggedTable>,
     meters: Arc<LoggedTable>,
     usage: Arc<LoggedTable>,
+    rollups: Option<Arc<Rollups>>,
     /// Every background task (sources, followers, flushers), stopped in that order before the
     /// last flush, so that none is halfway through a Delta call when the runtime shuts down.
     background: Supervisor,
@@ -376,7 +377,7 @@ impl Application {
                 usage: usage.clone(),
                 default_factors: Arc::new(crate::domain::default_factors::shipped()),
                 max_carry_forward: chrono::Duration::seconds(settings.max_carry_forward_s as i64),
-                rollups,
+                rollups: rollups.clone(),
             },
             feeds,
             telemetry,
@@ -435,6 +436,7 @@ impl Application {
             functional_units,
             meters,
             usage,
+            rollups,
             background,
             generated_admin_token,
             drain: std::time::Duration::from_secs(settings.shutdown_flush_s),
@@ -455,6 +457,12 @@ impl Application {
             self.meters.clone(),
             self.usage.clone(),
         ]
+    }
+
+    /// The energy rollups behind reports (`None` when configured off), for callers that refresh
+    /// them on their own schedule.
+    pub fn rollups(&self) -> Option<Arc<Rollups>> {
+        self.rollups.clone()
     }
 
     /// The admin token made on a first start without `CARBON_LEDGER_ADMIN_TOKEN`: show it once.

@@ -3,6 +3,7 @@ use carbon_ledger::clock::FixedClock;
 use carbon_ledger::config::Settings;
 use carbon_ledger::http::Application;
 use carbon_ledger::storage::logged::LoggedTable;
+use carbon_ledger::storage::rollups::{Rollups, Scope};
 use reqwest::{Method, Response};
 use serde_json::Value;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub struct TestApp {
     pub data_dir: TempDir,
     handle: actix_web::dev::ServerHandle,
     tables: [Arc<LoggedTable>; 5],
+    rollups: Option<Arc<Rollups>>,
 }
 
 pub fn settings_for(dir: &TempDir) -> Settings {
@@ -56,6 +58,7 @@ pub async fn spawn_app_with(settings: Settings, data_dir: TempDir) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let tables = app.tables();
+    let rollups = app.rollups();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -63,6 +66,7 @@ pub async fn spawn_app_with(settings: Settings, data_dir: TempDir) -> TestApp {
         data_dir,
         handle,
         tables,
+        rollups,
     }
 }
 
@@ -91,6 +95,18 @@ impl TestApp {
         for table in &self.tables {
             table.compact().await.expect("compact");
         }
+    }
+
+    /// Recomputes stale energy rollups now, as the background refresher does after a flush.
+    /// Returns how many dates it wrote.
+    pub async fn refresh_rollups(&self) -> usize {
+        let rollups = self.rollups.as_ref().expect("rollups on");
+        (rollups.refresh(self.readings(), Scope::Stale).await).expect("refresh")
+    }
+
+    /// The energy rollups behind the server.
+    pub fn rollups(&self) -> &Rollups {
+        self.rollups.as_ref().expect("rollups on")
     }
 
     /// The readings table behind the server.

@@ -16,5 +16,6 @@ mod operations;
 mod periods;
 mod readings;
 mod registry;
+mod rollups;
 mod telemetry;
 mod usage;
