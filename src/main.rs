@@ -47,11 +47,40 @@ enum Command {
     },
     /// Print the OpenAPI contract (what openapi/openapi.json holds).
     Openapi,
+    /// Maintain the energy rollups of a data directory or bucket (safe beside running servers).
+    Rollups {
+        #[command(subcommand)]
+        action: RollupsAction,
+        /// TOML config file.
+        #[arg(long, env = "CARBON_LEDGER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory [default: ./data].
+        #[arg(long, env = "CARBON_LEDGER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Where the tables live (`s3://bucket/prefix`) [default: the data directory].
+        #[arg(long, env = "CARBON_LEDGER_STORAGE_URL")]
+        storage_url: Option<String>,
+    },
     /// Exit 0 if the local server answers /healthz (for container health checks; no curl needed).
     Healthcheck {
         #[arg(long, env = "CARBON_LEDGER_BIND", default_value = "127.0.0.1:8080")]
         bind: String,
     },
+}
+
+#[derive(Subcommand)]
+enum RollupsAction {
+    /// Recompute the rollups of the readings dates in [--from, --to] (UTC, inclusive; default:
+    /// all) from the readings, whether they look stale or not.
+    Rebuild {
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+    },
+    /// Recompute every date from its readings and list where the stored rollups differ (exit
+    /// status 1 if anywhere).
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +96,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Rollups {
+            action,
+            config,
+            data_dir,
+            storage_url,
+        } => {
+            let overrides = Overrides {
+                config,
+                data_dir,
+                storage_url,
+                ..Overrides::default()
+            };
+            match maintain_rollups(overrides, action) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Healthcheck { bind } => match healthcheck(&bind) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -160,4 +210,56 @@ async fn serve(overrides: Overrides) -> Result<(), Box<dyn std::error::Error>> {
     app.run_until_stopped().await?;
     tracing::info!("carbon-ledger stopped cleanly");
     Ok(())
+}
+
+/// Runs a rollups command against the store `overrides` name, as a replica of its own with a
+/// scratch log directory (it writes nothing there), so it can run beside the servers. Returns
+/// whether all is well.
+#[tokio::main(flavor = "multi_thread")]
+async fn maintain_rollups(
+    overrides: Overrides,
+    action: RollupsAction,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    use carbon_ledger::storage::location::Location;
+    use carbon_ledger::storage::logged::{LoggedTable, LoggedTableOptions};
+    use carbon_ledger::storage::replica::Replica;
+    use carbon_ledger::storage::rollups::{Rollups, Scope};
+    let settings = Settings::load(overrides)?;
+    let root = match &settings.storage_url {
+        Some(url) => url.clone(),
+        None => settings.data_dir.to_string_lossy().into_owned(),
+    };
+    let location = Location::open(&root, &settings.storage_options)?;
+    let scratch =
+        std::env::temp_dir().join(format!("carbon-ledger-rollups-{}", std::process::id()));
+    let replica = Replica::open(&scratch, None)?;
+    let options = LoggedTableOptions {
+        cache_rows: 0,
+        ..LoggedTableOptions::default()
+    };
+    let spec = carbon_ledger::storage::readings::SPEC;
+    let readings = LoggedTable::open(&location, &scratch, &replica, spec, options).await?;
+    let rollups = Rollups::open(&location, &replica, std::time::Duration::from_secs(1)).await?;
+    let outcome = match action {
+        RollupsAction::Rebuild { from, to } => {
+            let (from, to) = (from.map(|d| d.to_string()), to.map(|d| d.to_string()));
+            let scope = Scope::Rebuild(from.as_deref(), to.as_deref());
+            let dates = rollups.refresh(&readings, scope).await?;
+            println!("rebuilt the energy rollups of {dates} readings dates");
+            true
+        }
+        RollupsAction::Verify => {
+            let differences = rollups.verify(&readings).await?;
+            for difference in &differences {
+                println!("{}: {}", difference.date, difference.detail);
+            }
+            if differences.is_empty() {
+                println!("the energy rollups match the readings");
+            }
+            differences.is_empty()
+        }
+    };
+    drop(readings);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(outcome)
 }
