@@ -234,10 +234,6 @@ impl SlotPlan {
         !self.edges_inside(edges, slot, slot + SLOT_US).is_empty()
     }
 
-    fn is_edge(edges: &[i64], t: i64) -> bool {
-        edges.binary_search(&t).is_ok()
-    }
-
     /// Readings starting before `at` but overlapping it count again where a group begins there.
     fn counts_crossing(&self, at: i64) -> (bool, bool) {
         (
@@ -279,39 +275,45 @@ impl SlotPlan {
     fn rollup_pieces<'a>(&self, rollups: &'a DataFrame, out: &mut Pieces<'a>) -> PolarsResult<()> {
         let slot = integers(rollups, SLOT)?;
         let energy = rollups.column(ENERGY_J)?.f64()?.rechunk();
+        let energy = energy.cont_slice()?;
         let started = integers(rollups, STARTED)?;
         let crossing = integers(rollups, CROSSING)?;
         // The open piece: its row in `out` and its (site, customer, workload).
         let mut open: Option<(usize, [&str; 3])> = None;
+        // Rows come in runs of one site, slots ascending: walk its edges rather than search them.
+        let mut site: Option<(&str, Cursor<'_>)> = None;
+        let mut group_starts = Cursor::new(&self.group_starts);
         for (row, (s, c, w)) in names(rollups)?.enumerate() {
-            let edges = self.site_edges(s);
-            if self.dirty(edges, slot[row]) {
+            let at = slot[row];
+            let edges = match &mut site {
+                Some((name, edges)) if *name == s => edges,
+                _ => &mut site.insert((s, Cursor::new(self.site_edges(s)))).1,
+            };
+            edges.seek(at);
+            if edges.next_before(at + SLOT_US) {
                 open = None;
                 continue;
             }
-            let (rows_cross, total_cross) = self.counts_crossing(slot[row]);
+            group_starts.seek(at);
+            let (rows_cross, total_cross) = (group_starts.at_previous(at), at == self.from);
             let counts = (
                 started[row] + i64::from(rows_cross) * crossing[row],
                 started[row] + i64::from(total_cross) * crossing[row],
             );
-            let joules = energy.get(row).unwrap_or_default();
+            let joules = energy[row];
             // A group begins at every edge of a planned site, but not of a site it does not know.
-            let continues = open.is_some_and(|(at, key)| {
-                key == [s, c, w]
-                    && out.end[at] == slot[row]
-                    && !rows_cross
-                    && !Self::is_edge(edges, slot[row])
+            let continues = open.is_some_and(|(piece, key)| {
+                key == [s, c, w] && out.end[piece] == at && !rows_cross && !edges.at_previous(at)
             });
             match open {
-                Some((at, _)) if continues => {
-                    out.end[at] += SLOT_US;
-                    out.energy_j[at] += joules;
-                    out.count_rows[at] += counts.0;
-                    out.count_total[at] += counts.1;
+                Some((piece, _)) if continues => {
+                    out.end[piece] += SLOT_US;
+                    out.energy_j[piece] += joules;
+                    out.count_rows[piece] += counts.0;
+                    out.count_total[piece] += counts.1;
                 }
                 _ => {
-                    let span = (slot[row], slot[row] + SLOT_US);
-                    out.push([s, c, w], span, joules, counts);
+                    out.push([s, c, w], (at, at + SLOT_US), joules, counts);
                     open = Some((out.start.len() - 1, [s, c, w]));
                 }
             }
@@ -358,6 +360,46 @@ impl SlotPlan {
             }
         }
         Ok(())
+    }
+}
+
+/// A position in sorted times, moved forward by `seek` (and back by a search when a time goes
+/// back): the rollup rows' slots mostly advance one slot at a time.
+struct Cursor<'a> {
+    times: &'a [i64],
+    /// The first time after the last time sought.
+    next: usize,
+    last: i64,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(times: &'a [i64]) -> Self {
+        Self {
+            times,
+            next: 0,
+            last: i64::MIN,
+        }
+    }
+
+    fn seek(&mut self, t: i64) {
+        if t < self.last || t.saturating_sub(self.last) > 16 * SLOT_US {
+            self.next = self.times.partition_point(|e| *e <= t);
+        } else {
+            while self.times.get(self.next).is_some_and(|e| *e <= t) {
+                self.next += 1;
+            }
+        }
+        self.last = t;
+    }
+
+    /// Whether the time sought is one of the times.
+    fn at_previous(&self, t: i64) -> bool {
+        self.next > 0 && self.times[self.next - 1] == t
+    }
+
+    /// Whether a time lies after the one sought and before `end`.
+    fn next_before(&self, end: i64) -> bool {
+        self.times.get(self.next).is_some_and(|e| *e < end)
     }
 }
 
