@@ -200,13 +200,18 @@ fn flat_chunk(footprint: &Footprint, format: Format, offset: usize) -> Result<By
     let rows = footprint
         .flat_rows(offset, CHUNK_ROWS)
         .map_err(polars_error)?;
-    let mut out = Vec::new();
+    // About 600 bytes a row: one allocation per slice rather than a dozen doublings.
+    let mut out = Vec::with_capacity(rows.len() * 640);
     if format == Format::Ndjson {
+        // Written field by field in the CSV's column order, with no map built per row.
         for record in rows {
-            let object: serde_json::Map<String, serde_json::Value> =
-                header.iter().map(|h| (*h).to_owned()).zip(record).collect();
-            out.extend(serde_json::Value::Object(object).to_string().into_bytes());
-            out.push(b'\n');
+            for (i, (name, value)) in header.iter().zip(&record).enumerate() {
+                out.push(if i == 0 { b'{' } else { b',' });
+                serde_json::to_writer(&mut out, name).map_err(|e| ApiError::internal(&e))?;
+                out.push(b':');
+                serde_json::to_writer(&mut out, value).map_err(|e| ApiError::internal(&e))?;
+            }
+            out.extend_from_slice(b"}\n");
         }
         return Ok(Bytes::from(out));
     }
