@@ -87,7 +87,7 @@ impl Default for Settings {
             max_power_w: 1_000_000.0,
             durable_ingest: true,
             flush_interval_s: 5,
-            read_cache_rows: 20_000_000,
+            read_cache_rows: 2_000_000,
             energy_rollups: true,
             feeds: Vec::new(),
             telemetry: crate::sources::TelemetrySettings::default(),

@@ -163,4 +163,41 @@ async fn reports_agree_whether_dates_come_from_rollups_or_readings() {
         (0.16, 64.5, 2),
         "rollups off, off the grid",
     );
+
+    // A reading flushed while nothing keeps the rollups: the command line finds its date stale,
+    // rebuilds it, and then finds nothing to report.
+    let late = json!([{"site": "fra1", "customer": "acme", "workload": "api",
+        "start": "2026-03-01T10:00:00Z", "duration_s": 300, "energy_j": 18000}]);
+    assert_eq!(raw.post("/v1/readings", late).await.status(), 200);
+    raw.flush().await;
+    let dir = raw.stop().await;
+    let verify = rollups_command(&dir, &["verify"]);
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    let listed = String::from_utf8_lossy(&verify.stdout);
+    let dates: Vec<_> = (listed.lines())
+        .filter(|line| !line.starts_with('{')) // the JSON log lines
+        .map(|line| line.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(dates, ["2026-03-01"], "{listed}");
+    let rebuild = rollups_command(&dir, &["rebuild", "--from", "2026-03-01"]);
+    assert!(rebuild.status.success(), "{rebuild:?}");
+    let verify = rollups_command(&dir, &["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    // 0.005 kWh more at 100 g/kWh x 1.5: 0.75 g, served from the rebuilt rollup.
+    let app = spawn_app_with(settings_for(&dir), dir).await;
+    assert_eq!(served(&app).await, ["2026-02-28", "2026-03-01"]);
+    assert_totals(
+        totals(&app, TWO_DAYS).await,
+        (corrected.0 + 0.005, corrected.1 + 0.75, corrected.2 + 1),
+        "rebuilt by the command line",
+    );
+}
+
+fn rollups_command(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_carbon-ledger"))
+        .args(["rollups", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .unwrap()
 }
