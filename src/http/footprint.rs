@@ -152,15 +152,54 @@ struct Rendered {
 
 enum Body {
     Whole(Bytes),
-    /// NDJSON or CSV, rendered `CHUNK_ROWS` rows at a time as the client reads: the first bytes
-    /// leave at once and memory holds one slice of rendered rows, whatever the row count.
-    Rows {
-        footprint: std::sync::Arc<Footprint>,
-        format: Format,
-    },
+    /// NDJSON or CSV: the report computed one part at a time (`FootprintQuery::in_parts`) and
+    /// each part rendered `CHUNK_ROWS` rows at a time as the client reads, so the first bytes
+    /// leave once the first part is known and memory holds one part, whatever the range.
+    Rows(Box<RowStream>),
+}
+
+struct RowStream {
+    format: Format,
+    state: web::Data<AppState>,
+    current: Footprint,
+    /// The next row of `current` to send.
+    offset: usize,
+    rest: std::collections::VecDeque<FootprintQuery>,
+}
+
+impl RowStream {
+    /// The next slice of rows; the next part's report when this one is sent; `None` at the end.
+    async fn next(mut self) -> Option<(Result<Bytes, actix_web::Error>, Self)> {
+        while self.offset >= self.current.height() {
+            let query = self.rest.pop_front()?;
+            match self.state.reports.footprint(query).await {
+                Ok(footprint) => (self.current, self.offset) = (footprint, 0),
+                Err(error) => {
+                    // The status has gone: end the body early, so the client sees it cut short.
+                    self.rest.clear();
+                    return Some((Err(ApiError::from(error).into()), self));
+                }
+            }
+        }
+        let chunk = flat_chunk(&self.current, self.format, self.offset).map_err(Into::into);
+        self.offset += CHUNK_ROWS;
+        Some((chunk, self))
+    }
 }
 
 impl Rendered {
+    fn flat(rows: RowStream) -> Self {
+        let csv = rows.format == Format::Csv;
+        Rendered {
+            content_type: match csv {
+                true => "text/csv; charset=utf-8",
+                false => "application/x-ndjson",
+            },
+            filename: csv.then_some("footprint.csv"),
+            body: Body::Rows(Box::new(rows)),
+        }
+    }
+
     /// Sends the body (chunked transfer for rows, so large answers start at once).
     fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::Ok();
@@ -173,20 +212,10 @@ impl Rendered {
         }
         match self.body {
             Body::Whole(bytes) => response.body(bytes),
-            Body::Rows { footprint, format } => {
-                let header = (format == Format::Csv)
-                    .then(|| Bytes::from(format!("{}\r\n", footprint.flat_header().join(","))));
-                let rows = futures_util::stream::unfold(0, move |offset| {
-                    let footprint = footprint.clone();
-                    async move {
-                        if offset >= footprint.height() {
-                            return None;
-                        }
-                        let chunk =
-                            flat_chunk(&footprint, format, offset).map_err(actix_web::Error::from);
-                        Some((chunk, offset + CHUNK_ROWS))
-                    }
-                });
+            Body::Rows(rows) => {
+                let header = (rows.format == Format::Csv)
+                    .then(|| Bytes::from(format!("{}\r\n", rows.current.flat_header().join(","))));
+                let rows = futures_util::stream::unfold(*rows, RowStream::next);
                 let header = futures_util::stream::iter(header.map(Ok));
                 response.streaming(futures_util::StreamExt::chain(header, rows))
             }
@@ -237,7 +266,7 @@ fn flat_chunk(footprint: &Footprint, format: Format, offset: usize) -> Result<By
 }
 
 async fn answer(
-    state: &AppState,
+    state: &web::Data<AppState>,
     request: &HttpRequest,
     customer: Option<Id>,
     params: ReportParams,
@@ -255,6 +284,18 @@ async fn answer(
             site: params.site.as_deref(),
         },
     )?;
+    if let Format::Ndjson | Format::Csv = format {
+        let mut rest: std::collections::VecDeque<_> = query.in_parts().into();
+        let first = rest.pop_front().unwrap_or(query);
+        let rows = RowStream {
+            format,
+            state: state.clone(),
+            current: state.reports.footprint(first).await?,
+            offset: 0,
+            rest,
+        };
+        return Ok(Rendered::flat(rows).into_response());
+    }
     let footprint = state.reports.footprint(query).await?;
     if format == Format::Json && footprint.report.rows.height() > MAX_JSON_ROWS {
         return Err(ApiError::new(
@@ -265,62 +306,50 @@ async fn answer(
             ),
         ));
     }
-    let rendered = web::block(move || render(footprint, format))
-        .await
-        .map_err(|e| ApiError::internal(&e))??;
+    let rendered = web::block(move || match format {
+        Format::Parquet => parquet(footprint),
+        _ => json(footprint),
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
     Ok(rendered.into_response())
 }
 
-fn render(footprint: Footprint, format: Format) -> Result<Rendered, ApiError> {
-    match format {
-        Format::Json => {
-            let query = &footprint.query;
-            let body = serde_json::to_vec(&FootprintResponse {
-                customer: query.customer.as_ref().map(ToString::to_string),
-                from: query.window.from,
-                to: query.window.to,
-                granularity: query.window.granularity.as_str().to_owned(),
-                group_by: query
-                    .group_by
-                    .iter()
-                    .map(|k| k.column().to_owned())
-                    .collect(),
-                tz: query.window.tz.name().to_owned(),
-                workloads: query.workloads.iter().map(ToString::to_string).collect(),
-                sites: query.sites.iter().map(ToString::to_string).collect(),
-                table_version: footprint.table_version,
-                versions: footprint.versions,
-                rows: footprint.rows().map_err(polars_error)?,
-                totals: footprint.totals().map_err(polars_error)?,
-            })
-            .map_err(|e| ApiError::internal(&e))?;
-            Ok(Rendered {
-                content_type: "application/json",
-                filename: None,
-                body: Body::Whole(Bytes::from(body)),
-            })
-        }
-        Format::Ndjson | Format::Csv => Ok(Rendered {
-            content_type: if format == Format::Csv {
-                "text/csv; charset=utf-8"
-            } else {
-                "application/x-ndjson"
-            },
-            filename: (format == Format::Csv).then_some("footprint.csv"),
-            body: Body::Rows {
-                footprint: std::sync::Arc::new(footprint),
-                format,
-            },
-        }),
-        Format::Parquet => {
-            let bytes = footprint.parquet().map_err(polars_error)?;
-            Ok(Rendered {
-                content_type: "application/vnd.apache.parquet",
-                filename: Some("footprint.parquet"),
-                body: Body::Whole(Bytes::from(bytes)),
-            })
-        }
-    }
+fn json(footprint: Footprint) -> Result<Rendered, ApiError> {
+    let query = &footprint.query;
+    let body = serde_json::to_vec(&FootprintResponse {
+        customer: query.customer.as_ref().map(ToString::to_string),
+        from: query.window.from,
+        to: query.window.to,
+        granularity: query.window.granularity.as_str().to_owned(),
+        group_by: query
+            .group_by
+            .iter()
+            .map(|k| k.column().to_owned())
+            .collect(),
+        tz: query.window.tz.name().to_owned(),
+        workloads: query.workloads.iter().map(ToString::to_string).collect(),
+        sites: query.sites.iter().map(ToString::to_string).collect(),
+        table_version: footprint.table_version,
+        versions: footprint.versions,
+        rows: footprint.rows().map_err(polars_error)?,
+        totals: footprint.totals().map_err(polars_error)?,
+    })
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(Rendered {
+        content_type: "application/json",
+        filename: None,
+        body: Body::Whole(Bytes::from(body)),
+    })
+}
+
+fn parquet(footprint: Footprint) -> Result<Rendered, ApiError> {
+    let bytes = footprint.parquet().map_err(polars_error)?;
+    Ok(Rendered {
+        content_type: "application/vnd.apache.parquet",
+        filename: Some("footprint.parquet"),
+        body: Body::Whole(Bytes::from(bytes)),
+    })
 }
 
 /// A customer's footprint

@@ -100,6 +100,37 @@ fn max_range(granularity: Granularity) -> Duration {
 }
 
 impl FootprintQuery {
+    /// The query cut at bucket starts into consecutive queries (a week of hourly or daily
+    /// buckets each, one bucket of a coarser granularity), so that an export computes and holds
+    /// one part at a time. Their rows, in order, are the rows of the whole: each bucket's
+    /// figures rest on that bucket's instants alone, and instruments' shares on their whole
+    /// periods, whatever the window.
+    pub fn in_parts(&self) -> Vec<FootprintQuery> {
+        let window = self.window;
+        let buckets_per_part = match window.granularity {
+            Granularity::Total => return vec![self.clone()],
+            Granularity::Hour => 7 * 24,
+            Granularity::Day => 7,
+            Granularity::Week | Granularity::Month | Granularity::Quarter | Granularity::Year => 1,
+        };
+        let starts = window.bucket_edges(window.from, window.to);
+        let cuts = (starts.into_iter().skip(buckets_per_part - 1)).step_by(buckets_per_part);
+        let bounds: Vec<_> = std::iter::once(window.from)
+            .chain(cuts)
+            .chain(std::iter::once(window.to))
+            .collect();
+        (bounds.windows(2))
+            .map(|bound| FootprintQuery {
+                window: Window {
+                    from: bound[0],
+                    to: bound[1],
+                    ..window
+                },
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// Checks raw parameters (DESIGN §4): range order and length, granularity, groups, time zone.
     pub fn parse(customer: Option<Id>, raw: RawQuery<'_>) -> Result<Self, ReportError> {
         let RawQuery {

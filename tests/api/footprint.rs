@@ -530,6 +530,11 @@ async fn exports_longer_than_one_slice_stream_every_row_once() {
         app.post("/v1/readings", json!(readings)).await.status(),
         200
     );
+    // 2 Wh across midnight into February 5, where exports start their second part (a week of
+    // hours each): half in the last hour of one part, half in the first of the next.
+    let across = json!([{"site": "fra1", "customer": "acme", "workload": "d",
+        "start": "2026-02-04T23:30:00Z", "duration_s": 3600, "energy_j": 7200}]);
+    assert_eq!(app.post("/v1/readings", across).await.status(), 200);
     let query = "/v1/customers/acme/footprint?from=2026-01-29T00:00:00Z&to=2026-03-01T00:00:00Z\
                  &granularity=hour&group_by=workload";
     let whole: Value = app.get(query).await.json().await.unwrap();
@@ -537,7 +542,8 @@ async fn exports_longer_than_one_slice_stream_every_row_once() {
     // Every hour's energy is (1 + hour % 7) Wh for each of 3 workloads.
     let expected: f64 = (0..31 * 24)
         .map(|h| 3.0 * (1 + h % 7) as f64 / 1000.0)
-        .sum();
+        .sum::<f64>()
+        + 0.002;
     assert!((total - expected).abs() < 1e-9, "{total} != {expected}");
 
     let csv = app.get(&format!("{query}&format=csv")).await;
@@ -549,7 +555,7 @@ async fn exports_longer_than_one_slice_stream_every_row_once() {
     );
     let csv = csv.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + 2232, "a header and every row once");
+    assert_eq!(lines.len(), 1 + 2234, "a header and every row once");
     let at = lines[0]
         .split(',')
         .position(|c| c == "it_energy_kwh")
@@ -569,10 +575,34 @@ async fn exports_longer_than_one_slice_stream_every_row_once() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 2232);
-    assert_eq!(
-        records[2000]["bucket_start"],
-        whole["rows"][2000]["bucket_start"]
-    );
-    assert_eq!(records[2231]["workload"], "c");
+    // The same rows as the report computed whole, in the same order.
+    let rows = whole["rows"].as_array().unwrap();
+    assert_eq!(records.len(), 2234);
+    assert_eq!(rows.len(), records.len());
+    for (record, row) in records.iter().zip(rows) {
+        assert_eq!(record["bucket_start"], row["bucket_start"]);
+        assert_eq!(record["workload"], row["workload"]);
+        assert_eq!(record["readings"], row["readings"]);
+        let (a, b) = (&record["it_energy_kwh"], &row["it_energy_kwh"]);
+        assert!(
+            (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-12,
+            "{a} != {b}"
+        );
+        let (a, b) = (
+            &record["location_emissions_gco2e"],
+            &row["location_emissions_gco2e"],
+        );
+        assert!(
+            (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9,
+            "{a} != {b}"
+        );
+    }
+    let d: Vec<_> = records.iter().filter(|r| r["workload"] == "d").collect();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0]["bucket_start"], "2026-02-04T23:00:00Z");
+    assert_eq!(d[1]["bucket_start"], "2026-02-05T00:00:00Z");
+    for half in d {
+        assert_eq!(half["it_energy_kwh"], 0.001);
+        assert_eq!(half["readings"], 1);
+    }
 }
