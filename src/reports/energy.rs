@@ -12,6 +12,10 @@ use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use std::collections::BTreeSet;
 
+/// Dates of rollups read at once (a customer-year is 365 files: read whole, its rows alone
+/// would take a gigabyte).
+const ROLLUP_DATES_PER_READ: usize = 16;
+
 /// Where a report reads the tables: the latest state (`Some(None)`), a pinned version
 /// (`Some(Some(v))`), or nothing (`None`: pinned before the table held anything).
 #[derive(Debug, Clone, Copy)]
@@ -86,20 +90,13 @@ impl ReportSources {
                 let pieces = match (plan, &self.rollups) {
                     (Some(plan), Some(rollups)) if !served.is_empty() => {
                         let span = (from_us - LOOKBACK.num_microseconds().unwrap_or(0), to_us);
-                        let rows = (rollups.read(
-                            serving.into_values().collect(),
-                            key,
-                            filter.clone(),
-                            span,
-                        ))
-                        .await?;
                         let dirty = plan.dirty_spans(span.0, span.1);
                         let dirty_dates: BTreeSet<String> =
                             dates_reaching(dirty.values().flatten().copied())
                                 .intersection(&served)
                                 .cloned()
                                 .collect();
-                        let raw = match dirty_dates.is_empty() {
+                        let mut raw = match dirty_dates.is_empty() {
                             true => readings::empty().map_err(LoggedTableError::from)?,
                             false => {
                                 let scan = self
@@ -115,12 +112,26 @@ impl ReportSources {
                                 blocking(move || scan.collect()).await?
                             }
                         };
-                        let plan_pieces = blocking({
+                        // A few dates' rollups at a time become pieces, so that memory holds
+                        // the pieces of the range and the rollup rows of a few dates only.
+                        let files: Vec<_> = serving.into_values().collect();
+                        let mut pieces = Vec::new();
+                        for batch in files.chunks(ROLLUP_DATES_PER_READ) {
+                            let rows =
+                                (rollups.read(batch.to_vec(), key, filter.clone(), span)).await?;
+                            let raw = std::mem::replace(
+                                &mut raw,
+                                readings::empty().map_err(LoggedTableError::from)?,
+                            );
                             let plan = plan.clone();
-                            move || plan.pieces(&rows, &raw)
-                        })
-                        .await?;
-                        Some(plan_pieces.lazy())
+                            let batch = blocking(move || plan.pieces(&rows, &raw)).await?;
+                            pieces.push(batch.lazy());
+                        }
+                        let union = UnionArgs {
+                            rechunk: false,
+                            ..Default::default()
+                        };
+                        Some(concat(pieces, union).map_err(LoggedTableError::from)?)
                     }
                     _ => None,
                 };
