@@ -2,6 +2,8 @@
 use carbon_ledger::clock::SystemClock;
 use carbon_ledger::config::Settings;
 use carbon_ledger::http::Application;
+use carbon_ledger::storage::logged::LoggedTable;
+use carbon_ledger::storage::rollups::Rollups;
 use std::sync::Arc;
 
 pub const TOKEN: &str = "bench-admin-token";
@@ -10,14 +12,29 @@ pub struct BenchServer {
     pub base: String,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
+    /// The readings table behind the server.
+    #[allow(
+        dead_code,
+        reason = "each bench compiles this module; only the rollups bench reads it"
+    )]
+    pub readings: Arc<LoggedTable>,
+    #[allow(
+        dead_code,
+        reason = "each bench compiles this module; only the rollups bench reads it"
+    )]
+    pub rollups: Option<Arc<Rollups>>,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 /// Starts the server in this process with `settings`, on a free port, with its own data directory
 /// and the benchmarks' admin token.
 pub async fn start(settings: Settings) -> BenchServer {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(settings, tempfile::tempdir().unwrap()).await
+}
+
+/// `start`, on the data directory `dir` (another server's, stopped: the same data).
+pub async fn start_in(settings: Settings, dir: tempfile::TempDir) -> BenchServer {
     let settings = Settings {
         bind: "127.0.0.1:0".into(),
         data_dir: dir.path().to_owned(),
@@ -29,20 +46,26 @@ pub async fn start(settings: Settings) -> BenchServer {
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let [readings, ..] = app.tables();
+    let rollups = app.rollups();
     let running = tokio::spawn(app.run_until_stopped());
     BenchServer {
         base,
         client: reqwest::Client::new(),
         handle,
+        readings,
+        rollups,
         running,
-        _data_dir: dir,
+        data_dir: dir,
     }
 }
 
 impl BenchServer {
-    /// Stops the server and waits for its last flush, before the runtime goes away.
-    pub async fn stop(self) {
+    /// Stops the server and waits for its last flush, before the runtime goes away; hands back
+    /// its data directory.
+    pub async fn stop(self) -> tempfile::TempDir {
         self.handle.stop(true).await;
         self.running.await.unwrap().unwrap();
+        self.data_dir
     }
 }
