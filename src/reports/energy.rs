@@ -7,6 +7,7 @@ use crate::accounting::Energy;
 use crate::domain::usage::PowerModel;
 use crate::domain::{Id, Site};
 use crate::storage::logged::{blocking, instant, Dates, LoggedTableError};
+use crate::storage::table::TableFile;
 use crate::storage::{readings, usage};
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
@@ -14,7 +15,7 @@ use std::collections::BTreeSet;
 
 /// Dates of rollups read at once (a customer-year is 365 files: read whole, its rows alone
 /// would take a gigabyte).
-const ROLLUP_DATES_PER_READ: usize = 16;
+const ROLLUP_DATES_PER_READ: usize = 31;
 
 /// Where a report reads the tables: the latest state (`Some(None)`), a pinned version
 /// (`Some(Some(v))`), or nothing (`None`: pinned before the table held anything).
@@ -113,19 +114,34 @@ impl ReportSources {
                             }
                         };
                         // A few dates' rollups at a time become pieces, so that memory holds
-                        // the pieces of the range and the rollup rows of a few dates only.
+                        // the pieces of the range and the rollup rows of a few dates only; the
+                        // next dates are read while this batch is cut into pieces.
                         let files: Vec<_> = serving.into_values().collect();
+                        let mut batches = files.chunks(ROLLUP_DATES_PER_READ).map(<[_]>::to_vec);
+                        let read = |batch: Option<Vec<TableFile>>| {
+                            let filter = filter.clone();
+                            async move {
+                                match batch {
+                                    Some(batch) => {
+                                        let rows = rollups.read(batch, key, filter, span);
+                                        rows.await.map(Some)
+                                    }
+                                    None => Ok(None),
+                                }
+                            }
+                        };
+                        let mut rows = read(batches.next()).await?;
                         let mut pieces = Vec::new();
-                        for batch in files.chunks(ROLLUP_DATES_PER_READ) {
-                            let rows =
-                                (rollups.read(batch.to_vec(), key, filter.clone(), span)).await?;
+                        while let Some(batch) = rows.take() {
                             let raw = std::mem::replace(
                                 &mut raw,
                                 readings::empty().map_err(LoggedTableError::from)?,
                             );
                             let plan = plan.clone();
-                            let batch = blocking(move || plan.pieces(&rows, &raw)).await?;
-                            pieces.push(batch.lazy());
+                            let cut = blocking(move || plan.pieces(&batch, &raw));
+                            let (cut, next) = tokio::join!(cut, read(batches.next()));
+                            pieces.push(cut?.lazy());
+                            rows = next?;
                         }
                         let union = UnionArgs {
                             rechunk: false,
