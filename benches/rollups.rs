@@ -166,28 +166,28 @@ async fn intensity(server: &BenchServer, revision: bool) {
     }
 }
 
+async fn put(server: &BenchServer, path: &str, body: serde_json::Value) {
+    let response = (server.client.put(format!("{}{path}", server.base)))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+}
+
 async fn register(server: &BenchServer) {
     for (site, zone, pue) in SITES {
         let body = json!({"name": site, "zone": zone, "pue": pue});
-        (server
-            .client
-            .put(format!("{}/v1/sites/{site}", server.base)))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        put(server, &format!("/v1/sites/{site}"), body).await;
     }
     for c in 0..4 {
         let body = json!({"name": format!("Customer {c}")});
-        (server
-            .client
-            .put(format!("{}/v1/customers/c{c}", server.base)))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        put(server, &format!("/v1/customers/c{c}"), body).await;
     }
 }
 

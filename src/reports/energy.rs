@@ -7,9 +7,9 @@ use crate::accounting::Energy;
 use crate::domain::usage::PowerModel;
 use crate::domain::{Id, Site};
 use crate::storage::logged::{blocking, instant, Dates, LoggedTableError};
-use crate::storage::table::TableFile;
 use crate::storage::{readings, usage};
 use chrono::{DateTime, Utc};
+use futures_util::future::OptionFuture;
 use polars::prelude::*;
 use std::collections::BTreeSet;
 
@@ -97,8 +97,9 @@ impl ReportSources {
                                 .intersection(&served)
                                 .cloned()
                                 .collect();
+                        // The dirty slots' readings, cut with the first batch of rollups.
                         let mut raw = match dirty_dates.is_empty() {
-                            true => readings::empty().map_err(LoggedTableError::from)?,
+                            true => None,
                             false => {
                                 let scan = self
                                     .readings
@@ -110,7 +111,7 @@ impl ReportSources {
                                         Dates::Only(&dirty_dates),
                                     )
                                     .await?;
-                                blocking(move || scan.collect()).await?
+                                Some(blocking(move || scan.collect()).await?)
                             }
                         };
                         // A few dates' rollups at a time become pieces, so that memory holds
@@ -118,30 +119,18 @@ impl ReportSources {
                         // next dates are read while this batch is cut into pieces.
                         let files: Vec<_> = serving.into_values().collect();
                         let mut batches = files.chunks(ROLLUP_DATES_PER_READ).map(<[_]>::to_vec);
-                        let read = |batch: Option<Vec<TableFile>>| {
-                            let filter = filter.clone();
-                            async move {
-                                match batch {
-                                    Some(batch) => {
-                                        let rows = rollups.read(batch, key, filter, span);
-                                        rows.await.map(Some)
-                                    }
-                                    None => Ok(None),
-                                }
-                            }
-                        };
-                        let mut rows = read(batches.next()).await?;
+                        let read = |batch| rollups.read(batch, key, filter.clone(), span);
+                        let mut rows = OptionFuture::from(batches.next().map(read)).await;
                         let mut pieces = Vec::new();
-                        while let Some(batch) = rows.take() {
-                            let raw = std::mem::replace(
-                                &mut raw,
-                                readings::empty().map_err(LoggedTableError::from)?,
-                            );
+                        while let Some(batch) = rows.transpose()? {
+                            let raw = raw.take().map_or_else(readings::empty, Ok);
+                            let raw = raw.map_err(LoggedTableError::from)?;
                             let plan = plan.clone();
-                            let cut = blocking(move || plan.pieces(&batch, &raw));
-                            let (cut, next) = tokio::join!(cut, read(batches.next()));
+                            let cutting = blocking(move || plan.pieces(&batch, &raw));
+                            let next = OptionFuture::from(batches.next().map(read));
+                            let (cut, next) = tokio::join!(cutting, next);
                             pieces.push(cut?.lazy());
-                            rows = next?;
+                            rows = next;
                         }
                         let union = UnionArgs {
                             rechunk: false,
