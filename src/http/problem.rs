@@ -334,6 +334,7 @@ impl From<crate::sources::TelemetryError> for ApiError {
         use crate::sources::TelemetryError;
         match error {
             TelemetryError::Registry(registry) => registry.into(),
+            TelemetryError::Interrupted => Self::new(ErrorCode::Unavailable, error.to_string()),
             // Storage trouble is what a sender's retry can fix: 5xx.
             other => Self::internal(&other),
         }

@@ -5,6 +5,7 @@
 //! readings (see `series`), and counted per source so that nothing is dropped unseen.
 pub mod exposition;
 pub mod feeds;
+mod interned;
 pub mod otlp;
 pub mod protobuf;
 pub mod pull;
@@ -14,7 +15,9 @@ mod resolution;
 pub mod schedule;
 pub mod scrape;
 pub mod series;
+mod state_codec;
 mod state_store;
+mod turns;
 
 use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::meter::{MeterKind, MeterReading};
@@ -24,10 +27,11 @@ use crate::storage::logged::{LoggedTable, LoggedTableError};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use series::{Counts, Delta, Resolution, State, WindowKey, Windows};
-use state_store::{Seal, StateStore};
+use series::{Counts, Resolution, State, Target, WindowAt, Windows};
+use state_store::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use turns::{Ticket, Turns};
 use utoipa::ToSchema;
 
 /// One sample of a series: a value at an instant (milliseconds since the epoch, UTC).
@@ -95,6 +99,10 @@ pub enum TelemetryError {
     Registry(#[from] RegistryError),
     #[error("background task failed: {0}")]
     Task(String),
+    /// An earlier request's change to the series state did not reach the disk, and this one's
+    /// rests on it: the sender's retry (after the state is reloaded) succeeds.
+    #[error("an earlier telemetry request failed before its series state was stored; retry")]
+    Interrupted,
 }
 
 /// What a source has delivered, as `GET /v1/telemetry/sources` shows it.
@@ -142,6 +150,14 @@ pub struct IngestContext<'a> {
     pub max_power_w: f64,
 }
 
+/// What a conversion's windows become.
+#[derive(Default)]
+struct Made {
+    batch: ReadingBatch,
+    units: Vec<FunctionalUnit>,
+    metered: Vec<MeterReading>,
+}
+
 /// Marks the sites and customers as holding data, then makes `frame`'s rows durable in `table`.
 async fn durable(
     ctx: &IngestContext<'_>,
@@ -159,11 +175,28 @@ async fn durable(
     Ok(())
 }
 
+/// The series state with the count of changes converted from it, and the bytes they add to the
+/// log since the last snapshot.
+struct Converter {
+    state: State,
+    converted: u64,
+    log_bytes: u64,
+}
+
+/// A converted request's state change on its way to the log: the change, or (when the log is due
+/// to be folded) the whole state as of it.
+enum Change {
+    Append(Vec<u8>),
+    Snapshot(Vec<u8>),
+}
+
 pub struct Telemetry {
     settings: TelemetrySettings,
     store: std::sync::Arc<std::sync::Mutex<StateStore>>,
-    /// One request at a time: each sees the state the previous one left.
-    state: tokio::sync::Mutex<State>,
+    /// One conversion at a time: each sees the state the previous one left. Only the conversion
+    /// holds it; readings become durable side by side, and changes reach the log in `turns`.
+    converter: tokio::sync::Mutex<Converter>,
+    turns: std::sync::Arc<Turns>,
     sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
     unmapped: std::sync::Mutex<HashMap<String, UnmappedSeries>>,
 }
@@ -174,7 +207,12 @@ impl Telemetry {
         Ok(Self {
             settings,
             store: std::sync::Arc::new(std::sync::Mutex::new(store)),
-            state: tokio::sync::Mutex::new(state),
+            converter: tokio::sync::Mutex::new(Converter {
+                state,
+                converted: 0,
+                log_bytes: 0,
+            }),
+            turns: Default::default(),
             sources: Default::default(),
             unmapped: Default::default(),
         })
@@ -252,115 +290,115 @@ impl Telemetry {
                 }
             })
             .collect();
-        let mut state = self.state.lock().await;
-        let changed = state.convert(
-            &series,
-            |i, _| resolutions[i].clone(),
-            self.settings.windows(),
-            &mut counts,
-        );
-        let window_s = self.settings.windows().window_ms / 1000;
-        let mut batch = ReadingBatch::default();
-        let mut units = Vec::new();
-        let mut metered = Vec::new();
-        for (key, joules) in &changed {
-            if let Some(kind) = key.target.meter_kind {
-                match Self::meter_reading(key, kind, *joules, window_s) {
-                    Some(reading) => metered.push(reading),
-                    None => counts.ignore("invalid_meter", 1),
-                }
-                continue;
-            }
-            if let Some(unit) = &key.target.functional_unit {
-                match Self::functional_unit(key, unit, *joules, window_s) {
-                    Some(count) => units.push(count),
-                    None => counts.ignore("invalid_functional_unit", 1),
-                }
-                continue;
-            }
-            if joules / window_s as f64 > ctx.max_power_w {
-                counts.ignore("over_max_power", 1);
-                continue;
-            }
-            batch.site.push(&key.target.site);
-            batch.customer.push(&key.target.customer);
-            batch.workload.push(&key.target.workload);
-            batch.start_us.push(key.start_ms * 1000);
-            batch.duration_s.push(window_s as i32);
-            batch.energy_j.push(Some(*joules));
-            batch.power_w.push(None);
+        let mut converter = self.converter.lock().await;
+        if self.turns.broken() {
+            converter.state = self.reload(converter.converted).await?;
+            converter.log_bytes = 0;
+            self.turns.mended();
         }
-        let delta = state.delta(&changed);
-        match self.commit((batch, units, metered), delta, &ctx).await {
+        let windows = self.settings.windows();
+        let state = &mut converter.state;
+        let changed = state.convert(&series, |i, _| resolutions[i].clone(), windows, &mut counts);
+        let made = Self::readings(state, &changed, windows, ctx.max_power_w, &mut counts);
+        let change = state_codec::encode(&state.delta(&changed, windows));
+        let series_active = state.series();
+        converter.log_bytes += change.len() as u64;
+        let change = if converter.log_bytes > state_store::MAX_LOG_BYTES {
+            converter.log_bytes = 0;
+            converter.state.new_log();
+            Change::Snapshot(state_codec::encode(&converter.state.snapshot()))
+        } else {
+            Change::Append(change)
+        };
+        let ticket = Ticket::after(&self.turns, converter.converted);
+        converter.converted = ticket.number();
+        drop(converter);
+        match self.commit(made, change, ticket, &ctx).await {
             Ok(()) => {
-                self.record(source, Ok((&counts, newest, state.series())));
-                let sealed = self.seal_when_due(&state);
-                drop(state);
-                if let Some(sealed) = sealed {
-                    self.write_snapshot(sealed).await;
-                }
+                self.record(source, Ok((&counts, newest, series_active)));
                 Ok(counts)
             }
             Err(error) => {
-                // Memory ran ahead of the disk: go back to what is durable (the sender retries).
-                let store = self.store.clone();
-                let windows = self.settings.windows();
-                if let Ok(Ok(durable)) = tokio::task::spawn_blocking(move || {
-                    store
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .reload(windows)
-                })
-                .await
-                {
-                    *state = durable;
-                }
                 self.record(source, Err(error.to_string()));
                 Err(error)
             }
         }
     }
 
-    /// Seals the state's log when it is due, with the state as of the seal: call it while
-    /// holding the state (no change can be appended meanwhile).
-    fn seal_when_due(&self, state: &State) -> Option<(Seal, State)> {
-        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        if !store.wants_snapshot() {
-            return None;
-        }
-        match store.seal() {
-            Ok(seal) => Some((seal, state.clone())),
-            Err(error) => {
-                tracing::warn!(error = %error, "sealing the series log failed; it goes on");
-                None
-            }
-        }
+    /// The state as durable, once every change converted (through `converted`) had its turn.
+    async fn reload(&self, converted: u64) -> Result<State, TelemetryError> {
+        self.turns.settled(converted).await;
+        let store = self.store.clone();
+        let windows = self.settings.windows();
+        let state = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reopen(windows)
+        })
+        .await
+        .map_err(|e| TelemetryError::Task(e.to_string()))??;
+        Ok(state)
     }
 
-    /// Writes a sealed log's snapshot, away from the state's lock: requests go on meanwhile.
-    async fn write_snapshot(&self, (seal, state): (Seal, State)) {
-        let outcome = tokio::task::spawn_blocking(move || seal.write(&state)).await;
-        if let Ok(Err(error)) = outcome {
-            tracing::warn!(error = %error, "snapshotting the series state failed; its logs go on");
+    /// The readings, functional-unit counts and meter readings of the windows a conversion
+    /// changed (before the state forgets any of their targets).
+    fn readings(
+        state: &State,
+        changed: &[(WindowAt, f64)],
+        windows: Windows,
+        max_power_w: f64,
+        counts: &mut Counts,
+    ) -> Made {
+        let window_s = windows.window_ms / 1000;
+        let mut made = Made::default();
+        for &((target, start_ms), joules) in changed {
+            let Some(target) = state.target(target) else {
+                continue; // every changed window's target is live until `delta`
+            };
+            if let Some(kind) = target.meter_kind {
+                match Self::meter_reading(target, start_ms, kind, joules, window_s) {
+                    Some(reading) => made.metered.push(reading),
+                    None => counts.ignore("invalid_meter", 1),
+                }
+                continue;
+            }
+            if let Some(unit) = &target.functional_unit {
+                match Self::functional_unit(target, start_ms, unit, joules, window_s) {
+                    Some(count) => made.units.push(count),
+                    None => counts.ignore("invalid_functional_unit", 1),
+                }
+                continue;
+            }
+            if joules / window_s as f64 > max_power_w {
+                counts.ignore("over_max_power", 1);
+                continue;
+            }
+            let batch = &mut made.batch;
+            batch.site.push(&target.site);
+            batch.customer.push(&target.customer);
+            batch.workload.push(&target.workload);
+            batch.start_us.push(start_ms * 1000);
+            batch.duration_s.push(window_s as i32);
+            batch.energy_j.push(Some(joules));
+            batch.power_w.push(None);
         }
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .sealed();
+        made
     }
 
     /// A window of a counter of things as one functional-unit count, its identity the window.
     fn functional_unit(
-        key: &WindowKey,
+        target: &Target,
+        start_ms: i64,
         unit: &str,
         count: f64,
         window_s: i64,
     ) -> Option<FunctionalUnit> {
         Some(FunctionalUnit {
-            site: Id::parse(&key.target.site).ok()?,
-            customer: Id::parse(&key.target.customer).ok()?,
-            workload: Id::parse(&key.target.workload).ok()?,
-            start: DateTime::from_timestamp_millis(key.start_ms)?,
+            site: Id::parse(&target.site).ok()?,
+            customer: Id::parse(&target.customer).ok()?,
+            workload: Id::parse(&target.workload).ok()?,
+            start: DateTime::from_timestamp_millis(start_ms)?,
             duration_s: window_s,
             unit: unit.to_owned(),
             count,
@@ -369,62 +407,73 @@ impl Telemetry {
 
     /// A window of a site meter's series as one meter reading, its identity the window.
     fn meter_reading(
-        key: &WindowKey,
+        target: &Target,
+        start_ms: i64,
         kind: MeterKind,
         joules: f64,
         window_s: i64,
     ) -> Option<MeterReading> {
         Some(MeterReading {
-            site: Id::parse(&key.target.site).ok()?,
-            meter: Id::parse(&key.target.workload).ok()?,
+            site: Id::parse(&target.site).ok()?,
+            meter: Id::parse(&target.workload).ok()?,
             kind,
-            start: DateTime::from_timestamp_millis(key.start_ms)?,
+            start: DateTime::from_timestamp_millis(start_ms)?,
             duration_s: window_s,
             energy_j: joules,
         })
     }
 
-    /// The readings, counts and meter readings, then the state change that made them: a crash
-    /// in between leaves the old state, and the sender's retry recomputes the same windows,
-    /// which replace themselves.
+    /// The readings, counts and meter readings, then, in its turn, the state change that made
+    /// them: a crash in between leaves the old state, and the sender's retry recomputes the same
+    /// windows, which replace themselves.
     async fn commit(
         &self,
-        (batch, units, metered): (ReadingBatch, Vec<FunctionalUnit>, Vec<MeterReading>),
-        delta: Delta,
+        Made {
+            batch,
+            units,
+            metered,
+        }: Made,
+        change: Change,
+        ticket: Ticket,
         ctx: &IngestContext<'_>,
     ) -> Result<(), TelemetryError> {
-        // The state's line is encoded on another thread while the readings are made durable; it
-        // is written only after them.
-        let line = tokio::task::spawn_blocking(move || state_store::encode(&delta));
-        if !metered.is_empty() {
-            let sites = distinct(metered.iter().map(|m| &m.site));
-            let frame = move || meters::frame(&metered);
-            durable(ctx, ctx.meters, (sites, Vec::new()), frame).await?;
+        let readings = async {
+            if !metered.is_empty() {
+                let sites = distinct(metered.iter().map(|m| &m.site));
+                let frame = move || meters::frame(&metered);
+                durable(ctx, ctx.meters, (sites, Vec::new()), frame).await?;
+            }
+            if !batch.is_empty() {
+                let owners = (batch.site.ids(), batch.customer.ids());
+                durable(ctx, ctx.readings, owners, move || readings::frame(batch)).await?;
+            }
+            if !units.is_empty() {
+                let owners = (
+                    distinct(units.iter().map(|u| &u.site)),
+                    distinct(units.iter().map(|u| &u.customer)),
+                );
+                let frame = move || functional_units::frame(&units);
+                durable(ctx, ctx.functional_units, owners, frame).await?;
+            }
+            Ok::<(), TelemetryError>(())
         }
-        if !batch.is_empty() {
-            let owners = (batch.site.ids(), batch.customer.ids());
-            durable(ctx, ctx.readings, owners, move || readings::frame(batch)).await?;
+        .await;
+        if !ticket.turn().await {
+            return Err(TelemetryError::Interrupted);
         }
-        if !units.is_empty() {
-            let owners = (
-                distinct(units.iter().map(|u| &u.site)),
-                distinct(units.iter().map(|u| &u.customer)),
-            );
-            let frame = move || functional_units::frame(&units);
-            durable(ctx, ctx.functional_units, owners, frame).await?;
-        }
-        let line = line
-            .await
-            .map_err(|e| TelemetryError::Task(e.to_string()))??;
+        // Dropping the ticket unfinished (an error here) breaks the state: it is reloaded.
+        readings?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .append_line(&line)
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            match change {
+                Change::Append(change) => store.append(&change),
+                Change::Snapshot(state) => store.replace(&state),
+            }
         })
         .await
         .map_err(|e| TelemetryError::Task(e.to_string()))??;
+        ticket.finish(true);
         Ok(())
     }
 

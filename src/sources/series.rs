@@ -4,14 +4,12 @@
 //! spread pro rata over aligned windows, series that map to the same site, customer and workload
 //! are summed in them, and each window is one reading whose identity is the window: sending its
 //! complete sum again replaces it, so a retried batch never counts twice.
+use super::interned::{FastMap, Interned};
 use super::{Sample, Series};
 use crate::domain::mapping::Unit;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
-/// The state's maps hash series keys and window keys (label strings) several times per sample:
-/// foldhash instead of SipHash took a third off `convert` in the remote-write benchmark.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// Prometheus' stale marker, a NaN with this exact bit pattern.
@@ -38,12 +36,15 @@ pub struct Target {
     pub meter_kind: Option<crate::domain::meter::MeterKind>,
 }
 
-/// One window of one target.
+/// One window of one target, by name (the state's first on-disk format kept windows this way).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WindowKey {
     pub target: Target,
     pub start_ms: i64,
 }
+
+/// One window of one target, by the target's number in the state: (target, window start ms).
+pub type WindowAt = (u32, i64);
 
 /// What to do with a series' samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +65,7 @@ pub enum Resolution {
 #[derive(Clone, Copy)]
 struct Route<'a> {
     key: &'a str,
-    target: &'a Target,
+    target: u32,
     unit: Unit,
     until_ms: Option<i64>,
     delta: bool,
@@ -104,125 +105,204 @@ impl Counts {
     }
 }
 
-/// Every series' last sample and the windows still open: what must survive a restart.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Every series' last sample and the windows still open: what must survive a restart. Series keys
+/// and targets are numbered (`Interned`), so a sample costs one string hash per series, and the
+/// log names each key once per log file and a number after that.
+#[derive(Debug, Clone, Default)]
 pub struct State {
     /// Series key (its sorted labels) -> last (timestamp ms, value in the series' unit).
-    last: FastMap<String, (i64, f64)>,
-    /// Joules so far per open window; JSON keeps them as a list.
-    #[serde(with = "window_list")]
-    windows: FastMap<WindowKey, f64>,
+    series: Interned<String, (i64, f64)>,
+    /// Targets; the value is unused.
+    targets: Interned<Target, ()>,
+    /// Joules so far per open window.
+    windows: FastMap<WindowAt, f64>,
     newest_ms: i64,
     /// Series changed since the last `delta`.
-    #[serde(skip)]
-    dirty: FastSet<String>,
+    dirty: FastSet<u32>,
     /// `newest_ms` when the state was last pruned.
-    #[serde(skip)]
     pruned_at_ms: i64,
+    /// The log being written: a key is named once in each (see `Delta`).
+    generation: u64,
 }
 
 /// What one request changed, in absolute values (so applying it twice is applying it once): the
-/// unit of the state's log on disk.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// unit of the state's log on disk. Keys and targets are named the first time a log file uses
+/// their number and by number after that; a snapshot is one delta naming everything.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delta {
-    series: Vec<(String, i64, f64)>,
-    windows: Vec<(WindowKey, f64)>,
-    newest_ms: i64,
+    pub newest_ms: i64,
+    /// (number, series key) named in this delta.
+    pub series_keys: Vec<(u32, String)>,
+    /// (number, target) named in this delta.
+    pub targets: Vec<(u32, Target)>,
+    /// (series number, timestamp ms, value).
+    pub series: Vec<(u32, i64, f64)>,
+    /// (target number, window start ms, joules).
+    pub windows: Vec<(u32, i64, f64)>,
 }
 
-mod window_list {
-    use super::{FastMap, WindowKey};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        map: &FastMap<WindowKey, f64>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        map.iter().collect::<Vec<_>>().serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<FastMap<WindowKey, f64>, D::Error> {
-        Ok(Vec::<(WindowKey, f64)>::deserialize(d)?
-            .into_iter()
-            .collect())
-    }
+/// The names a log file gave its numbers, while it is replayed.
+#[derive(Debug, Default)]
+pub struct Replay {
+    series_keys: FastMap<u32, String>,
+    targets: FastMap<u32, Target>,
 }
 
 /// The key a series' state is kept under: its labels, sorted, joined.
 pub fn series_key(series: &Series) -> String {
     let mut key = String::new();
+    write_series_key(series, &mut key);
+    key
+}
+
+fn write_series_key(series: &Series, key: &mut String) {
+    key.clear();
     for (name, value) in &series.labels {
         key.push_str(name);
         key.push('\u{1f}');
         key.push_str(value);
         key.push('\u{1e}');
     }
-    key
 }
 
 impl State {
     pub fn series(&self) -> usize {
-        self.last.len()
+        self.series.len()
     }
 
-    /// What changed since the last call, given the windows `convert` reported.
-    pub fn delta(&mut self, changed: &[(WindowKey, f64)]) -> Delta {
-        let series = self
-            .dirty
-            .drain()
-            .filter_map(|key| {
-                let (t, v) = *self.last.get(&key)?;
-                Some((key, t, v))
-            })
-            .collect();
-        Delta {
-            series,
-            windows: changed.to_vec(),
+    /// The target numbered `id`: live for the windows `convert` returned until the next `delta`.
+    pub fn target(&self, id: u32) -> Option<&Target> {
+        self.targets.key(id)
+    }
+
+    /// Starts a new log file: every key is named again the first time it is used in it.
+    pub fn new_log(&mut self) {
+        self.generation += 1;
+    }
+
+    /// What changed since the last call, given the windows `convert` reported; then forgets what
+    /// no later sample can reach (so call it once per `convert`, after using its windows).
+    pub fn delta(&mut self, changed: &[(WindowAt, f64)], windows: Windows) -> Delta {
+        let mut delta = Delta {
             newest_ms: self.newest_ms,
+            ..Delta::default()
+        };
+        let mut dirty: Vec<u32> = self.dirty.drain().collect();
+        dirty.sort_unstable();
+        for id in dirty {
+            let (Some(key), Some(&(t, v))) = (self.series.key(id), self.series.value(id)) else {
+                continue;
+            };
+            let key = key.clone();
+            if self.series.log_in(id, self.generation) {
+                delta.series_keys.push((id, key));
+            }
+            delta.series.push((id, t, v));
+        }
+        for &((target, start_ms), joules) in changed {
+            if let (Some(named), true) = (
+                self.targets.key(target).cloned(),
+                self.targets.log_in(target, self.generation),
+            ) {
+                delta.targets.push((target, named));
+            }
+            delta.windows.push((target, start_ms, joules));
+        }
+        self.prune(windows);
+        delta
+    }
+
+    /// Everything, as one delta that names every key (what a snapshot holds).
+    pub fn snapshot(&self) -> Delta {
+        Delta {
+            newest_ms: self.newest_ms,
+            series_keys: self
+                .series
+                .iter()
+                .map(|(id, k, _)| (id, k.clone()))
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .map(|(id, t, _)| (id, t.clone()))
+                .collect(),
+            series: self
+                .series
+                .iter()
+                .map(|(id, _, &(t, v))| (id, t, v))
+                .collect(),
+            windows: self
+                .windows
+                .iter()
+                .map(|(&(target, start), &joules)| (target, start, joules))
+                .collect(),
         }
     }
 
-    /// Replays a logged change, then forgets what it made unreachable, as `convert` does.
-    pub fn apply(&mut self, delta: Delta, windows: Windows) {
-        for (key, t, v) in delta.series {
-            self.last.insert(key, (t, v));
+    /// Sets a series' last sample, by key.
+    pub fn set_series(&mut self, key: &str, last: (i64, f64)) {
+        match self.series.id(key).and_then(|id| self.series.value_mut(id)) {
+            Some(value) => *value = last,
+            None => {
+                self.series.insert(key.to_owned(), last);
+            }
         }
-        self.windows.extend(delta.windows);
-        self.newest_ms = self.newest_ms.max(delta.newest_ms);
+    }
+
+    fn target_id(&mut self, target: Target) -> u32 {
+        match self.targets.id(&target) {
+            Some(id) => id,
+            None => self.targets.insert(target, ()),
+        }
+    }
+
+    /// Sets a window's sum, by target.
+    pub fn set_window(&mut self, target: Target, start_ms: i64, joules: f64) {
+        let id = self.target_id(target);
+        self.windows.insert((id, start_ms), joules);
+    }
+
+    /// Replays a logged change (read with `replay`'s names for its log file), then forgets what it
+    /// made unreachable, as `delta` does. Numbers the file never named are skipped: a log only
+    /// uses numbers it named before.
+    pub fn apply(&mut self, delta: Delta, replay: &mut Replay, windows: Windows) {
+        replay.series_keys.extend(delta.series_keys);
+        replay.targets.extend(delta.targets);
+        for (id, t, v) in delta.series {
+            if let Some(key) = replay.series_keys.get(&id) {
+                self.set_series(key, (t, v));
+            }
+        }
+        for (id, start_ms, joules) in delta.windows {
+            if let Some(target) = replay.targets.get(&id) {
+                self.set_window(target.clone(), start_ms, joules);
+            }
+        }
+        self.settle(delta.newest_ms, windows);
+    }
+
+    /// Takes the newest sample time a replayed change saw, then prunes as after a request.
+    pub fn settle(&mut self, newest_ms: i64, windows: Windows) {
+        self.newest_ms = self.newest_ms.max(newest_ms);
         self.prune(windows);
     }
 
     /// Adds `joules` over (from_ms, to_ms] to the windows it overlaps, pro rata by time.
     fn spread(
         &mut self,
-        target: &Target,
-        from_ms: i64,
-        to_ms: i64,
+        target: u32,
+        (from_ms, to_ms): (i64, i64),
         joules: f64,
         windows: Windows,
-        touched: &mut FastSet<WindowKey>,
+        touched: &mut FastSet<WindowAt>,
     ) {
         let span = (to_ms - from_ms) as f64;
         let mut start = from_ms.div_euclid(windows.window_ms) * windows.window_ms;
         while start < to_ms {
             let end = start + windows.window_ms;
             let overlap = (end.min(to_ms) - start.max(from_ms)) as f64;
-            let key = WindowKey {
-                target: target.clone(),
-                start_ms: start,
-            };
-            let share = joules * overlap / span;
-            match self.windows.get_mut(&key) {
-                Some(sum) => *sum += share,
-                None => {
-                    self.windows.insert(key.clone(), share);
-                }
-            }
-            if !touched.contains(&key) {
-                touched.insert(key);
-            }
+            *self.windows.entry((target, start)).or_default() += joules * overlap / span;
+            touched.insert((target, start));
             start = end;
         }
     }
@@ -233,7 +313,7 @@ impl State {
         samples: &[Sample],
         windows: Windows,
         counts: &mut Counts,
-        touched: &mut FastSet<WindowKey>,
+        touched: &mut FastSet<WindowAt>,
     ) {
         let Route {
             key,
@@ -242,6 +322,7 @@ impl State {
             until_ms,
             delta,
         } = *route;
+        let mut id = self.series.id(key);
         for sample in samples {
             let (t, v) = (sample.timestamp_ms, sample.value);
             if v.to_bits() == STALE_MARKER_BITS {
@@ -260,7 +341,7 @@ impl State {
                 counts.ignore("retired", 1);
                 continue;
             }
-            let previous = self.last.get(key).copied();
+            let previous = id.and_then(|id| self.series.value(id).copied());
             match previous {
                 Some((last_t, _)) if t == last_t => {
                     counts.ignore("duplicate", 1);
@@ -273,16 +354,14 @@ impl State {
                 _ => {}
             }
             counts.samples_accepted += 1;
-            // A series seen before costs no allocation here: it is the usual case.
-            match self.last.get_mut(key) {
-                Some(last) => *last = (t, v),
-                None => {
-                    self.last.insert(key.to_owned(), (t, v));
+            let live = match id.and_then(|live| Some((live, self.series.value_mut(live)?))) {
+                Some((live, last)) => {
+                    *last = (t, v);
+                    live
                 }
-            }
-            if !self.dirty.contains(key) {
-                self.dirty.insert(key.to_owned());
-            }
+                None => *id.insert(self.series.insert(key.to_owned(), (t, v))),
+            };
+            self.dirty.insert(live);
             self.newest_ms = self.newest_ms.max(t);
             if delta && unit.is_counter() {
                 // The point is its own increase, over its own interval (or since the last one).
@@ -292,7 +371,9 @@ impl State {
                     .filter(|&from| from < t);
                 match from {
                     Some(from) if t - from > windows.max_gap_ms => counts.gaps += 1,
-                    Some(from) => self.spread(target, from, t, v * unit.scale(), windows, touched),
+                    Some(from) => {
+                        self.spread(target, (from, t), v * unit.scale(), windows, touched)
+                    }
                     None => counts.ignore("delta_without_interval", 1),
                 }
                 continue;
@@ -315,12 +396,12 @@ impl State {
             } else {
                 v * unit.scale() * (t - last_t) as f64 / 1000.0
             };
-            self.spread(target, last_t, t, joules, windows, touched);
+            self.spread(target, (last_t, t), joules, windows, touched);
         }
     }
 
-    /// Forgets series silent for longer than a gap (their next sample starts afresh) and windows
-    /// no live series can reach any more.
+    /// Forgets series silent for longer than a gap (their next sample starts afresh), windows no
+    /// live series can reach any more, and targets without windows.
     /// A pass over every series and window: done once the newest sample has moved on by a window
     /// (keeping state a little longer changes no figure), not on every request.
     fn prune(&mut self, windows: Windows) {
@@ -329,22 +410,25 @@ impl State {
         }
         self.pruned_at_ms = self.newest_ms;
         let series_horizon = self.newest_ms - windows.max_gap_ms;
-        self.last.retain(|_, (t, _)| *t >= series_horizon);
+        self.series.retain(|_, (t, _)| *t >= series_horizon);
         let window_horizon = series_horizon - windows.window_ms;
         self.windows
-            .retain(|key, _| key.start_ms + windows.window_ms > window_horizon);
+            .retain(|&(_, start), _| start + windows.window_ms > window_horizon);
+        let live: FastSet<u32> = self.windows.keys().map(|&(target, _)| target).collect();
+        self.targets.retain(|id, _| live.contains(&id));
     }
 
-    /// Takes a request's series in; returns each window it changed with its whole sum, in joules.
-    /// `resolve` is given each series with its index.
+    /// Takes a request's series in; returns each window it changed with its whole sum, in joules,
+    /// in window order (targets by number). `resolve` is given each series with its index.
     pub fn convert(
         &mut self,
         series: &[Series],
         resolve: impl Fn(usize, &Series) -> Resolution,
         windows: Windows,
         counts: &mut Counts,
-    ) -> Vec<(WindowKey, f64)> {
+    ) -> Vec<(WindowAt, f64)> {
         let mut touched = FastSet::default();
+        let mut key = String::new();
         for (i, one) in series.iter().enumerate() {
             let n = one.samples.len() as u64;
             match resolve(i, one) {
@@ -365,10 +449,10 @@ impl State {
                         sorted = copy;
                         &sorted
                     };
-                    let key = series_key(one);
+                    write_series_key(one, &mut key);
                     let route = Route {
                         key: &key,
-                        target: &target,
+                        target: self.target_id(target),
                         unit,
                         until_ms,
                         delta: one.delta,
@@ -377,17 +461,12 @@ impl State {
                 }
             }
         }
-        let mut changed: Vec<(WindowKey, f64)> = touched
+        let mut changed: Vec<(WindowAt, f64)> = touched
             .into_iter()
-            .map(|key| {
-                let joules = self.windows[&key];
-                (key, joules)
-            })
+            .map(|at| (at, self.windows[&at]))
             .collect();
-        // In window order, so readings and the state's log come out the same every time.
-        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        changed.sort_unstable_by_key(|&(at, _)| at);
         counts.readings_written += changed.len() as u64;
-        self.prune(windows);
         changed
     }
 }
@@ -443,13 +522,23 @@ mod tests {
         }
     }
 
-    fn sums(changed: &[(WindowKey, f64)]) -> Vec<(String, i64, f64)> {
+    fn resolved(state: &State, changed: Vec<(WindowAt, f64)>) -> BTreeMap<WindowKey, f64> {
+        changed
+            .into_iter()
+            .map(|((target, start_ms), j)| {
+                let target = state.target(target).unwrap().clone();
+                (WindowKey { target, start_ms }, j)
+            })
+            .collect()
+    }
+
+    fn sums(state: &State, changed: &[(WindowAt, f64)]) -> Vec<(String, i64, f64)> {
         changed
             .iter()
-            .map(|(k, j)| {
+            .map(|&((target, start_ms), j)| {
                 (
-                    k.target.workload.clone(),
-                    k.start_ms,
+                    state.target(target).unwrap().workload.clone(),
+                    start_ms,
                     (j * 1e6).round() / 1e6,
                 )
             })
@@ -471,7 +560,7 @@ mod tests {
             &mut counts,
         );
         assert_eq!(
-            sums(&changed),
+            sums(&state, &changed),
             [("api".into(), 0, 600.0), ("api".into(), 60_000, 600.0)]
         );
         assert_eq!(counts.samples_accepted, 2);
@@ -497,7 +586,7 @@ mod tests {
         );
         // 300 J in [0,60); after the reset 50 J in [60,120); 120 s -> 900 s is a gap; then 30 J.
         assert_eq!(
-            sums(&changed),
+            sums(&state, &changed),
             [
                 ("api".into(), 0, 300.0),
                 ("api".into(), 60_000, 50.0),
@@ -521,7 +610,7 @@ mod tests {
             W,
             &mut counts,
         );
-        assert_eq!(sums(&changed), [("api".into(), 0, 60.0)]);
+        assert_eq!(sums(&state, &changed), [("api".into(), 0, 60.0)]);
     }
 
     #[test]
@@ -540,7 +629,7 @@ mod tests {
             series(&[("job", "other")], &[(0, 1.0)]),
         ];
         let changed = state.convert(&batch, by_workload(Unit::JoulesTotal), W, &mut counts);
-        assert_eq!(sums(&changed), [("api".into(), 0, 120.0)]);
+        assert_eq!(sums(&state, &changed), [("api".into(), 0, 120.0)]);
         assert_eq!(counts.samples_unmapped, 1);
         let again = state.convert(&batch, by_workload(Unit::JoulesTotal), W, &mut counts);
         assert!(again.is_empty());
@@ -571,7 +660,7 @@ mod tests {
         });
         let changed = state.convert(&[s], by_workload(Unit::JoulesTotal), W, &mut counts);
         // Sorted by time, 30 s comes between: 0 -> 30 s adds 1 J, 60 s then adds 59 J.
-        assert_eq!(sums(&changed), [("api".into(), 0, 60.0)]);
+        assert_eq!(sums(&state, &changed), [("api".into(), 0, 60.0)]);
         assert_eq!(counts.samples_ignored["stale_marker"], 1);
         assert_eq!(counts.samples_ignored["not_finite"], 1);
         let late = series(&[("container_name", "api")], &[(45_000, 50.0)]);
@@ -592,7 +681,7 @@ mod tests {
         // 0 -> 60 s: 120 J in [0, 60); then 60 -> 90 s (no start: since the previous point): 30 J.
         let changed = state.convert(&[s.clone()], by_workload(Unit::JoulesTotal), W, &mut counts);
         assert_eq!(
-            sums(&changed),
+            sums(&state, &changed),
             [("api".into(), 0, 120.0), ("api".into(), 60_000, 30.0)]
         );
         assert!(
@@ -604,7 +693,7 @@ mod tests {
     }
 
     #[test]
-    fn state_survives_a_round_trip_through_json() {
+    fn state_survives_a_round_trip_through_its_snapshot() {
         let mut state = State::default();
         let mut counts = Counts::default();
         state.convert(
@@ -616,8 +705,8 @@ mod tests {
             W,
             &mut counts,
         );
-        let mut restored: State =
-            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let mut restored = State::default();
+        restored.apply(state.snapshot(), &mut Replay::default(), W);
         let changed = restored.convert(
             &[series(&[("container_name", "api")], &[(60_000, 60.0)])],
             by_workload(Unit::JoulesTotal),
@@ -625,7 +714,7 @@ mod tests {
             &mut counts,
         );
         // The window's whole sum, not only the new part: the reading replaces the earlier one.
-        assert_eq!(sums(&changed), [("api".into(), 0, 60.0)]);
+        assert_eq!(sums(&restored, &changed), [("api".into(), 0, 60.0)]);
     }
 
     proptest! {
@@ -649,7 +738,7 @@ mod tests {
                 let mut state = State::default();
                 let mut counts = Counts::default();
                 let changed = state.convert(&[series(&[("container_name", "a")], &samples)], by_workload(Unit::JoulesTotal), W, &mut counts);
-                changed.into_iter().collect::<BTreeMap<_, _>>()
+                resolved(&state, changed)
             };
             let mut state = State::default();
             let mut counts = Counts::default();
@@ -660,7 +749,7 @@ mod tests {
                 if cuts[i % cuts.len()] || i == samples.len() - 1 {
                     for _ in 0..(1 + usize::from(resend)) {
                         let changed = state.convert(&[series(&[("container_name", "a")], &batch)], by_workload(Unit::JoulesTotal), W, &mut counts);
-                        windows.extend(changed);
+                        windows.extend(resolved(&state, changed));
                     }
                     batch.clear();
                 }

@@ -1,50 +1,30 @@
-//! The series state on disk: a snapshot and an append-only log of what each request changed (one
-//! JSON line each, fsynced), so a request writes what it changed rather than the whole state.
-//! Opening loads the snapshot and replays the log; a torn last line (a crash while writing it) was
-//! never acknowledged and is dropped. When the log grows past a bound it is sealed (renamed) and a
-//! new one started, and the state as of the seal is written as the snapshot while requests go on;
-//! then the sealed log is removed. Loading replays the snapshot, the sealed log if one is left,
-//! then the log: deltas hold absolute values and replay in order, so a sealed log replayed over a
-//! snapshot that already has it changes nothing.
-use super::series::{Delta, State, Windows};
+//! The series state on disk: a snapshot and a log of what each request changed (one checksummed
+//! record each, `[length u32][crc32 u32][change]`, fsynced), so a request writes what it changed
+//! rather than the whole state. The snapshot names the log that follows it (`series.<epoch>.wal`):
+//! writing a new snapshot starts a new log, so a crash between the two replays nothing twice and
+//! loses nothing (the old log's changes are all in the new snapshot). Opening loads the snapshot,
+//! replays its log up to the first torn record (a crash while writing it: never acknowledged),
+//! then starts afresh from what it loaded. The first format (`series.json` and JSON lines in
+//! `series.log`) is read once and replaced.
+use super::series::{Replay, State, WindowKey, Windows};
+use super::state_codec;
 use crate::storage::{DurableDocument, StorageError};
+use serde::Deserialize;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// The log is folded into the snapshot beyond this size.
-const MAX_LOG_BYTES: u64 = 64 << 20;
+/// The log is folded into a new snapshot beyond this size.
+pub const MAX_LOG_BYTES: u64 = 64 << 20;
+
+const HEADER_BYTES: usize = 8;
 
 pub struct StateStore {
+    dir: PathBuf,
     snapshot: DurableDocument,
-    log_path: PathBuf,
-    sealed_path: PathBuf,
+    epoch: u64,
     log: File,
-    log_bytes: u64,
-    /// A sealed log is waiting for its snapshot to be written.
-    sealing: bool,
-}
-
-/// What a sealed log's snapshot is written with, away from the store's lock.
-pub struct Seal {
-    snapshot: DurableDocument,
-    sealed_path: PathBuf,
-}
-
-impl Seal {
-    /// Writes `state` (the state as of the seal) as the snapshot, then removes the sealed log.
-    pub fn write(&self, state: &State) -> Result<(), StorageError> {
-        self.snapshot.store(state)?;
-        remove_if_present(&self.sealed_path)
-    }
-}
-
-fn remove_if_present(path: &Path) -> Result<(), StorageError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(io("removing", path)(error)),
-    }
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -56,112 +36,209 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Stora
     }
 }
 
-fn load(
-    snapshot: &DurableDocument,
-    logs: [&Path; 2],
-    windows: Windows,
-) -> Result<State, StorageError> {
-    let mut state: State = snapshot.load()?.unwrap_or_default();
-    for log_path in logs {
-        match File::open(log_path) {
-            Ok(file) => {
-                for line in BufReader::new(file).lines() {
-                    let line = line.map_err(io("reading", log_path))?;
-                    match serde_json::from_str::<Delta>(&line) {
-                        Ok(delta) => state.apply(delta, windows),
-                        // Only the last line can be torn; nothing after it was written.
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io("reading", log_path)(error)),
-        }
+fn corrupt(path: &Path, reason: &str) -> StorageError {
+    StorageError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
     }
-    Ok(state)
 }
 
-/// A change as one line of the log. Encoding is most of an append's work, so the caller can do
-/// it while the readings it made are being made durable.
-pub fn encode(delta: &Delta) -> Result<Vec<u8>, StorageError> {
-    let mut line = serde_json::to_vec(delta).map_err(|e| StorageError::Corrupt {
-        path: PathBuf::from("series.log"),
-        reason: e.to_string(),
-    })?;
-    line.push(b'\n');
-    Ok(line)
+fn log_path(dir: &Path, epoch: u64) -> PathBuf {
+    dir.join(format!("series.{epoch}.wal"))
+}
+
+/// `[length][crc32][payload]` records, up to the first one cut short or failing its checksum.
+fn records(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let (header, body) = rest.split_first_chunk::<HEADER_BYTES>()?;
+        let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+        let payload = body.get(..len)?;
+        (crc32fast::hash(payload) == crc).then(|| {
+            rest = &body[len..];
+            payload
+        })
+    })
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+    // A change is a request's; a snapshot of 4 GiB would be some 100 M open windows.
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The first format's state and changes, by name.
+#[derive(Deserialize)]
+struct FirstState {
+    last: HashMap<String, (i64, f64)>,
+    windows: Vec<(WindowKey, f64)>,
+    newest_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct FirstDelta {
+    series: Vec<(String, i64, f64)>,
+    windows: Vec<(WindowKey, f64)>,
+    newest_ms: i64,
+}
+
+impl State {
+    fn take_named(
+        &mut self,
+        series: impl IntoIterator<Item = (String, (i64, f64))>,
+        windows: impl IntoIterator<Item = (WindowKey, f64)>,
+        (newest_ms, w): (i64, Windows),
+    ) {
+        for (key, last) in series {
+            self.set_series(&key, last);
+        }
+        for (key, joules) in windows {
+            let WindowKey { target, start_ms } = key;
+            self.set_window(target, start_ms, joules);
+        }
+        self.settle(newest_ms, w);
+    }
+}
+
+/// The first format's files under `dir` (snapshot, sealed log, log), loaded; `None` if absent.
+fn load_first_format(dir: &Path, windows: Windows) -> Result<Option<State>, StorageError> {
+    let snapshot = DurableDocument::new(dir.join("series.json"));
+    let logs = [dir.join("series.log.sealed"), dir.join("series.log")];
+    let first: Option<FirstState> = snapshot.load()?;
+    if first.is_none() && !logs.iter().any(|p| p.exists()) {
+        return Ok(None);
+    }
+    let mut state = State::default();
+    if let Some(first) = first {
+        state.take_named(first.last, first.windows, (first.newest_ms, windows));
+    }
+    for path in &logs {
+        let Ok(file) = File::open(path) else { continue };
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(io("reading", path))?;
+            // Only the last line can be torn; nothing after it was written.
+            let Ok(delta) = serde_json::from_str::<FirstDelta>(&line) else {
+                break;
+            };
+            let series = delta.series.into_iter().map(|(k, t, v)| (k, (t, v)));
+            state.take_named(series, delta.windows, (delta.newest_ms, windows));
+        }
+    }
+    Ok(Some(state))
 }
 
 impl StateStore {
     /// Opens the store under `dir` and the state it holds.
     pub fn open(dir: &Path, windows: Windows) -> Result<(Self, State), StorageError> {
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        let snapshot = DurableDocument::new(dir.join("series.json"));
-        let log_path = dir.join("series.log");
-        let sealed_path = dir.join("series.log.sealed");
-        let state = load(&snapshot, [&sealed_path, &log_path], windows)?;
-        // Start the log afresh from what was loaded, so a torn line is never followed by more.
-        snapshot.store(&state)?;
-        remove_if_present(&sealed_path)?;
-        let log = File::create(&log_path).map_err(io("creating", &log_path))?;
-        log.sync_all().map_err(io("syncing", &log_path))?;
-        Ok((
-            Self {
-                snapshot,
-                log_path,
-                sealed_path,
-                log,
-                log_bytes: 0,
-                sealing: false,
-            },
-            state,
-        ))
-    }
-
-    /// The state as durable now (snapshot and log), for a request that failed after changing the
-    /// state in memory.
-    pub fn reload(&self, windows: Windows) -> Result<State, StorageError> {
-        load(&self.snapshot, [&self.sealed_path, &self.log_path], windows)
-    }
-
-    /// Makes one request's change, as `encode` wrote it, durable.
-    pub fn append_line(&mut self, line: &[u8]) -> Result<(), StorageError> {
-        self.log
-            .write_all(line)
-            .and_then(|()| self.log.sync_data())
-            .map_err(io("writing", &self.log_path))?;
-        self.log_bytes += line.len() as u64;
-        Ok(())
-    }
-
-    /// Whether the log is due to be folded into a snapshot (and no seal is pending).
-    pub fn wants_snapshot(&self) -> bool {
-        self.log_bytes > MAX_LOG_BYTES && !self.sealing
-    }
-
-    /// Seals the log and starts a new one; the caller writes the state as of now with the
-    /// returned `Seal`, then calls `sealed`. Call it while no change can be appended.
-    pub fn seal(&mut self) -> Result<Seal, StorageError> {
-        fs::rename(&self.log_path, &self.sealed_path).map_err(io("sealing", &self.log_path))?;
-        self.log = File::create(&self.log_path).map_err(io("creating", &self.log_path))?;
-        // The rename and the new file must be on disk before any change goes into the new log.
-        if let Some(dir) = self.log_path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("syncing", dir))?;
+        let snapshot = DurableDocument::new(dir.join("series.snapshot"));
+        let (epoch, state) = Self::load(dir, &snapshot, windows)?;
+        let path = log_path(dir, epoch);
+        let log = File::options()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io("opening", &path))?;
+        let mut store = Self {
+            dir: dir.to_owned(),
+            snapshot,
+            epoch,
+            log,
+        };
+        // Start afresh from what was loaded, so a torn record is never followed by more.
+        store.replace(&state_codec::encode(&state.snapshot()))?;
+        for first in ["series.json", "series.log", "series.log.sealed"] {
+            remove_if_present(&dir.join(first))?;
         }
-        self.log_bytes = 0;
-        self.sealing = true;
-        Ok(Seal {
-            snapshot: self.snapshot.clone(),
-            sealed_path: self.sealed_path.clone(),
-        })
+        let current = log_path(dir, store.epoch);
+        for entry in fs::read_dir(dir).map_err(io("listing", dir))? {
+            let path = entry.map_err(io("listing", dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("series.") && name.ends_with(".wal") && path != current {
+                remove_if_present(&path)?;
+            }
+        }
+        Ok((store, state))
     }
 
-    /// The sealed log's snapshot was written (or failed: the sealed log stays, and loading
-    /// still replays it).
-    pub fn sealed(&mut self) {
-        self.sealing = false;
+    fn load(
+        dir: &Path,
+        snapshot: &DurableDocument,
+        windows: Windows,
+    ) -> Result<(u64, State), StorageError> {
+        let mut state = State::default();
+        let Some(bytes) = snapshot.load_bytes()? else {
+            return Ok((0, load_first_format(dir, windows)?.unwrap_or_default()));
+        };
+        let path = dir.join("series.snapshot");
+        let record = records(&bytes)
+            .next()
+            .ok_or_else(|| corrupt(&path, "no whole record"))?;
+        let (epoch, body) = record
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt(&path, "no epoch"))?;
+        let delta = state_codec::decode(body).ok_or_else(|| corrupt(&path, "not a state"))?;
+        state.apply(delta, &mut Replay::default(), windows);
+        let epoch = u64::from_le_bytes(*epoch);
+        let log = log_path(dir, epoch);
+        let bytes = match fs::read(&log) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(io("reading", &log)(error)),
+        };
+        let mut replay = Replay::default();
+        for record in records(&bytes) {
+            let delta = state_codec::decode(record).ok_or_else(|| corrupt(&log, "not a change"))?;
+            state.apply(delta, &mut replay, windows);
+        }
+        Ok((epoch, state))
+    }
+
+    /// The state as durable now, for when a change in memory did not reach the disk; the store
+    /// starts afresh from it (a new snapshot and log), so the numbers it gives keys are its own.
+    pub fn reopen(&mut self, windows: Windows) -> Result<State, StorageError> {
+        let (_, state) = Self::load(&self.dir, &self.snapshot, windows)?;
+        self.replace(&state_codec::encode(&state.snapshot()))?;
+        Ok(state)
+    }
+
+    /// Makes one request's change, as `state_codec::encode` wrote it, durable.
+    pub fn append(&mut self, change: &[u8]) -> Result<(), StorageError> {
+        let path = log_path(&self.dir, self.epoch);
+        self.log
+            .write_all(&frame(change))
+            .and_then(|()| self.log.sync_data())
+            .map_err(io("writing", &path))
+    }
+
+    /// Writes `snapshot` (a whole state, as `state_codec::encode` wrote it) and starts its log.
+    pub fn replace(&mut self, snapshot: &[u8]) -> Result<(), StorageError> {
+        let epoch = self.epoch + 1;
+        let mut payload = Vec::with_capacity(8 + snapshot.len());
+        payload.extend_from_slice(&epoch.to_le_bytes());
+        payload.extend_from_slice(snapshot);
+        let path = log_path(&self.dir, epoch);
+        // The new log exists, empty and durable, before the snapshot that names it.
+        let log = File::create(&path)
+            .and_then(|log| log.sync_all().map(|()| log))
+            .map_err(io("creating", &path))?;
+        self.snapshot.store_bytes(&frame(&payload))?;
+        let old = log_path(&self.dir, self.epoch);
+        self.log = log;
+        self.epoch = epoch;
+        remove_if_present(&old)
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io("removing", path)(error)),
     }
 }
 
@@ -178,7 +255,8 @@ mod tests {
         max_gap_ms: 600_000,
     };
 
-    fn request(state: &mut State, t: i64, v: f64) -> Delta {
+    /// One sample of one counter into `state`: the windows it changed, by name, and its delta.
+    fn request(state: &mut State, t: i64, v: f64) -> (Vec<(String, i64, f64)>, Vec<u8>) {
         let series = Series {
             labels: vec![("__name__".into(), "m".into())],
             samples: vec![Sample {
@@ -205,65 +283,106 @@ mod tests {
             W,
             &mut Counts::default(),
         );
-        state.delta(&changed)
+        let named = changed
+            .iter()
+            .map(|&((id, start), j)| (state.target(id).unwrap().workload.clone(), start, j))
+            .collect();
+        (named, state_codec::encode(&state.delta(&changed, W)))
+    }
+
+    fn log_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
-    fn the_state_comes_back_from_snapshot_and_log_and_a_torn_line_is_dropped() {
+    fn the_state_comes_back_from_snapshot_and_log_and_a_torn_record_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, mut state) = StateStore::open(dir.path(), W).unwrap();
+        store.append(&request(&mut state, 0, 0.0).1).unwrap();
+        store.append(&request(&mut state, 30_000, 30.0).1).unwrap();
         store
-            .append_line(&encode(&request(&mut state, 0, 0.0)).unwrap())
+            .replace(&state_codec::encode(&state.snapshot()))
             .unwrap();
-        store
-            .append_line(&encode(&request(&mut state, 30_000, 30.0)).unwrap())
-            .unwrap();
-        let seal = store.seal().unwrap();
-        seal.write(&state).unwrap();
-        store.sealed();
-        store
-            .append_line(&encode(&request(&mut state, 45_000, 45.0)).unwrap())
-            .unwrap();
+        state.new_log();
+        store.append(&request(&mut state, 45_000, 45.0).1).unwrap();
         drop(store);
-        // A crash while a fourth line was half written.
+        assert_eq!(
+            log_files(dir.path()),
+            ["series.2.wal"],
+            "one log, the snapshot's"
+        );
+        // A crash while a fourth record was half written.
         let mut log = OpenOptions::new()
             .append(true)
-            .open(dir.path().join("series.log"))
+            .open(dir.path().join("series.2.wal"))
             .unwrap();
-        log.write_all(b"{\"series\":[[\"m\",6").unwrap();
+        log.write_all(&frame(&[7; 64])[..40]).unwrap();
         drop(log);
 
         let (_, mut reopened) = StateStore::open(dir.path(), W).unwrap();
         // The next sample sees 45 s as the last one: 60 - 45 = 15 J more, and the window's sum
         // is all 60 J.
-        let delta = request(&mut reopened, 60_000, 60.0);
-        let expected = request(&mut state, 60_000, 60.0);
-        assert_eq!(delta, expected);
+        let (changed, _) = request(&mut reopened, 60_000, 60.0);
+        assert_eq!(changed, [("api".to_owned(), 0, 60.0)]);
+        assert_eq!(changed, request(&mut state, 60_000, 60.0).0);
     }
 
     #[test]
-    fn a_crash_before_the_sealed_logs_snapshot_is_written_loses_nothing() {
+    fn a_crash_between_a_new_log_and_its_snapshot_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, mut state) = StateStore::open(dir.path(), W).unwrap();
-        store
-            .append_line(&encode(&request(&mut state, 0, 0.0)).unwrap())
-            .unwrap();
-        store
-            .append_line(&encode(&request(&mut state, 30_000, 30.0)).unwrap())
-            .unwrap();
-        // Sealed, a change goes into the new log, and the process dies before the snapshot.
-        let _seal = store.seal().unwrap();
-        store
-            .append_line(&encode(&request(&mut state, 45_000, 45.0)).unwrap())
-            .unwrap();
+        store.append(&request(&mut state, 0, 0.0).1).unwrap();
+        store.append(&request(&mut state, 30_000, 30.0).1).unwrap();
         drop(store);
-        assert!(dir.path().join("series.log.sealed").exists());
+        // The next log was created, and the process died before the snapshot naming it: what it
+        // holds (here, a change that would move the counter on) is not replayed.
+        let mut other = state.clone();
+        fs::write(
+            dir.path().join("series.2.wal"),
+            frame(&request(&mut other, 45_000, 45.0).1),
+        )
+        .unwrap();
+        fs::write(dir.path().join("series.9.wal"), b"left behind").unwrap();
         let (_, mut reopened) = StateStore::open(dir.path(), W).unwrap();
         assert_eq!(
-            request(&mut reopened, 60_000, 60.0),
-            request(&mut state, 60_000, 60.0)
+            request(&mut reopened, 60_000, 60.0).0,
+            request(&mut state, 60_000, 60.0).0
         );
-        // Opening folded everything into its snapshot.
-        assert!(!dir.path().join("series.log.sealed").exists());
+        assert_eq!(log_files(dir.path()), ["series.2.wal"]);
+    }
+
+    #[test]
+    fn the_first_formats_json_snapshot_and_log_are_read_once_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        // The series key's separators, escaped as JSON wrote them.
+        let key = r"__name__\u001fm\u001e";
+        let target = r#"{"site":"fra1","customer":"acme","workload":"api"}"#;
+        fs::write(
+            dir.path().join("series.json"),
+            format!(r#"{{"last":{{"{key}":[0,0.0]}},"windows":[],"newest_ms":0}}"#),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("series.log"),
+            format!(
+                "{{\"series\":[[\"{key}\",30000,30.0]],\"windows\":[[{{\"target\":{target},\"start_ms\":0}},30.0]],\"newest_ms\":30000}}\n{{\"series\":[[\"m"
+            ),
+        )
+        .unwrap();
+        let (_, mut state) = StateStore::open(dir.path(), W).unwrap();
+        // 30 J so far in the window, and 30 more from the last sample at 30 s.
+        assert_eq!(
+            request(&mut state, 60_000, 60.0).0,
+            [("api".to_owned(), 0, 60.0)]
+        );
+        assert!(!dir.path().join("series.json").exists());
+        assert!(!dir.path().join("series.log").exists());
+        assert!(dir.path().join("series.snapshot").exists());
     }
 }

@@ -28,10 +28,8 @@ impl DurableDocument {
 
     /// The stored document, or `None` before the first write.
     pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, StorageError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(io_error("reading", &self.path)(err)),
+        let Some(bytes) = self.load_bytes()? else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -39,6 +37,15 @@ impl DurableDocument {
                 path: self.path.clone(),
                 reason: err.to_string(),
             })
+    }
+
+    /// The stored bytes, or `None` before the first write.
+    pub fn load_bytes(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_error("reading", &self.path)(err)),
+        }
     }
 
     /// Renames the document out of the way (`name.json.migrated`) once its content lives
@@ -59,11 +66,16 @@ impl DurableDocument {
             path: self.path.clone(),
             reason: err.to_string(),
         })?;
+        self.store_bytes(&bytes)
+    }
+
+    /// Replaces the document with `bytes`, atomically.
+    pub fn store_bytes(&self, bytes: &[u8]) -> Result<(), StorageError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
         let temp = self.path.with_extension("tmp");
         let mut file = File::create(&temp).map_err(io_error("creating", &temp))?;
-        file.write_all(&bytes).map_err(io_error("writing", &temp))?;
+        file.write_all(bytes).map_err(io_error("writing", &temp))?;
         file.sync_all().map_err(io_error("syncing", &temp))?;
         fs::rename(&temp, &self.path).map_err(io_error("renaming", &temp))?;
         File::open(dir)
