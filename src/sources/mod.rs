@@ -464,16 +464,27 @@ impl Telemetry {
         // Dropping the ticket unfinished (an error here) breaks the state: it is reloaded.
         readings?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
             match change {
-                Change::Append(change) => store.append(&change),
-                Change::Snapshot(state) => store.replace(&state),
+                Change::Append(change) => store.write(&change).map(Some),
+                // The snapshot is synced as it is written.
+                Change::Snapshot(state) => store.replace(&state).map(|()| None),
             }
         })
         .await
         .map_err(|e| TelemetryError::Task(e.to_string()))??;
+        // The change is in the log, in its order: the next request may write its own while this
+        // one waits for a sync (which covers every change written before it).
         ticket.finish(true);
+        if let Some(written) = written {
+            let synced = tokio::task::spawn_blocking(move || written.sync()).await;
+            if !matches!(synced, Ok(Ok(()))) {
+                // The changes after this one rest on it: they fail and the state reloads.
+                self.turns.break_state();
+                synced.map_err(|e| TelemetryError::Task(e.to_string()))??;
+            }
+        }
         Ok(())
     }
 

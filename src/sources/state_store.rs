@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The log is folded into a new snapshot beyond this size.
 pub const MAX_LOG_BYTES: u64 = 64 << 20;
@@ -24,7 +26,75 @@ pub struct StateStore {
     dir: PathBuf,
     snapshot: DurableDocument,
     epoch: u64,
-    log: File,
+    log: Arc<LogFile>,
+}
+
+/// A log file and how far it is synced. Changes are written one after another and synced in
+/// groups: a writer waits for one sync that covers its change (whoever runs it), so concurrent
+/// requests share an fsync.
+#[derive(Debug)]
+struct LogFile {
+    file: File,
+    /// Bytes written to the file so far.
+    written: AtomicU64,
+    synced: Mutex<Synced>,
+}
+
+#[derive(Debug, Default)]
+struct Synced {
+    /// Every byte below this position is on disk.
+    through: u64,
+    /// A sync failed: what was written after the last good one may be lost, and so may every
+    /// change that rests on it. Nothing more is reported durable from this file.
+    failed: bool,
+}
+
+/// Where a change was written, to be synced before it is reported durable.
+pub struct Written {
+    log: Arc<LogFile>,
+    /// The end of the change in its file.
+    end: u64,
+}
+
+impl Written {
+    /// Returns once a sync covers the change (its own or a concurrent writer's).
+    pub fn sync(self) -> Result<(), StorageError> {
+        let mut synced = self.log.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if !synced.failed && synced.through < self.end {
+            // One sync covers everything written before it starts; later writers wait for the
+            // lock and find themselves covered.
+            let through = self.log.written.load(Ordering::SeqCst);
+            match self.log.file.sync_data() {
+                Ok(()) => synced.through = synced.through.max(through),
+                Err(_) => synced.failed = true,
+            }
+        }
+        if synced.failed {
+            return Err(StorageError::Corrupt {
+                path: PathBuf::from("telemetry/series.wal"),
+                reason: "syncing the series log failed: what was written since may be lost".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LogFile {
+    fn new(file: File) -> Arc<Self> {
+        Arc::new(Self {
+            file,
+            written: AtomicU64::new(0),
+            synced: Mutex::default(),
+        })
+    }
+
+    /// A snapshot now holds every change in this file: they are durable.
+    fn superseded(&self) {
+        self.synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .through = u64::MAX;
+    }
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -147,7 +217,7 @@ impl StateStore {
             dir: dir.to_owned(),
             snapshot,
             epoch,
-            log,
+            log: LogFile::new(log),
         };
         // Start afresh from what was loaded, so a torn record is never followed by more.
         store.replace(&state_codec::encode(&state.snapshot()))?;
@@ -206,13 +276,30 @@ impl StateStore {
         Ok(state)
     }
 
-    /// Makes one request's change, as `state_codec::encode` wrote it, durable.
-    pub fn append(&mut self, change: &[u8]) -> Result<(), StorageError> {
+    /// Writes one request's change, as `state_codec::encode` wrote it; it is durable once the
+    /// returned `Written` is synced. A failed write leaves the file unusable (its end may be
+    /// torn): the caller reopens the store.
+    pub fn write(&mut self, change: &[u8]) -> Result<Written, StorageError> {
         let path = log_path(&self.dir, self.epoch);
-        self.log
-            .write_all(&frame(change))
-            .and_then(|()| self.log.sync_data())
-            .map_err(io("writing", &path))
+        let record = frame(change);
+        (&self.log.file)
+            .write_all(&record)
+            .map_err(io("writing", &path))?;
+        let end = self
+            .log
+            .written
+            .fetch_add(record.len() as u64, Ordering::SeqCst)
+            + record.len() as u64;
+        Ok(Written {
+            log: self.log.clone(),
+            end,
+        })
+    }
+
+    /// Writes and syncs one change.
+    #[cfg(test)]
+    fn append(&mut self, change: &[u8]) -> Result<(), StorageError> {
+        self.write(change)?.sync()
     }
 
     /// Writes `snapshot` (a whole state, as `state_codec::encode` wrote it) and starts its log.
@@ -228,7 +315,8 @@ impl StateStore {
             .map_err(io("creating", &path))?;
         self.snapshot.store_bytes(&frame(&payload))?;
         let old = log_path(&self.dir, self.epoch);
-        self.log = log;
+        self.log.superseded();
+        self.log = LogFile::new(log);
         self.epoch = epoch;
         remove_if_present(&old)
     }

@@ -36,6 +36,11 @@ impl Turns {
         let _ = done.wait_for(|&d| d >= last).await;
     }
 
+    /// A change whose turn is over did not reach the disk after all (its sync failed).
+    pub fn break_state(&self) {
+        self.broken.store(true, Ordering::SeqCst);
+    }
+
     /// The state was reloaded from disk: conversions may go on.
     pub fn mended(&self) {
         self.broken.store(false, Ordering::SeqCst);
