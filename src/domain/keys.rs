@@ -54,6 +54,11 @@ impl Grant {
     }
 
     /// Whether this key may write data for the given site.
+    /// Whether this key may write readings for any site there is (or will be).
+    pub fn may_write_every_site(&self) -> bool {
+        matches!(self, Grant::Admin | Grant::Ingest { sites: None })
+    }
+
     pub fn may_write_site(&self, site: &Id) -> bool {
         match self {
             Grant::Admin | Grant::Ingest { sites: None } => true,

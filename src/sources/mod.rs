@@ -22,12 +22,12 @@ mod turns;
 use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
-use crate::domain::{distinct, Customer, Grant, Id, Site};
+use crate::domain::{distinct, Grant, Id};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use series::{Counts, Resolution, State, Target, WindowAt, Windows};
+use series::{Counts, Resolution, State, Target, Windows};
 use state_store::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -197,6 +197,7 @@ pub struct Telemetry {
     /// holds it; readings become durable side by side, and changes reach the log in `turns`.
     converter: tokio::sync::Mutex<Converter>,
     turns: std::sync::Arc<Turns>,
+    resolutions: std::sync::Mutex<resolution::Cache>,
     sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
     unmapped: std::sync::Mutex<HashMap<String, UnmappedSeries>>,
 }
@@ -213,6 +214,7 @@ impl Telemetry {
                 log_bytes: 0,
             }),
             turns: Default::default(),
+            resolutions: Default::default(),
             sources: Default::default(),
             unmapped: Default::default(),
         })
@@ -254,19 +256,6 @@ impl Telemetry {
         mut counts: Counts,
         ctx: IngestContext<'_>,
     ) -> Result<Counts, TelemetryError> {
-        let mappings = resolution::Mappings::load(ctx.registry);
-        let sites: HashMap<Id, Site> = ctx
-            .registry
-            .list::<Site>()
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
-        let customers: HashMap<Id, Customer> = ctx
-            .registry
-            .list::<Customer>()
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
         let latest_ms = (ctx.now + MAX_FUTURE_START).timestamp_millis();
         let mut newest: Option<i64> = None;
         for one in &mut series {
@@ -280,16 +269,11 @@ impl Telemetry {
             }
             newest = newest.max(one.samples.iter().map(|s| s.timestamp_ms).max());
         }
-        let resolutions: Vec<Resolution> = series
-            .iter()
-            .map(|one| match mappings.first_match(one) {
-                Some(mapping) => resolution::resolve(mapping, one, &ctx, &sites, &customers),
-                None => {
-                    self.note_unmapped(one, ctx.now);
-                    Resolution::Unmapped
-                }
-            })
-            .collect();
+        let mut resolutions = self
+            .resolutions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .resolve_all(&series, &ctx, |one| self.note_unmapped(one, ctx.now));
         let mut converter = self.converter.lock().await;
         if self.turns.broken() {
             converter.state = self.reload(converter.converted).await?;
@@ -298,8 +282,16 @@ impl Telemetry {
         }
         let windows = self.settings.windows();
         let state = &mut converter.state;
-        let changed = state.convert(&series, |i, _| resolutions[i].clone(), windows, &mut counts);
-        let made = Self::readings(state, &changed, windows, ctx.max_power_w, &mut counts);
+        let take =
+            |i: usize, _: &Series| std::mem::replace(&mut resolutions[i], Resolution::Unmapped);
+        let changed = state.convert(&series, take, windows, &mut counts);
+        // Named while their targets are live; turned into readings once the state is free.
+        let named: Vec<(std::sync::Arc<Target>, i64, f64)> = changed
+            .iter()
+            .filter_map(|&((id, start_ms), joules)| {
+                Some((state.target(id)?.clone(), start_ms, joules))
+            })
+            .collect();
         let change = state_codec::encode(&state.delta(&changed, windows));
         let series_active = state.series();
         converter.log_bytes += change.len() as u64;
@@ -313,6 +305,7 @@ impl Telemetry {
         let ticket = Ticket::after(&self.turns, converter.converted);
         converter.converted = ticket.number();
         drop(converter);
+        let made = Self::readings(&named, windows, ctx.max_power_w, &mut counts);
         match self.commit(made, change, ticket, &ctx).await {
             Ok(()) => {
                 self.record(source, Ok((&counts, newest, series_active)));
@@ -344,18 +337,15 @@ impl Telemetry {
     /// The readings, functional-unit counts and meter readings of the windows a conversion
     /// changed (before the state forgets any of their targets).
     fn readings(
-        state: &State,
-        changed: &[(WindowAt, f64)],
+        changed: &[(std::sync::Arc<Target>, i64, f64)],
         windows: Windows,
         max_power_w: f64,
         counts: &mut Counts,
     ) -> Made {
         let window_s = windows.window_ms / 1000;
         let mut made = Made::default();
-        for &((target, start_ms), joules) in changed {
-            let Some(target) = state.target(target) else {
-                continue; // every changed window's target is live until `delta`
-            };
+        for (target, start_ms, joules) in changed {
+            let (start_ms, joules) = (*start_ms, *joules);
             if let Some(kind) = target.meter_kind {
                 match Self::meter_reading(target, start_ms, kind, joules, window_s) {
                     Some(reading) => made.metered.push(reading),

@@ -1,12 +1,94 @@
 //! Which mapping a series falls under, and where its energy goes: a workload of a customer, a
 //! functional unit, or a site meter, each checked against the registry and the key's sites.
-use super::series::{Resolution, Target};
+use super::interned::FastMap;
+use super::series::{write_series_key, Resolution, Target};
 use super::{IngestContext, Series};
 use crate::domain::mapping::{anchored, render, Mapping};
 use crate::domain::meter::MeterKind;
 use crate::domain::{Customer, Id, Site};
 use crate::storage::Registry;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Resolutions by series key, for one registry version: a series sends again and again, and
+/// matching, rendering templates and checking ids for it each time was a fifth of a request.
+/// Only keys that may write every site use it (a narrower key's resolution also depends on the key).
+#[derive(Default)]
+pub(super) struct Cache {
+    version: u64,
+    by_key: FastMap<String, Resolution>,
+}
+
+/// Series keys remembered at most; beyond, the cache starts over.
+const MAX_CACHED: usize = 200_000;
+
+/// What resolving reads from the registry, read once a request and only on a cache miss.
+struct Registered {
+    mappings: Mappings,
+    sites: HashMap<Id, Site>,
+    customers: HashMap<Id, Customer>,
+}
+
+impl Registered {
+    fn load(registry: &Registry) -> Self {
+        Self {
+            mappings: Mappings::load(registry),
+            sites: registry
+                .list::<Site>()
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .collect(),
+            customers: registry
+                .list::<Customer>()
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect(),
+        }
+    }
+}
+
+impl Cache {
+    /// Each series' resolution; `unmapped` sees every series no mapping matched.
+    pub(super) fn resolve_all(
+        &mut self,
+        series: &[Series],
+        ctx: &IngestContext<'_>,
+        mut unmapped: impl FnMut(&Series),
+    ) -> Vec<Resolution> {
+        let cacheable = ctx.grant.may_write_every_site();
+        // The version is read before the registry: a change landing in between is cached under
+        // the older version, which the next request sees as stale.
+        let version = ctx.registry.version();
+        if version != self.version || self.by_key.len() > MAX_CACHED {
+            self.by_key.clear();
+            self.version = version;
+        }
+        let mut registered: Option<Registered> = None;
+        let mut key = String::new();
+        series
+            .iter()
+            .map(|one| {
+                write_series_key(one, &mut key);
+                let cached = self.by_key.get(&key).filter(|_| cacheable).cloned();
+                let resolution = cached.unwrap_or_else(|| {
+                    let r = registered.get_or_insert_with(|| Registered::load(ctx.registry));
+                    let resolution = match r.mappings.first_match(one) {
+                        Some(mapping) => resolve(mapping, one, ctx, &r.sites, &r.customers),
+                        None => Resolution::Unmapped,
+                    };
+                    if cacheable {
+                        self.by_key.insert(key.clone(), resolution.clone());
+                    }
+                    resolution
+                });
+                if resolution == Resolution::Unmapped {
+                    unmapped(one);
+                }
+                resolution
+            })
+            .collect()
+    }
+}
 
 /// Mappings in the order they are tried, with their matchers compiled.
 pub(super) struct Mappings(Vec<(Mapping, Vec<(String, regex::Regex)>)>);
@@ -98,13 +180,13 @@ pub(super) fn resolve(
         .min()
         .map(|t| t.timestamp_millis());
     Resolution::Mapped {
-        target: Target {
+        target: Arc::new(Target {
             site: site.to_string(),
             customer: customer.to_string(),
             workload: workload.to_string(),
             functional_unit: mapping.functional_unit.clone(),
             meter_kind: None,
-        },
+        }),
         unit: mapping.unit,
         until_ms,
     }
@@ -133,13 +215,13 @@ fn resolve_meter(
         return Resolution::Refused("site_not_allowed_for_key");
     }
     Resolution::Mapped {
-        target: Target {
+        target: Arc::new(Target {
             site: site.to_string(),
             customer: String::new(),
             workload: meter.to_string(),
             functional_unit: None,
             meter_kind: Some(kind),
-        },
+        }),
         unit: mapping.unit,
         until_ms: site_record.retired_at.map(|t| t.timestamp_millis()),
     }

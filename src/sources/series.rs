@@ -9,6 +9,7 @@ use super::{Sample, Series};
 use crate::domain::mapping::Unit;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
@@ -51,7 +52,7 @@ pub type WindowAt = (u32, i64);
 pub enum Resolution {
     /// Into `target`'s windows; samples at or after `until_ms` (a retirement) are refused.
     Mapped {
-        target: Target,
+        target: Arc<Target>,
         unit: Unit,
         until_ms: Option<i64>,
     },
@@ -112,8 +113,8 @@ impl Counts {
 pub struct State {
     /// Series key (its sorted labels) -> last (timestamp ms, value in the series' unit).
     series: Interned<String, (i64, f64)>,
-    /// Targets; the value is unused.
-    targets: Interned<Target, ()>,
+    /// Targets (shared with the resolutions that name them); the value is unused.
+    targets: Interned<Arc<Target>, ()>,
     /// Joules so far per open window.
     windows: FastMap<WindowAt, f64>,
     newest_ms: i64,
@@ -145,7 +146,7 @@ pub struct Delta {
 #[derive(Debug, Default)]
 pub struct Replay {
     series_keys: FastMap<u32, String>,
-    targets: FastMap<u32, Target>,
+    targets: FastMap<u32, Arc<Target>>,
 }
 
 /// The key a series' state is kept under: its labels, sorted, joined.
@@ -155,7 +156,7 @@ pub fn series_key(series: &Series) -> String {
     key
 }
 
-fn write_series_key(series: &Series, key: &mut String) {
+pub(super) fn write_series_key(series: &Series, key: &mut String) {
     key.clear();
     for (name, value) in &series.labels {
         key.push_str(name);
@@ -171,7 +172,7 @@ impl State {
     }
 
     /// The target numbered `id`: live for the windows `convert` returned until the next `delta`.
-    pub fn target(&self, id: u32) -> Option<&Target> {
+    pub fn target(&self, id: u32) -> Option<&Arc<Target>> {
         self.targets.key(id)
     }
 
@@ -201,7 +202,7 @@ impl State {
         }
         for &((target, start_ms), joules) in changed {
             if let (Some(named), true) = (
-                self.targets.key(target).cloned(),
+                self.targets.key(target).map(|t| Target::clone(t)),
                 self.targets.log_in(target, self.generation),
             ) {
                 delta.targets.push((target, named));
@@ -224,7 +225,7 @@ impl State {
             targets: self
                 .targets
                 .iter()
-                .map(|(id, t, _)| (id, t.clone()))
+                .map(|(id, t, _)| (id, Target::clone(t)))
                 .collect(),
             series: self
                 .series
@@ -249,15 +250,15 @@ impl State {
         }
     }
 
-    fn target_id(&mut self, target: Target) -> u32 {
-        match self.targets.id(&target) {
+    fn target_id(&mut self, target: &Arc<Target>) -> u32 {
+        match self.targets.id(&**target) {
             Some(id) => id,
-            None => self.targets.insert(target, ()),
+            None => self.targets.insert(target.clone(), ()),
         }
     }
 
     /// Sets a window's sum, by target.
-    pub fn set_window(&mut self, target: Target, start_ms: i64, joules: f64) {
+    pub fn set_window(&mut self, target: &Arc<Target>, start_ms: i64, joules: f64) {
         let id = self.target_id(target);
         self.windows.insert((id, start_ms), joules);
     }
@@ -267,7 +268,9 @@ impl State {
     /// uses numbers it named before.
     pub fn apply(&mut self, delta: Delta, replay: &mut Replay, windows: Windows) {
         replay.series_keys.extend(delta.series_keys);
-        replay.targets.extend(delta.targets);
+        replay
+            .targets
+            .extend(delta.targets.into_iter().map(|(id, t)| (id, Arc::new(t))));
         for (id, t, v) in delta.series {
             if let Some(key) = replay.series_keys.get(&id) {
                 self.set_series(key, (t, v));
@@ -275,7 +278,7 @@ impl State {
         }
         for (id, start_ms, joules) in delta.windows {
             if let Some(target) = replay.targets.get(&id) {
-                self.set_window(target.clone(), start_ms, joules);
+                self.set_window(&target.clone(), start_ms, joules);
             }
         }
         self.settle(delta.newest_ms, windows);
@@ -423,7 +426,7 @@ impl State {
     pub fn convert(
         &mut self,
         series: &[Series],
-        resolve: impl Fn(usize, &Series) -> Resolution,
+        mut resolve: impl FnMut(usize, &Series) -> Resolution,
         windows: Windows,
         counts: &mut Counts,
     ) -> Vec<(WindowAt, f64)> {
@@ -452,7 +455,7 @@ impl State {
                     write_series_key(one, &mut key);
                     let route = Route {
                         key: &key,
-                        target: self.target_id(target),
+                        target: self.target_id(&target),
                         unit,
                         until_ms,
                         delta: one.delta,
@@ -514,7 +517,7 @@ mod tests {
     fn by_workload(unit: Unit) -> impl Fn(usize, &Series) -> Resolution {
         move |_, s: &Series| match s.labels.iter().find(|(n, _)| n == "container_name") {
             Some((_, workload)) => Resolution::Mapped {
-                target: target(workload),
+                target: Arc::new(target(workload)),
                 unit,
                 until_ms: None,
             },
@@ -526,7 +529,7 @@ mod tests {
         changed
             .into_iter()
             .map(|((target, start_ms), j)| {
-                let target = state.target(target).unwrap().clone();
+                let target = Target::clone(state.target(target).unwrap());
                 (WindowKey { target, start_ms }, j)
             })
             .collect()

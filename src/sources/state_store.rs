@@ -168,7 +168,7 @@ impl State {
         }
         for (key, joules) in windows {
             let WindowKey { target, start_ms } = key;
-            self.set_window(target, start_ms, joules);
+            self.set_window(&std::sync::Arc::new(target), start_ms, joules);
         }
         self.settle(newest_ms, w);
     }
@@ -364,7 +364,7 @@ mod tests {
         let changed = state.convert(
             &[series],
             |_, _| Resolution::Mapped {
-                target: target.clone(),
+                target: std::sync::Arc::new(target.clone()),
                 unit: Unit::JoulesTotal,
                 until_ms: None,
             },

@@ -110,6 +110,80 @@ async fn kepler_counters_become_exactly_their_energy_across_retries_and_restarts
     assert_eq!(source["last_sample_at"], "2026-03-01T09:01:00Z");
 }
 
+/// Sample `k` of shard `shard`: each of its five containers' counters at `k` x 15 s, 600 J a step.
+fn shard_request(shard: usize, k: i64) -> Vec<u8> {
+    let names: Vec<String> = (0..5).map(|i| format!("s{shard}-c{i}")).collect();
+    let labels: Vec<[(&str, &str); 4]> = names
+        .iter()
+        .map(|n| {
+            [
+                NAME,
+                ("container_name", n.as_str()),
+                ("node_name", "fra1-n1"),
+                ("zone", "package"),
+            ]
+        })
+        .collect();
+    let sample = [(T0 + k * 15_000, k as f64 * 600.0)];
+    encode::write_request(labels.iter().map(|l| (l.as_slice(), sample.as_slice())))
+}
+
+/// Prometheus' shards send at once, each its own series in order: `steps` requests each.
+async fn shards_send(app: &TestApp, steps: std::ops::Range<i64>) {
+    let sends = (0..4).map(|shard| {
+        let steps = steps.clone();
+        async move {
+            for k in steps {
+                assert_eq!(
+                    remote_write(app, shard_request(shard, k)).await.status(),
+                    204
+                );
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_mapping_changes() {
+    let app = spawn_app().await;
+    registered(&app).await;
+    // 20 series, 12 samples each: 11 steps of 600 J = 6,600 J a series, 132,000 J in all
+    // (reports round kWh to 9 decimals).
+    shards_send(&app, 0..12).await;
+    let report = it_kwh(&app, "workload").await;
+    assert!(
+        (kwh(&report) - 20.0 * 11.0 * 600.0 / 3.6e6).abs() < 1e-9,
+        "{report}"
+    );
+    assert_eq!(report["rows"].as_array().unwrap().len(), 20);
+    // After a restart each series goes on from its last sample: one more step each, 12,000 J.
+    let app = app.restart().await;
+    shards_send(&app, 12..13).await;
+    let report = it_kwh(&app, "workload").await;
+    assert!(
+        (kwh(&report) - 20.0 * 12.0 * 600.0 / 3.6e6).abs() < 1e-9,
+        "{report}"
+    );
+    // Once the mapping is gone the same series are unmapped at once (nothing cached outlives a
+    // registry change), and the energy stays.
+    assert_eq!(
+        app.delete("/v1/telemetry/mappings/kepler-fra1")
+            .await
+            .status(),
+        204
+    );
+    shards_send(&app, 13..14).await;
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    assert_eq!(sources[0]["samples_unmapped"], 20, "{sources}");
+    assert_eq!(sources[0]["samples_accepted"], 20, "{sources}");
+    let report = it_kwh(&app, "workload").await;
+    assert!(
+        (kwh(&report) - 20.0 * 12.0 * 600.0 / 3.6e6).abs() < 1e-9,
+        "{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmapped_and_ignored_samples_are_counted_and_listed() {
     let app = spawn_app().await;
