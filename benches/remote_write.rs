@@ -1,7 +1,8 @@
 //! Prometheus remote-write over loopback HTTP, durable: samples/s for realistic series counts
 //! (10,000 series, 2,000 samples a request, several connections), beside NDJSON readings/s
 //! measured in the same run as the baseline. Run on demand: `cargo bench --bench remote_write`
-//! (`BENCH_SECONDS` sets the length of each run).
+//! (`BENCH_REQUESTS`, 1,000 by default, sets how many requests each run has ready to send, and
+//! `BENCH_SECONDS` the longest a run may take).
 mod support;
 
 use carbon_ledger::config::Settings;
@@ -168,7 +169,10 @@ async fn run(path: &str, content_type: &'static str, bodies: Vec<Vec<u8>>) -> Ou
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let requests = 400;
+    let requests = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000);
     println!(
         "remote-write over loopback HTTP, durable: {SERIES} series, {SAMPLES_PER_REQUEST} samples a request, {CONNECTIONS} connections, {} s a run",
         seconds_per_run()

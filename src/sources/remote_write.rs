@@ -138,7 +138,10 @@ fn series(mut labels: Vec<(String, String)>, samples: Vec<Sample>) -> Result<Ser
             "a series has no __name__ label".into(),
         ));
     }
-    labels.sort();
+    // Senders send labels sorted (Prometheus does): sort only when they are not.
+    if !labels.is_sorted() {
+        labels.sort();
+    }
     Ok(Series {
         labels,
         samples,
@@ -164,8 +167,9 @@ fn text(bytes: &[u8], what: &str) -> Result<String, DecodeError> {
 }
 
 fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
-    let mut labels = Vec::new();
-    let mut samples = Vec::new();
+    // Exporters' series carry a handful of labels and, per request, a sample or a few.
+    let mut labels = Vec::with_capacity(8);
+    let mut samples = Vec::with_capacity(1);
     while let Some((number, value)) = fields.next_field()? {
         match (number, value) {
             (1, Value::Bytes(bytes)) => {
