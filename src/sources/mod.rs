@@ -24,6 +24,7 @@ use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
 use crate::domain::{distinct, Grant, Id};
 use crate::storage::logged::{LoggedTable, LoggedTableError};
+use crate::storage::wal::Lsn;
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -158,21 +159,25 @@ struct Made {
     metered: Vec<MeterReading>,
 }
 
-/// Marks the sites and customers as holding data, then makes `frame`'s rows durable in `table`.
-async fn durable(
-    ctx: &IngestContext<'_>,
-    table: &LoggedTable,
+/// A batch in a table's log, on its way to disk.
+type Durable<'a> = futures_util::future::BoxFuture<'a, Result<Lsn, LoggedTableError>>;
+
+/// Marks the sites and customers as holding data, then puts `frame`'s rows in `table`'s log, in
+/// the order of calls; the returned future resolves once they are durable.
+async fn submit<'a>(
+    ctx: &IngestContext<'a>,
+    table: &'a LoggedTable,
     (sites, customers): (Vec<Id>, Vec<Id>),
     frame: impl FnOnce() -> polars::prelude::PolarsResult<polars::prelude::DataFrame> + Send + 'static,
-) -> Result<(), TelemetryError> {
+) -> Result<Durable<'a>, TelemetryError> {
     ctx.registry
         .mark_with_readings("telemetry", &sites, &customers)
         .await?;
     let prepared = crate::storage::logged::blocking(frame)
         .await
         .and_then(LoggedTable::prepare)?;
-    table.append(prepared).await?;
-    Ok(())
+    table.make_room().await?;
+    Ok(Box::pin(table.submit(prepared)?))
 }
 
 /// The series state with the count of changes converted from it, and the bytes they add to the
@@ -304,9 +309,18 @@ impl Telemetry {
         };
         let ticket = Ticket::after(&self.turns, converter.converted);
         converter.converted = ticket.number();
-        drop(converter);
         let made = Self::readings(&named, windows, ctx.max_power_w, &mut counts);
-        match self.commit(made, change, ticket, &ctx).await {
+        // Readings go into their logs in conversion order, as the state changed: two requests
+        // that rewrite one window leave the later sum (newest-wins follows the log). A failure
+        // here drops the ticket unfinished, which breaks the state (it is reloaded).
+        let committed = match Self::submit(made, &ctx).await {
+            Ok(readings) => {
+                drop(converter);
+                self.commit(readings, change, ticket).await
+            }
+            Err(error) => Err(error),
+        };
+        match committed {
             Ok(()) => {
                 self.record(source, Ok((&counts, newest, series_active)));
                 Ok(counts)
@@ -416,38 +430,43 @@ impl Telemetry {
     /// The readings, counts and meter readings, then, in its turn, the state change that made
     /// them: a crash in between leaves the old state, and the sender's retry recomputes the same
     /// windows, which replace themselves.
-    async fn commit(
-        &self,
+    async fn submit<'a>(
         Made {
             batch,
             units,
             metered,
         }: Made,
+        ctx: &IngestContext<'a>,
+    ) -> Result<Vec<Durable<'a>>, TelemetryError> {
+        let mut submitted = Vec::new();
+        if !metered.is_empty() {
+            let sites = distinct(metered.iter().map(|m| &m.site));
+            let frame = move || meters::frame(&metered);
+            submitted.push(submit(ctx, ctx.meters, (sites, Vec::new()), frame).await?);
+        }
+        if !batch.is_empty() {
+            let owners = (batch.site.ids(), batch.customer.ids());
+            submitted
+                .push(submit(ctx, ctx.readings, owners, move || readings::frame(batch)).await?);
+        }
+        if !units.is_empty() {
+            let owners = (
+                distinct(units.iter().map(|u| &u.site)),
+                distinct(units.iter().map(|u| &u.customer)),
+            );
+            let frame = move || functional_units::frame(&units);
+            submitted.push(submit(ctx, ctx.functional_units, owners, frame).await?);
+        }
+        Ok(submitted)
+    }
+
+    async fn commit(
+        &self,
+        submitted: Vec<Durable<'_>>,
         change: Change,
         ticket: Ticket,
-        ctx: &IngestContext<'_>,
     ) -> Result<(), TelemetryError> {
-        let readings = async {
-            if !metered.is_empty() {
-                let sites = distinct(metered.iter().map(|m| &m.site));
-                let frame = move || meters::frame(&metered);
-                durable(ctx, ctx.meters, (sites, Vec::new()), frame).await?;
-            }
-            if !batch.is_empty() {
-                let owners = (batch.site.ids(), batch.customer.ids());
-                durable(ctx, ctx.readings, owners, move || readings::frame(batch)).await?;
-            }
-            if !units.is_empty() {
-                let owners = (
-                    distinct(units.iter().map(|u| &u.site)),
-                    distinct(units.iter().map(|u| &u.customer)),
-                );
-                let frame = move || functional_units::frame(&units);
-                durable(ctx, ctx.functional_units, owners, frame).await?;
-            }
-            Ok::<(), TelemetryError>(())
-        }
-        .await;
+        let readings = futures_util::future::try_join_all(submitted).await;
         if !ticket.turn().await {
             return Err(TelemetryError::Interrupted);
         }

@@ -257,6 +257,16 @@ impl<T: Send + 'static> Wal<T> {
 
     /// Appends a record; resolves once it is durable (and `on_durable` has seen `item`).
     pub async fn append(&self, payload: Vec<u8>, item: T) -> io::Result<Lsn> {
+        self.submit(payload, item)?.await
+    }
+
+    /// Puts a record in the log's order now, before any record submitted after this call; the
+    /// returned future resolves once it is durable.
+    pub fn submit(
+        &self,
+        payload: Vec<u8>,
+        item: T,
+    ) -> io::Result<impl std::future::Future<Output = io::Result<Lsn>>> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Append {
@@ -265,9 +275,11 @@ impl<T: Send + 'static> Wal<T> {
                 reply,
             })
             .map_err(|_| io::Error::other("the write-ahead log writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| io::Error::other("the write-ahead log writer has stopped"))?
+        Ok(async move {
+            answer
+                .await
+                .map_err(|_| io::Error::other("the write-ahead log writer has stopped"))?
+        })
     }
 
     /// Closes the current segment; returns the last lsn written before it.

@@ -110,17 +110,21 @@ async fn kepler_counters_become_exactly_their_energy_across_retries_and_restarts
     assert_eq!(source["last_sample_at"], "2026-03-01T09:01:00Z");
 }
 
-/// Sample `k` of shard `shard`: each of its five containers' counters at `k` x 15 s, 600 J a step.
+/// Sample `k` of shard `shard`: five containers' counters at `k` x 15 s, 600 J a step. Every
+/// shard has its own series of the same five containers (two nodes, two RAPL zones each), so all
+/// four shards add to the same five workloads' windows at once.
 fn shard_request(shard: usize, k: i64) -> Vec<u8> {
-    let names: Vec<String> = (0..5).map(|i| format!("s{shard}-c{i}")).collect();
+    let names: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
+    let node = format!("fra1-n{}", shard / 2);
+    let zone = ["package", "dram"][shard % 2];
     let labels: Vec<[(&str, &str); 4]> = names
         .iter()
         .map(|n| {
             [
                 NAME,
                 ("container_name", n.as_str()),
-                ("node_name", "fra1-n1"),
-                ("zone", "package"),
+                ("node_name", node.as_str()),
+                ("zone", zone),
             ]
         })
         .collect();
@@ -148,6 +152,14 @@ async fn shards_send(app: &TestApp, steps: std::ops::Range<i64>) {
 async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_mapping_changes() {
     let app = spawn_app().await;
     registered(&app).await;
+    let dram = app
+        .put(
+            "/v1/telemetry/mappings/kepler-fra1-dram",
+            json!({"preset": "kepler", "site": "fra1", "customer": "acme",
+                   "match": {"zone": "dram", "node_name": "fra1-.*"}}),
+        )
+        .await;
+    assert_eq!(dram.status(), 201);
     // 20 series, 12 samples each: 11 steps of 600 J = 6,600 J a series, 132,000 J in all
     // (reports round kWh to 9 decimals).
     shards_send(&app, 0..12).await;
@@ -156,7 +168,13 @@ async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_map
         (kwh(&report) - 20.0 * 11.0 * 600.0 / 3.6e6).abs() < 1e-9,
         "{report}"
     );
-    assert_eq!(report["rows"].as_array().unwrap().len(), 20);
+    // Five workloads, each the sum of its four series: 26,400 J.
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    for row in rows {
+        let joules = row["it_energy_kwh"].as_f64().unwrap() * 3.6e6;
+        assert!((joules - 4.0 * 11.0 * 600.0).abs() < 0.004, "{row}");
+    }
     // After a restart each series goes on from its last sample: one more step each, 12,000 J.
     let app = app.restart().await;
     shards_send(&app, 12..13).await;
@@ -165,14 +183,12 @@ async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_map
         (kwh(&report) - 20.0 * 12.0 * 600.0 / 3.6e6).abs() < 1e-9,
         "{report}"
     );
-    // Once the mapping is gone the same series are unmapped at once (nothing cached outlives a
+    // Once the mappings are gone the same series are unmapped at once (nothing cached outlives a
     // registry change), and the energy stays.
-    assert_eq!(
-        app.delete("/v1/telemetry/mappings/kepler-fra1")
-            .await
-            .status(),
-        204
-    );
+    for mapping in ["kepler-fra1", "kepler-fra1-dram"] {
+        let path = format!("/v1/telemetry/mappings/{mapping}");
+        assert_eq!(app.delete(&path).await.status(), 204);
+    }
     shards_send(&app, 13..14).await;
     let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
     assert_eq!(sources[0]["samples_unmapped"], 20, "{sources}");

@@ -268,16 +268,38 @@ impl LoggedTable {
 
     /// Makes a batch durable; when this returns Ok the batch survives any crash and reads see it.
     pub async fn append(&self, batch: PreparedBatch) -> Result<Lsn, LoggedTableError> {
+        self.make_room().await?;
+        self.submit(batch)?.await
+    }
+
+    /// Flushes first when the rows waiting for a flush are at their bound.
+    pub async fn make_room(&self) -> Result<(), LoggedTableError> {
         if self.buffered_rows() >= self.options.max_buffered_rows {
             self.flush().await?;
         }
-        let lsn = self.wal.append(batch.payload, batch.frame).await?;
-        self.acknowledged
-            .fetch_max(lsn, std::sync::atomic::Ordering::Release);
-        if self.buffered_rows() >= self.options.flush_rows {
-            self.wake_flusher.notify_one();
-        }
-        Ok(lsn)
+        Ok(())
+    }
+
+    /// Puts `batch` in the log now, ahead of every batch submitted after this call (newest-wins
+    /// follows that order); the returned future resolves once it is durable. Call `make_room`
+    /// before.
+    pub fn submit(
+        &self,
+        batch: PreparedBatch,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Lsn, LoggedTableError>> + '_,
+        LoggedTableError,
+    > {
+        let durable = self.wal.submit(batch.payload, batch.frame)?;
+        Ok(async move {
+            let lsn = durable.await?;
+            self.acknowledged
+                .fetch_max(lsn, std::sync::atomic::Ordering::Release);
+            if self.buffered_rows() >= self.options.flush_rows {
+                self.wake_flusher.notify_one();
+            }
+            Ok(lsn)
+        })
     }
 
     /// The newest batch this replica acknowledged since it started: with `table_version`, it
