@@ -35,11 +35,16 @@ async fn registered(app: &TestApp) {
     )
     .await;
     app.put("/v1/customers/acme", json!({"name": "Acme"})).await;
+    kepler_mapping(app, "kepler-fra1", "package").await;
+}
+
+/// The Kepler preset for one RAPL zone of fra1's nodes, for acme.
+async fn kepler_mapping(app: &TestApp, id: &str, zone: &str) {
     let mapping = app
         .put(
-            "/v1/telemetry/mappings/kepler-fra1",
+            &format!("/v1/telemetry/mappings/{id}"),
             json!({"preset": "kepler", "site": "fra1", "customer": "acme",
-                   "match": {"zone": "package", "node_name": "fra1-.*"}}),
+                   "match": {"zone": zone, "node_name": "fra1-.*"}}),
         )
         .await;
     assert_eq!(mapping.status(), 201);
@@ -152,14 +157,7 @@ async fn shards_send(app: &TestApp, steps: std::ops::Range<i64>) {
 async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_mapping_changes() {
     let app = spawn_app().await;
     registered(&app).await;
-    let dram = app
-        .put(
-            "/v1/telemetry/mappings/kepler-fra1-dram",
-            json!({"preset": "kepler", "site": "fra1", "customer": "acme",
-                   "match": {"zone": "dram", "node_name": "fra1-.*"}}),
-        )
-        .await;
-    assert_eq!(dram.status(), 201);
+    kepler_mapping(&app, "kepler-fra1-dram", "dram").await;
     // 20 series, 12 samples each: 11 steps of 600 J = 6,600 J a series, 132,000 J in all
     // (reports round kWh to 9 decimals).
     shards_send(&app, 0..12).await;
