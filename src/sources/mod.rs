@@ -23,8 +23,7 @@ use crate::domain::functional_unit::FunctionalUnit;
 use crate::domain::meter::{MeterKind, MeterReading};
 use crate::domain::reading::{ReadingBatch, EARLIEST_START_US, MAX_FUTURE_START};
 use crate::domain::{distinct, Grant, Id};
-use crate::storage::logged::{LoggedTable, LoggedTableError};
-use crate::storage::wal::Lsn;
+use crate::storage::logged::{LoggedTable, LoggedTableError, PreparedBatch};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -159,17 +158,17 @@ struct Made {
     metered: Vec<MeterReading>,
 }
 
-/// A batch in a table's log, on its way to disk.
-type Durable<'a> = futures_util::future::BoxFuture<'a, Result<Lsn, LoggedTableError>>;
+/// A batch ready for a table's log.
+type Prepared<'a> = (&'a LoggedTable, PreparedBatch);
 
-/// Marks the sites and customers as holding data, then puts `frame`'s rows in `table`'s log, in
-/// the order of calls; the returned future resolves once they are durable.
-async fn submit<'a>(
+/// Marks the sites and customers as holding data, then prepares `frame`'s rows for `table`'s log
+/// (and makes room in it).
+async fn prepare<'a>(
     ctx: &IngestContext<'a>,
     table: &'a LoggedTable,
     (sites, customers): (Vec<Id>, Vec<Id>),
     frame: impl FnOnce() -> polars::prelude::PolarsResult<polars::prelude::DataFrame> + Send + 'static,
-) -> Result<Durable<'a>, TelemetryError> {
+) -> Result<Prepared<'a>, TelemetryError> {
     ctx.registry
         .mark_with_readings("telemetry", &sites, &customers)
         .await?;
@@ -177,7 +176,7 @@ async fn submit<'a>(
         .await
         .and_then(LoggedTable::prepare)?;
     table.make_room().await?;
-    Ok(Box::pin(table.submit(prepared)?))
+    Ok((table, prepared))
 }
 
 /// The series state with the count of changes converted from it, and the bytes they add to the
@@ -202,6 +201,8 @@ pub struct Telemetry {
     /// holds it; readings become durable side by side, and changes reach the log in `turns`.
     converter: tokio::sync::Mutex<Converter>,
     turns: std::sync::Arc<Turns>,
+    /// The order in which converted requests put their readings in the tables' logs.
+    submit_turns: std::sync::Arc<Turns>,
     resolutions: std::sync::Mutex<resolution::Cache>,
     sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
     unmapped: std::sync::Mutex<HashMap<String, UnmappedSeries>>,
@@ -219,6 +220,7 @@ impl Telemetry {
                 log_bytes: 0,
             }),
             turns: Default::default(),
+            submit_turns: Default::default(),
             resolutions: Default::default(),
             sources: Default::default(),
             unmapped: Default::default(),
@@ -308,16 +310,13 @@ impl Telemetry {
             Change::Append(change)
         };
         let ticket = Ticket::after(&self.turns, converter.converted);
+        let submit_turn = Ticket::after(&self.submit_turns, converter.converted);
         converter.converted = ticket.number();
+        drop(converter);
         let made = Self::readings(&named, windows, ctx.max_power_w, &mut counts);
-        // Readings go into their logs in conversion order, as the state changed: two requests
-        // that rewrite one window leave the later sum (newest-wins follows the log). A failure
-        // here drops the ticket unfinished, which breaks the state (it is reloaded).
-        let committed = match Self::submit(made, &ctx).await {
-            Ok(readings) => {
-                drop(converter);
-                self.commit(readings, change, ticket).await
-            }
+        let committed = match Self::prepare_all(made, &ctx).await {
+            Ok(prepared) => self.commit(prepared, submit_turn, change, ticket).await,
+            // The ticket is dropped unfinished: the state breaks and is reloaded.
             Err(error) => Err(error),
         };
         match committed {
@@ -430,24 +429,24 @@ impl Telemetry {
     /// The readings, counts and meter readings, then, in its turn, the state change that made
     /// them: a crash in between leaves the old state, and the sender's retry recomputes the same
     /// windows, which replace themselves.
-    async fn submit<'a>(
+    async fn prepare_all<'a>(
         Made {
             batch,
             units,
             metered,
         }: Made,
         ctx: &IngestContext<'a>,
-    ) -> Result<Vec<Durable<'a>>, TelemetryError> {
-        let mut submitted = Vec::new();
+    ) -> Result<Vec<Prepared<'a>>, TelemetryError> {
+        let mut prepared = Vec::new();
         if !metered.is_empty() {
             let sites = distinct(metered.iter().map(|m| &m.site));
             let frame = move || meters::frame(&metered);
-            submitted.push(submit(ctx, ctx.meters, (sites, Vec::new()), frame).await?);
+            prepared.push(prepare(ctx, ctx.meters, (sites, Vec::new()), frame).await?);
         }
         if !batch.is_empty() {
             let owners = (batch.site.ids(), batch.customer.ids());
-            submitted
-                .push(submit(ctx, ctx.readings, owners, move || readings::frame(batch)).await?);
+            prepared
+                .push(prepare(ctx, ctx.readings, owners, move || readings::frame(batch)).await?);
         }
         if !units.is_empty() {
             let owners = (
@@ -455,18 +454,28 @@ impl Telemetry {
                 distinct(units.iter().map(|u| &u.customer)),
             );
             let frame = move || functional_units::frame(&units);
-            submitted.push(submit(ctx, ctx.functional_units, owners, frame).await?);
+            prepared.push(prepare(ctx, ctx.functional_units, owners, frame).await?);
         }
-        Ok(submitted)
+        Ok(prepared)
     }
 
     async fn commit(
         &self,
-        submitted: Vec<Durable<'_>>,
+        prepared: Vec<Prepared<'_>>,
+        submit_turn: Ticket,
         change: Change,
         ticket: Ticket,
     ) -> Result<(), TelemetryError> {
-        let readings = futures_util::future::try_join_all(submitted).await;
+        // Readings go into their logs in conversion order, as the state changed: two requests
+        // that rewrite one window leave the later sum (newest-wins follows the log). This turn
+        // only orders; whether the state broke is the state's turn to tell.
+        submit_turn.turn().await;
+        let submitted = prepared
+            .into_iter()
+            .map(|(table, batch)| table.submit(batch))
+            .collect::<Result<Vec<_>, _>>();
+        submit_turn.finish(true);
+        let readings = futures_util::future::try_join_all(submitted?).await;
         if !ticket.turn().await {
             return Err(TelemetryError::Interrupted);
         }
