@@ -1,6 +1,6 @@
 //! The series state on disk: a snapshot and a log of what each request changed (one checksummed
-//! record each, `[length u32][crc32 u32][change]`, fsynced), so a request writes what it changed
-//! rather than the whole state. The snapshot names the log that follows it (`series.<epoch>.wal`):
+//! record each, `[length u32][crc32 u32][change]`, synced in groups: see `Written`), so a request
+//! writes what it changed rather than the whole state. The snapshot names the log that follows it (`series.<epoch>.wal`):
 //! writing a new snapshot starts a new log, so a crash between the two replays nothing twice and
 //! loses nothing (the old log's changes are all in the new snapshot). Opening loads the snapshot,
 //! replays its log up to the first torn record (a crash while writing it: never acknowledged),

@@ -1,7 +1,8 @@
-//! Requests convert their series one at a time but make their readings durable side by side; each
-//! then writes its state change to the log in the order it converted. A change rests on the ones
-//! converted before it, so when one fails to reach the log every later one must fail too (the
-//! senders retry them), and the state is reloaded from disk before the next conversion.
+//! Requests convert their series one at a time, then take turns in the order they converted: to
+//! put their readings in the tables' logs (so a window two requests rewrote keeps the later sum),
+//! and, once those are durable, to write their state change to the series log. A change rests on
+//! the ones converted before it, so when one fails to reach the log every later one must fail too
+//! (the senders retry them), and the state is reloaded from disk before the next conversion.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
