@@ -4,6 +4,8 @@
 //! the same data served over HTTP: a customer's hourly month report and a full CSV export.
 //! Run: `cargo bench --bench accounting` (`pip install duckdb` for the DuckDB column);
 //! `BENCH_WORKLOADS=193` for 50 M readings, `BENCH_SERVED=0` to skip the HTTP part.
+#[path = "support/readings.rs"]
+mod readings;
 mod support;
 
 use carbon_ledger::config::Settings;
@@ -13,6 +15,7 @@ use carbon_ledger::accounting::{self, Context, Energy, GroupKey};
 use carbon_ledger::domain::intensity::{IntensityPoint, PointKind, Signal};
 use carbon_ledger::domain::{Id, Site, SiteSpec, ZoneCode};
 use polars::prelude::*;
+use readings::ReadingColumns;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,42 +65,22 @@ fn workload(w: usize) -> (String, String, &'static str) {
 
 fn readings_frame() -> DataFrame {
     let per_workload = (DAYS * 86_400 / STEP_S) as usize;
-    let n = per_workload * workloads();
-    let (mut site, mut customer, mut name) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut start, mut energy) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut columns = ReadingColumns::with_capacity(per_workload * workloads());
     for w in 0..workloads() {
         let (c, wl, s) = workload(w);
         for i in 0..per_workload {
-            site.push(s);
-            customer.push(c.clone());
-            name.push(wl.clone());
-            start.push(START_US + i as i64 * STEP_S * 1_000_000);
-            energy.push(Some((100.0 + (i % 97) as f64 + w as f64) * STEP_S as f64));
+            columns.site.push(s);
+            columns.customer.push(c.clone());
+            columns.workload.push(wl.clone());
+            columns
+                .start_us
+                .push(START_US + i as i64 * STEP_S * 1_000_000);
+            columns
+                .energy_j
+                .push(Some((100.0 + (i % 97) as f64 + w as f64) * STEP_S as f64));
         }
     }
-    let start = Column::new("start".into(), start)
-        .cast(&DataType::Datetime(
-            TimeUnit::Microseconds,
-            Some(TimeZone::UTC),
-        ))
-        .unwrap();
-    DataFrame::new(
-        n,
-        vec![
-            Column::new("site".into(), site),
-            Column::new("customer".into(), customer),
-            Column::new("workload".into(), name),
-            start,
-            Column::new("duration_s".into(), vec![STEP_S as i32; n]),
-            Column::new("energy_j".into(), energy),
-            Column::new("power_w".into(), vec![None::<f64>; n]),
-        ],
-    )
-    .unwrap()
+    columns.into_frame(STEP_S)
 }
 
 fn intensity_points() -> Vec<IntensityPoint> {

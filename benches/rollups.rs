@@ -6,11 +6,14 @@
 //! workload (time, peak RSS), the server's resident memory, and the same reports from the
 //! readings alone (rollups off, same data directory) for the ratio.
 //! Run: `cargo bench --bench rollups`; `BENCH_WORKLOADS` and `BENCH_DAYS` scale it down.
+#[path = "support/readings.rs"]
+mod readings;
 mod support;
 
 use carbon_ledger::config::Settings;
 use carbon_ledger::storage::rollups::Scope;
 use polars::prelude::*;
+use readings::ReadingColumns;
 use serde_json::json;
 use std::time::Instant;
 use support::{BenchServer, TOKEN};
@@ -77,42 +80,25 @@ fn reset_peak() {
 fn day_bodies(day: i64, scale: f64, only: Option<usize>) -> Vec<Vec<u8>> {
     let per_day = 86_400 / STEP_S;
     let count = only.unwrap_or((per_day * workloads()) as usize);
-    let (mut site, mut customer, mut workload, mut start, mut energy) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let mut columns = ReadingColumns::with_capacity(count);
     for i in 0..count as i64 {
         let (w, minute) = match only {
             // Late re-sends: spread over the day and the workloads.
             Some(_) => ((i * 7919) % workloads(), (i * 104_729) % per_day),
             None => (i / per_day, i % per_day),
         };
-        site.push(SITES[(w % 3) as usize].0);
-        customer.push(format!("c{}", w % 4));
-        workload.push(format!("w{w:03}"));
-        start.push(START_US + (day * per_day + minute) * STEP_S * 1_000_000);
-        energy.push(Some(
+        columns.site.push(SITES[(w % 3) as usize].0);
+        columns.customer.push(format!("c{}", w % 4));
+        columns.workload.push(format!("w{w:03}"));
+        columns
+            .start_us
+            .push(START_US + (day * per_day + minute) * STEP_S * 1_000_000);
+        columns.energy_j.push(Some(
             scale * (100.0 + (minute % 97) as f64 + w as f64) * STEP_S as f64,
         ));
     }
-    let n = start.len();
-    let start = Column::new("start".into(), start)
-        .cast(&DataType::Datetime(
-            TimeUnit::Microseconds,
-            Some(TimeZone::UTC),
-        ))
-        .unwrap();
-    let frame = DataFrame::new(
-        n,
-        vec![
-            Column::new("site".into(), site),
-            Column::new("customer".into(), customer),
-            Column::new("workload".into(), workload),
-            start,
-            Column::new("duration_s".into(), vec![STEP_S as i32; n]),
-            Column::new("energy_j".into(), energy),
-            Column::new("power_w".into(), vec![None::<f64>; n]),
-        ],
-    )
-    .unwrap();
+    let n = columns.start_us.len();
+    let frame = columns.into_frame(STEP_S);
     let mut bodies = Vec::new();
     let mut offset = 0;
     while offset < n {
@@ -126,18 +112,9 @@ fn day_bodies(day: i64, scale: f64, only: Option<usize>) -> Vec<Vec<u8>> {
 }
 
 async fn post(server: &BenchServer, path: &str, content_type: &str, body: Vec<u8>) {
-    let response = (server.client.post(format!("{}{path}", server.base)))
-        .bearer_auth(TOKEN)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
+    let url = format!("{}{path}", server.base);
+    let request = server.client.post(url).header("content-type", content_type);
+    server.send(request.body(body), path).await;
 }
 
 async fn intensity(server: &BenchServer, revision: bool) {
@@ -167,17 +144,8 @@ async fn intensity(server: &BenchServer, revision: bool) {
 }
 
 async fn put(server: &BenchServer, path: &str, body: serde_json::Value) {
-    let response = (server.client.put(format!("{}{path}", server.base)))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
+    let url = format!("{}{path}", server.base);
+    server.send(server.client.put(url).json(&body), path).await;
 }
 
 async fn register(server: &BenchServer) {

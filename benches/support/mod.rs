@@ -61,6 +61,21 @@ pub async fn start_in(settings: Settings, dir: tempfile::TempDir) -> BenchServer
 }
 
 impl BenchServer {
+    /// Sends `request` with the admin token; an answer other than 2xx stops the benchmark.
+    #[allow(
+        dead_code,
+        reason = "each bench compiles this module; the rollups and remote-write benches send with it"
+    )]
+    pub async fn send(&self, request: reqwest::RequestBuilder, what: &str) {
+        let response = request.bearer_auth(TOKEN).send().await.unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "{what}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
     /// Stops the server and waits for its last flush, before the runtime goes away; hands back
     /// its data directory.
     pub async fn stop(self) -> tempfile::TempDir {

@@ -91,10 +91,10 @@ impl Cache {
 }
 
 /// Mappings in the order they are tried, with their matchers compiled.
-pub(super) struct Mappings(Vec<(Mapping, Vec<(String, regex::Regex)>)>);
+struct Mappings(Vec<(Mapping, Vec<(String, regex::Regex)>)>);
 
 impl Mappings {
-    pub(super) fn load(registry: &Registry) -> Self {
+    fn load(registry: &Registry) -> Self {
         let mut all: Vec<Mapping> = registry.list::<Mapping>();
         all.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
         Self(
@@ -114,7 +114,7 @@ impl Mappings {
         )
     }
 
-    pub(super) fn first_match(&self, series: &Series) -> Option<&Mapping> {
+    fn first_match(&self, series: &Series) -> Option<&Mapping> {
         let name = series.label("__name__")?;
         self.0
             .iter()
@@ -144,7 +144,7 @@ fn lookup(
     Id::parse(&value).map_err(|_| "invalid_id")
 }
 
-pub(super) fn resolve(
+fn resolve(
     mapping: &Mapping,
     series: &Series,
     ctx: &IngestContext<'_>,

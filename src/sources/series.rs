@@ -190,22 +190,24 @@ impl State {
         };
         let mut dirty: Vec<u32> = self.dirty.drain().collect();
         dirty.sort_unstable();
+        // Keys are copied only when this log has not named them yet: after the first request of
+        // a log, a series or window costs no string copy here.
         for id in dirty {
-            let (Some(key), Some(&(t, v))) = (self.series.key(id), self.series.value(id)) else {
+            let Some(&(t, v)) = self.series.value(id) else {
                 continue;
             };
-            let key = key.clone();
             if self.series.log_in(id, self.generation) {
-                delta.series_keys.push((id, key));
+                if let Some(key) = self.series.key(id) {
+                    delta.series_keys.push((id, key.clone()));
+                }
             }
             delta.series.push((id, t, v));
         }
         for &((target, start_ms), joules) in changed {
-            if let (Some(named), true) = (
-                self.targets.key(target).map(|t| Target::clone(t)),
-                self.targets.log_in(target, self.generation),
-            ) {
-                delta.targets.push((target, named));
+            if self.targets.log_in(target, self.generation) {
+                if let Some(named) = self.targets.key(target) {
+                    delta.targets.push((target, Target::clone(named)));
+                }
             }
             delta.windows.push((target, start_ms, joules));
         }

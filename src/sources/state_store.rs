@@ -35,6 +35,7 @@ pub struct StateStore {
 #[derive(Debug)]
 struct LogFile {
     file: File,
+    path: PathBuf,
     /// Bytes written to the file so far.
     written: AtomicU64,
     synced: Mutex<Synced>,
@@ -71,7 +72,7 @@ impl Written {
         }
         if synced.failed {
             return Err(StorageError::Corrupt {
-                path: PathBuf::from("telemetry/series.wal"),
+                path: self.log.path.clone(),
                 reason: "syncing the series log failed: what was written since may be lost".into(),
             });
         }
@@ -80,9 +81,10 @@ impl Written {
 }
 
 impl LogFile {
-    fn new(file: File) -> Arc<Self> {
+    fn new(file: File, path: PathBuf) -> Arc<Self> {
         Arc::new(Self {
             file,
+            path,
             written: AtomicU64::new(0),
             synced: Mutex::default(),
         })
@@ -217,7 +219,7 @@ impl StateStore {
             dir: dir.to_owned(),
             snapshot,
             epoch,
-            log: LogFile::new(log),
+            log: LogFile::new(log, path),
         };
         // Start afresh from what was loaded, so a torn record is never followed by more.
         store.replace(&state_codec::encode(&state.snapshot()))?;
@@ -280,11 +282,10 @@ impl StateStore {
     /// returned `Written` is synced. A failed write leaves the file unusable (its end may be
     /// torn): the caller reopens the store.
     pub fn write(&mut self, change: &[u8]) -> Result<Written, StorageError> {
-        let path = log_path(&self.dir, self.epoch);
         let record = frame(change);
         (&self.log.file)
             .write_all(&record)
-            .map_err(io("writing", &path))?;
+            .map_err(|error| io("writing", &self.log.path)(error))?;
         let end = self
             .log
             .written
@@ -314,11 +315,10 @@ impl StateStore {
             .and_then(|log| log.sync_all().map(|()| log))
             .map_err(io("creating", &path))?;
         self.snapshot.store_bytes(&frame(&payload))?;
-        let old = log_path(&self.dir, self.epoch);
         self.log.superseded();
-        self.log = LogFile::new(log);
+        let old = std::mem::replace(&mut self.log, LogFile::new(log, path));
         self.epoch = epoch;
-        remove_if_present(&old)
+        remove_if_present(&old.path)
     }
 }
 
