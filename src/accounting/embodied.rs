@@ -43,6 +43,11 @@ impl Holdings {
         Self { held }
     }
 
+    /// Whether the report counts no reservation.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
     /// Where holdings at `site` change: reservation starts and ends.
     pub(super) fn edges(&self, site: &Id) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         let site = site.clone();

@@ -37,6 +37,9 @@ pub const PIECE_END: &str = "piece_end";
 pub const COUNT_ROWS: &str = "count_rows";
 /// Readings a piece counts in a report's totals.
 pub const COUNT_TOTAL: &str = "count_total";
+/// The workload of customer rollup rows (`customer_rows`): not a valid workload id, so it never
+/// merges with a real workload.
+pub const ALL_WORKLOADS: &str = "(all workloads)";
 
 fn utc() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
@@ -98,6 +101,32 @@ pub fn rollup_rows(readings: &DataFrame) -> PolarsResult<DataFrame> {
         }
     }
     rows.into_frame()?.sort(
+        [CUSTOMER, SITE, WORKLOAD, SLOT],
+        SortMultipleOptions::default(),
+    )
+}
+
+/// Customer rollup rows: rollup `rows` summed over workloads per site, customer and slot, under
+/// the workload `ALL_WORKLOADS`, sorted as rollup rows are. A report that neither groups nor
+/// filters by workload and counts no hardware reads these: one row where a customer's workloads
+/// have one each, and a slot's energy and counts are the sums of theirs.
+pub fn customer_rows(rows: &DataFrame) -> PolarsResult<DataFrame> {
+    let slot = integers(rows, SLOT)?;
+    let energy = rows.column(ENERGY_J)?.f64()?.rechunk();
+    let energy = energy.cont_slice()?;
+    let (started, crossing) = (integers(rows, STARTED)?, integers(rows, CROSSING)?);
+    let mut index: HashMap<(&str, &str, i64), usize> = HashMap::new();
+    let mut summed = RollupRows::default();
+    for (row, (s, c, _)) in names(rows)?.enumerate() {
+        let at = *index.entry((s, c, slot[row])).or_insert_with(|| {
+            summed.push(s, c, ALL_WORKLOADS, slot[row]);
+            summed.slot.len() - 1
+        });
+        summed.energy_j[at] += energy[row];
+        summed.started[at] += started[row];
+        summed.crossing[at] += crossing[row];
+    }
+    summed.into_frame()?.sort(
         [CUSTOMER, SITE, WORKLOAD, SLOT],
         SortMultipleOptions::default(),
     )

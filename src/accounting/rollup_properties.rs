@@ -2,7 +2,7 @@
 //! the slot grid, windows and buckets on and off it, late readings, corrections and intensity
 //! revisions, a report read from rollups (and the readings of its dirty slots) equals the report
 //! read from the readings, every figure of every row to 1e-9 relative.
-use super::rollup::{rollup_rows, SlotPlan};
+use super::rollup::{customer_rows, rollup_rows, SlotPlan};
 use super::tests::{point, site, t, Setup};
 use super::timeline::{Granularity, Window};
 use super::*;
@@ -114,20 +114,24 @@ fn setup(gaps: &[bool], revised: bool, off_grid: bool) -> Setup {
 }
 
 /// The same report with `rows` read raw, and read from rollups for the dates `from_rollups` picks
-/// (by the reading's start day) with the rest raw, as the report layer mixes them.
+/// (by the reading's start day) with the rest raw, as the report layer mixes them: customer
+/// rollup rows where `customers` and the report does not group by workload.
 fn both(
     setup: &Setup,
-    window: &Window,
-    group_by: &[GroupKey],
+    (window, group_by): (&Window, &[GroupKey]),
     rows: &[Row],
     from_rollups: impl Fn(u32) -> bool,
+    customers: bool,
 ) -> (Report, Report) {
     let all = frame(rows);
     let raw = setup.run(window, group_by, all.clone().lazy());
     let (served, unserved): (Vec<Row>, Vec<Row>) =
         rows.iter().partition(|r| from_rollups(r.3 / 86_400));
     let (served, unserved) = (frame(&served), frame(&unserved));
-    let rollups = rollup_rows(&served).unwrap();
+    let mut rollups = rollup_rows(&served).unwrap();
+    if customers && !group_by.contains(&GroupKey::Workload) {
+        rollups = customer_rows(&rollups).unwrap();
+    }
     let defaults = HashMap::new();
     let context = Context {
         sites: &setup.sites,
@@ -224,6 +228,7 @@ proptest! {
         tz in 0u8..3,
         group_by in group_by(),
         served_days in any::<u8>(),
+        customers in any::<bool>(),
     ) {
         let setup = setup(&gaps, revised, off_grid_edges);
         // Late readings and corrections arrive after the first ones; the newest of each wins.
@@ -232,7 +237,8 @@ proptest! {
         rows.extend(sent.iter().take(5).map(|r| (r.0, r.1, r.2, r.3, r.4, r.5 + 1.0)));
         let rows = resolved(&rows);
         let window = window(from_min, minutes, off_grid_window, granularity, tz);
-        let (raw, rolled) = both(&setup, &window, &group_by, &rows, |day| served_days & (1 << day) != 0);
+        let served = |day: u32| served_days & (1 << day) != 0;
+        let (raw, rolled) = both(&setup, (&window, &group_by), &rows, served, customers);
         prop_assert_eq!(same(&raw.rows, &rolled.rows), Ok(()), "rows");
         prop_assert_eq!(same(&raw.totals, &rolled.totals), Ok(()), "totals");
     }
@@ -266,4 +272,32 @@ fn a_slot_keeps_its_exact_share_and_counts() {
         .into_no_null_iter()
         .collect();
     assert_eq!((started, crossing), (vec![1, 0, 0], vec![0, 1, 1]));
+}
+
+#[test]
+fn a_customer_slot_sums_its_workloads_slots() {
+    // w0 from 10:02:30 for 10 minutes (600 J, as above); w1 from 10:00 for 5 minutes (300 J).
+    let rows = [(0, 0, 0, 36_150, 600, 600.0), (0, 0, 1, 36_000, 300, 300.0)];
+    let summed = customer_rows(&rollup_rows(&frame(&rows)).unwrap()).unwrap();
+    let column = |name| {
+        summed
+            .column(name)
+            .unwrap()
+            .as_materialized_series()
+            .clone()
+    };
+    let energy: Vec<f64> = column("energy_j")
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(energy, vec![150.0 + 300.0, 300.0, 150.0]);
+    let counts = |name| -> Vec<i64> { column(name).i64().unwrap().into_no_null_iter().collect() };
+    assert_eq!(
+        (counts("readings_started"), counts("readings_crossing")),
+        (vec![2, 0, 0], vec![0, 1, 1])
+    );
+    let workloads = column("workload");
+    let workloads: Vec<_> = workloads.str().unwrap().iter().flatten().collect();
+    assert_eq!(workloads, vec![super::rollup::ALL_WORKLOADS; 3]);
 }

@@ -7,6 +7,7 @@ use crate::accounting::Energy;
 use crate::domain::usage::PowerModel;
 use crate::domain::{Id, Site};
 use crate::storage::logged::{blocking, instant, Dates, LoggedTableError};
+use crate::storage::rollups::Level;
 use crate::storage::{readings, usage};
 use chrono::{DateTime, Utc};
 use futures_util::future::OptionFuture;
@@ -54,7 +55,8 @@ fn dates_reaching(spans: impl Iterator<Item = (i64, i64)>) -> BTreeSet<String> {
 impl ReportSources {
     /// Measured energy and priced usage of `customer` (all: `None`) starting in
     /// [from - lookback, to) that match `filter`, in the state `at` says. Dates the rollups serve
-    /// come as pieces under `plan`; the others, and every date without a plan, as readings.
+    /// come as pieces under `plan`, from the rollups of `level`; the others, and every date
+    /// without a plan, as readings.
     pub(super) async fn energy(
         &self,
         customer: Option<&Id>,
@@ -62,6 +64,7 @@ impl ReportSources {
         (from, to): (DateTime<Utc>, DateTime<Utc>),
         at: ReadAt,
         (pricing, plan): ((&[PowerModel], &[Site]), Option<&SlotPlan>),
+        level: Level,
     ) -> Result<Energy, ReportError> {
         let (from_us, to_us) = (from.timestamp_micros(), to.timestamp_micros());
         let key = customer.map(Id::as_str);
@@ -71,7 +74,7 @@ impl ReportSources {
                     (Some(rollups), Some(_)) => {
                         let first = date(from_us - LOOKBACK.num_microseconds().unwrap_or(0));
                         rollups
-                            .serving(&self.readings, version, (&first, &date(to_us - 1)))
+                            .serving(&self.readings, version, (&first, &date(to_us - 1)), level)
                             .await?
                     }
                     _ => Default::default(),
@@ -158,7 +161,7 @@ impl ReportSources {
         })
     }
 
-    /// Every customer's energy at `sites` over [from, to).
+    /// Every customer's energy at `sites` over [from, to), for sums per site (no workload).
     pub(super) async fn site_energy(
         &self,
         sites: &[&Id],
@@ -170,7 +173,8 @@ impl ReportSources {
             .iter()
             .map(|s| col(readings::SITE).eq(lit(s.to_string())))
             .reduce(Expr::or);
-        self.energy(None, any_site, span, at, pricing).await
+        self.energy(None, any_site, span, at, pricing, Level::Customers)
+            .await
     }
 }
 

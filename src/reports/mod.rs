@@ -21,6 +21,7 @@ use crate::domain::usage::PowerModel;
 use crate::domain::{Allocation, Customer, Id, Instrument, Site, Zone, ZoneCode};
 use crate::storage::logged::{blocking, LoggedTable, LoggedTableError};
 use crate::storage::registry::RegistryData;
+use crate::storage::rollups::Level;
 use crate::storage::{intensity, meters, readings, Registry};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -360,6 +361,15 @@ impl ReportSources {
         };
         let plan = (self.rollups.as_ref()).map(|_| SlotPlan::new(&loaded.context(), &window));
         let pricing = ((models.as_slice(), loaded.sites.as_slice()), plan.as_ref());
+        // Workloads matter to a report that groups or filters by them, or counts hardware they
+        // held; any other reads the rollups summed per customer.
+        let level = match query.group_by.contains(&GroupKey::Workload)
+            || !query.workloads.is_empty()
+            || !loaded.holdings.is_empty()
+        {
+            true => Level::Workloads,
+            false => Level::Customers,
+        };
         let window_energy = self
             .energy(
                 query.customer.as_ref(),
@@ -367,6 +377,7 @@ impl ReportSources {
                 (window.from, window.to),
                 read_at,
                 pricing,
+                level,
             )
             .await?;
         let no_energy = || -> Result<Energy, ReportError> { Ok(Energy::measured(nothing()?)) };

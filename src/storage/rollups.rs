@@ -4,6 +4,11 @@
 //! computed from, so a date whose readings changed (a flush, a compaction, a re-sent reading,
 //! another replica's commit) is stale the moment it changes: reports read that date's readings
 //! until the refresher has recomputed it. A rollup is never wrong, only sometimes not yet used.
+//!
+//! Each date has two files, written in one commit: the rows per workload, and the same summed per
+//! customer (`rollup::customer_rows`), which reports that need no workload read instead (a
+//! customer of 100 workloads has a hundredth of the rows). A date that has only its workloads'
+//! file (written by an earlier release) serves from it until the refresher adds the other.
 use super::location::Location;
 use super::logged::{blocking, parquet_bytes, partitions, scan_parquet, LoggedTable};
 use super::logged::{instant, LoggedTableError};
@@ -37,6 +42,42 @@ pub fn fingerprint(files: &[TableFile]) -> String {
     paths.sort_unstable();
     let digest = Sha256::digest(paths.join("\n").as_bytes());
     hex::encode(&digest[..12])
+}
+
+/// Which of a date's rollup files a report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Rows per workload: for every report.
+    Workloads,
+    /// Rows per customer: for reports that neither group nor filter by workload and count no
+    /// hardware; a date without them serves its workloads' rows.
+    Customers,
+}
+
+impl Level {
+    const ALL: [Level; 2] = [Level::Workloads, Level::Customers];
+
+    /// The `source` a file of this level computed from readings files of `fingerprint` carries.
+    fn source(self, fingerprint: &str) -> String {
+        match self {
+            Self::Workloads => fingerprint.to_owned(),
+            Self::Customers => format!("{fingerprint}.customers"),
+        }
+    }
+
+    /// The rows of this level from the rows per workload.
+    fn rows(self, workloads: &DataFrame) -> PolarsResult<DataFrame> {
+        match self {
+            Self::Workloads => Ok(workloads.clone()),
+            Self::Customers => rollup::customer_rows(workloads),
+        }
+    }
+}
+
+/// The file of `level` among a date's rollup `files` computed from readings of `fingerprint`.
+fn file_of<'a>(files: &'a [TableFile], level: Level, fingerprint: &str) -> Option<&'a TableFile> {
+    let source = level.source(fingerprint);
+    files.iter().find(|f| f.source() == Some(source.as_str()))
 }
 
 /// Which dates a refresh recomputes.
@@ -81,14 +122,16 @@ impl Rollups {
         }))
     }
 
-    /// For each date in [first, last] that the rollups serve, its rollup file: the date has
-    /// readings files in the table (as of `version`, latest when `None`), exactly one rollup
-    /// file computed from exactly those, and (latest only) no readings waiting in the log.
+    /// For each date in [first, last] that the rollups serve, its rollup file of `level` (or of
+    /// workloads, where the date has no other yet): the date has readings files in the table (as
+    /// of `version`, latest when `None`), a rollup file computed from exactly those, and (latest
+    /// only) no readings waiting in the log.
     pub async fn serving(
         &self,
         readings: &LoggedTable,
         version: Option<u64>,
         (first, last): (&str, &str),
+        level: Level,
     ) -> Result<BTreeMap<String, TableFile>, LoggedTableError> {
         let dates = readings.date_files(version).await?;
         let buffered = match version {
@@ -101,10 +144,14 @@ impl Rollups {
             if buffered.contains(date) {
                 continue;
             }
-            if let Some([rollup]) = rollups.get(date).map(Vec::as_slice) {
-                if rollup.source() == Some(fingerprint(files).as_str()) {
-                    serving.insert(date.clone(), rollup.clone());
-                }
+            let (stored, source) = (
+                rollups.get(date).map_or(&[][..], Vec::as_slice),
+                fingerprint(files),
+            );
+            let file = file_of(stored, level, &source)
+                .or_else(|| file_of(stored, Level::Workloads, &source));
+            if let Some(file) = file {
+                serving.insert(date.clone(), file.clone());
             }
         }
         Ok(serving)
@@ -156,7 +203,10 @@ impl Rollups {
             let current = rollups.get(date).cloned().unwrap_or_default();
             let wanted = match scope {
                 Scope::Stale => {
-                    !matches!(current.as_slice(), [one] if one.source() == Some(source.as_str()))
+                    current.len() != Level::ALL.len()
+                        || Level::ALL
+                            .iter()
+                            .any(|l| file_of(&current, *l, &source).is_none())
                 }
                 Scope::Rebuild(first, last) => {
                     first.is_none_or(|first| date.as_str() >= first)
@@ -168,18 +218,24 @@ impl Rollups {
             }
             let rows = self.compute(readings, files).await?;
             let date_for_file = date.clone();
-            let file = blocking(move || {
-                let mut rows = rows;
-                Ok(NewFile {
-                    date: date_for_file,
-                    rows: rows.height(),
-                    parquet: parquet_bytes(&mut rows, ParquetCompression::Zstd(None))?,
-                    resolved: true,
-                    source: Some(source),
-                })
+            let new_files = blocking(move || {
+                let file = |level: Level| -> PolarsResult<NewFile> {
+                    let mut rows = level.rows(&rows)?;
+                    Ok(NewFile {
+                        date: date_for_file.clone(),
+                        rows: rows.height(),
+                        parquet: parquet_bytes(&mut rows, ParquetCompression::Zstd(None))?,
+                        resolved: true,
+                        source: Some(level.source(&source)),
+                    })
+                };
+                Level::ALL
+                    .map(file)
+                    .into_iter()
+                    .collect::<PolarsResult<Vec<_>>>()
             })
             .await?;
-            self.table.replace(&current, vec![file]).await?;
+            self.table.replace(&current, new_files).await?;
             written += 1;
         }
         // Dates whose readings are gone (none are, today) keep no rollup.
@@ -215,29 +271,42 @@ impl Rollups {
                 date: date.clone(),
                 detail,
             };
-            let stored = match rollups.get(date).map(Vec::as_slice) {
-                Some([one]) if one.source() == Some(fingerprint(files).as_str()) => one.clone(),
-                Some([_]) => {
-                    differences.push(difference(
-                        "stale: computed from other readings files".into(),
-                    ));
-                    continue;
-                }
-                Some(many) if many.len() > 1 => {
-                    differences.push(difference(format!("{} rollup files", many.len())));
-                    continue;
-                }
-                _ => {
-                    differences.push(difference("missing".into()));
-                    continue;
-                }
-            };
+            let stored = rollups.get(date).cloned().unwrap_or_default();
+            let source = fingerprint(files);
+            let pairs = Level::ALL.map(|level| (level, file_of(&stored, level, &source).cloned()));
+            if stored.is_empty() {
+                differences.push(difference("missing".into()));
+                continue;
+            }
+            if stored.len() > Level::ALL.len() {
+                differences.push(difference(format!("{} rollup files", stored.len())));
+                continue;
+            }
+            let missing: Vec<_> = (pairs.iter())
+                .filter(|(_, file)| file.is_none())
+                .map(|(level, _)| format!("{level:?}"))
+                .collect();
+            if !missing.is_empty() {
+                differences.push(difference(format!(
+                    "stale: no {} file computed from these readings files",
+                    missing.join(" or ")
+                )));
+                continue;
+            }
             let fresh = self.compute(readings, files).await?;
-            let stored = self
-                .read(vec![stored], None, None, (i64::MIN / 2, i64::MAX / 2))
-                .await?;
-            let found = blocking(move || compare(&stored, &fresh)).await?;
-            differences.extend(found.into_iter().map(difference));
+            for (level, file) in pairs {
+                let Some(file) = file else { continue };
+                let stored = self
+                    .read(vec![file], None, None, (i64::MIN / 2, i64::MAX / 2))
+                    .await?;
+                let fresh = fresh.clone();
+                let found = blocking(move || compare(&stored, &level.rows(&fresh)?)).await?;
+                differences.extend(
+                    found
+                        .into_iter()
+                        .map(|d| difference(format!("{level:?}: {d}"))),
+                );
+            }
         }
         Ok(differences)
     }

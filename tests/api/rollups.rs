@@ -3,6 +3,7 @@
 //! corrections, late readings and compaction, and with rollups switched off.
 use crate::helpers::*;
 use carbon_ledger::config::Settings;
+use carbon_ledger::storage::rollups::Level;
 use serde_json::{json, Value};
 
 async fn data(app: &TestApp) {
@@ -41,14 +42,21 @@ const OFF_GRID: &str =
     "/v1/customers/acme/footprint?from=2026-03-01T09:27:30Z&to=2026-03-01T10:00:00Z";
 
 /// (it_energy_kwh, location_emissions_gco2e, readings) of a report's totals.
+/// The same totals from the report by workload (read from the rollups per workload) and from the
+/// report of the whole customer (read from those per customer).
 async fn totals(app: &TestApp, url: &str) -> (f64, f64, i64) {
-    let body: Value = app.get(url).await.json().await.unwrap();
-    let totals = &body["totals"];
-    (
-        totals["it_energy_kwh"].as_f64().unwrap(),
-        totals["location_emissions_gco2e"].as_f64().unwrap(),
-        totals["readings"].as_i64().unwrap(),
-    )
+    let mut answers = Vec::new();
+    for url in [format!("{url}&group_by=workload"), url.to_owned()] {
+        let body: Value = app.get(&url).await.json().await.unwrap();
+        let totals = &body["totals"];
+        answers.push((
+            totals["it_energy_kwh"].as_f64().unwrap(),
+            totals["location_emissions_gco2e"].as_f64().unwrap(),
+            totals["readings"].as_i64().unwrap(),
+        ));
+    }
+    assert_totals(answers[0], answers[1], "by workload and by customer");
+    answers[1]
 }
 
 fn assert_totals(actual: (f64, f64, i64), expected: (f64, f64, i64), when: &str) {
@@ -59,13 +67,21 @@ fn assert_totals(actual: (f64, f64, i64), expected: (f64, f64, i64), when: &str)
     );
 }
 
+/// The dates the rollups serve, checking that each serves its file summed per customer to
+/// reports that need no workload.
 async fn served(app: &TestApp) -> Vec<String> {
-    let serving = app
-        .rollups()
-        .serving(app.readings(), None, ("2026-02-28", "2026-03-01"))
-        .await
-        .unwrap();
-    serving.into_keys().collect()
+    let dates = ("2026-02-28", "2026-03-01");
+    let at = |level| app.rollups().serving(app.readings(), None, dates, level);
+    let (workloads, customers) = (at(Level::Workloads).await, at(Level::Customers).await);
+    let (workloads, customers) = (workloads.unwrap(), customers.unwrap());
+    assert_eq!(
+        workloads.keys().collect::<Vec<_>>(),
+        customers.keys().collect::<Vec<_>>()
+    );
+    for (date, file) in &customers {
+        assert_ne!(file.path, workloads[date].path, "{date}: one file for both");
+    }
+    workloads.into_keys().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
