@@ -1,5 +1,6 @@
 //! Frames to and from the table's files and the log: `seq`, newest-wins, date partitions, Parquet.
 use super::*;
+use rayon::prelude::*;
 
 pub(super) fn with_seq(frame: DataFrame, lsn: Lsn) -> PolarsResult<DataFrame> {
     let base = (lsn as i64) << 20;
@@ -131,6 +132,12 @@ pub(super) fn scan_files(
     scan_parquet(contents, schema)
 }
 
+/// Files up to this size are read whole, side by side, rather than scanned: a report reads tens
+/// to hundreds of small files (a date's intensity, a date's rollup per customer), and a scan
+/// spends more on setting up each file than on its rows. Larger files (readings) are scanned, so
+/// that filters apply while they are read.
+const READ_WHOLE_BYTES: usize = 256 * 1024;
+
 /// Parquet files held in memory as one scan with `schema` (columns a file lacks read as nulls).
 pub(crate) fn scan_parquet(
     contents: Vec<Bytes>,
@@ -138,6 +145,16 @@ pub(crate) fn scan_parquet(
 ) -> PolarsResult<Option<LazyFrame>> {
     if contents.is_empty() {
         return Ok(None);
+    }
+    if contents.iter().all(|file| file.len() <= READ_WHOLE_BYTES) {
+        let frames = (contents.par_iter())
+            .map(|file| read_whole(file, &schema))
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let mut all = DataFrame::empty_with_schema(&schema);
+        for frame in &frames {
+            all.vstack_mut(frame)?;
+        }
+        return Ok(Some(all.lazy()));
     }
     let sources = ScanSources::Buffers(
         contents
@@ -166,4 +183,18 @@ pub(super) fn conform(mut frame: DataFrame, spec: &TableSpec) -> PolarsResult<Da
         }
     }
     Ok(frame)
+}
+
+/// One Parquet file's rows with `schema`'s columns, in its order and types.
+fn read_whole(file: &Bytes, schema: &Schema) -> PolarsResult<DataFrame> {
+    let frame = ParquetReader::new(std::io::Cursor::new(file))
+        .read_parallel(ParallelStrategy::None)
+        .finish()?;
+    let columns = (schema.iter())
+        .map(|(name, dtype)| match frame.column(name) {
+            Ok(column) => column.cast(dtype),
+            Err(_) => Ok(Column::full_null(name.clone(), frame.height(), dtype)),
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(frame.height(), columns)
 }
