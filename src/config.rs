@@ -48,6 +48,12 @@ pub struct Settings {
     pub flush_interval_s: u64,
     /// Readings kept in memory, resolved per date, so reports need not re-read unchanged dates.
     pub read_cache_rows: usize,
+    /// Energy rollup files per customer kept decoded in memory, in MB (a year of 4 customers at 3
+    /// sites is about 100 MB).
+    pub rollup_cache_mb: usize,
+    /// How often the allocator gives back the memory it holds free, in seconds (0: never). After
+    /// a burst (a large flush, an export) its threads idle with what they freed still resident.
+    pub release_memory_s: u64,
     /// Keep energy rollups (per site, customer, workload and five minutes) and answer reports
     /// from them wherever they serve; off, reports read every reading.
     pub energy_rollups: bool,
@@ -88,6 +94,8 @@ impl Default for Settings {
             durable_ingest: true,
             flush_interval_s: 5,
             read_cache_rows: 2_000_000,
+            release_memory_s: 10,
+            rollup_cache_mb: 128,
             energy_rollups: true,
             feeds: Vec::new(),
             telemetry: crate::sources::TelemetrySettings::default(),

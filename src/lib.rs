@@ -7,6 +7,7 @@
 )]
 
 pub mod accounting;
+pub mod allocator;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
@@ -20,10 +21,3 @@ pub mod sources;
 pub mod storage;
 pub mod supervisor;
 pub mod telemetry;
-
-/// mimalloc for every binary built on the crate (server, tests, benchmarks). With the system
-/// allocator, each ingest request's megabyte-sized buffers came as fresh mappings, page-faulted on
-/// first touch: encoding a 10,000-reading batch for the log took 78 ns a reading, 7 ns once such
-/// memory was reused.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -264,7 +264,8 @@ impl Application {
         let rollups = match settings.energy_rollups {
             true => {
                 let refresh = std::time::Duration::from_secs(settings.table_poll_s.max(1));
-                let rollups = Rollups::open(&location, &replica, refresh).await?;
+                let cache = settings.rollup_cache_mb * 1024 * 1024;
+                let rollups = Rollups::open(&location, &replica, refresh, cache).await?;
                 background.add(
                     Stage::Storage,
                     rollups.spawn_refresher(readings.clone(), flush_interval),
@@ -274,6 +275,10 @@ impl Application {
             false => None,
         };
         background.add(Stage::Followers, follower.spawn());
+        if settings.release_memory_s > 0 {
+            let every = std::time::Duration::from_secs(settings.release_memory_s);
+            background.add(Stage::Followers, crate::allocator::spawn_releaser(every));
+        }
         let warming = readings.clone();
         background.add(
             Stage::Followers,

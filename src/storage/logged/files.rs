@@ -138,6 +138,11 @@ pub(super) fn scan_files(
 /// that filters apply while they are read.
 const READ_WHOLE_BYTES: usize = 256 * 1024;
 
+/// Whether a file of `bytes` is read whole rather than scanned.
+pub(crate) fn reads_whole(bytes: usize) -> bool {
+    bytes <= READ_WHOLE_BYTES
+}
+
 /// Parquet files held in memory as one scan with `schema` (columns a file lacks read as nulls).
 pub(crate) fn scan_parquet(
     contents: Vec<Bytes>,
@@ -146,7 +151,7 @@ pub(crate) fn scan_parquet(
     if contents.is_empty() {
         return Ok(None);
     }
-    if contents.iter().all(|file| file.len() <= READ_WHOLE_BYTES) {
+    if contents.iter().all(|file| reads_whole(file.len())) {
         let frames = (contents.par_iter())
             .map(|file| read_whole(file, &schema))
             .collect::<PolarsResult<Vec<_>>>()?;
@@ -186,7 +191,7 @@ pub(super) fn conform(mut frame: DataFrame, spec: &TableSpec) -> PolarsResult<Da
 }
 
 /// One Parquet file's rows with `schema`'s columns, in its order and types.
-fn read_whole(file: &Bytes, schema: &Schema) -> PolarsResult<DataFrame> {
+pub(crate) fn read_whole(file: &Bytes, schema: &Schema) -> PolarsResult<DataFrame> {
     let frame = ParquetReader::new(std::io::Cursor::new(file))
         .read_parallel(ParallelStrategy::None)
         .finish()?;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use cache::*;
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use files::*;
-pub(crate) use files::{parquet_bytes, partitions, scan_parquet};
+pub(crate) use files::{parquet_bytes, partitions, read_whole, reads_whole, scan_parquet};
 pub use flush::TableHealth;
 use flush::*;
 use polars::prelude::*;
