@@ -137,6 +137,9 @@ pub(super) fn scan_files(
 /// spends more on setting up each file than on its rows. Larger files (readings) are scanned, so
 /// that filters apply while they are read.
 const READ_WHOLE_BYTES: usize = 256 * 1024;
+/// At most this much is read whole at once: many small files (a long range of a quiet table)
+/// are scanned, so that memory holds what the filters keep rather than every row.
+const READ_WHOLE_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// Whether a file of `bytes` is read whole rather than scanned.
 pub(crate) fn reads_whole(bytes: usize) -> bool {
@@ -151,7 +154,8 @@ pub(crate) fn scan_parquet(
     if contents.is_empty() {
         return Ok(None);
     }
-    if contents.iter().all(|file| reads_whole(file.len())) {
+    let total: usize = contents.iter().map(Bytes::len).sum();
+    if total <= READ_WHOLE_TOTAL_BYTES && contents.iter().all(|file| reads_whole(file.len())) {
         let frames = (contents.par_iter())
             .map(|file| read_whole(file, &schema))
             .collect::<PolarsResult<Vec<_>>>()?;

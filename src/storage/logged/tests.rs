@@ -324,3 +324,42 @@ async fn a_replicas_cache_never_hides_what_another_replica_committed_to_a_cached
         assert_eq!(energies(&a, None).await, every);
     }
 }
+
+#[test]
+fn small_files_read_whole_keep_their_order_and_read_missing_columns_as_nulls() {
+    let frame = |values: &[f64], with_label: bool| {
+        let mut columns = vec![Column::new("x".into(), values.to_vec())];
+        if with_label {
+            columns.push(Column::new("label".into(), vec!["a"; values.len()]));
+        }
+        DataFrame::new(values.len(), columns).unwrap()
+    };
+    let older = parquet_bytes(&mut frame(&[3.0, 1.0], false), ParquetCompression::Lz4Raw).unwrap();
+    let newer = parquet_bytes(&mut frame(&[2.0], true), ParquetCompression::Lz4Raw).unwrap();
+    assert!(files::reads_whole(older.len()) && files::reads_whole(newer.len()));
+    let schema = Schema::from_iter([
+        Field::new("x".into(), DataType::Float64),
+        Field::new("label".into(), DataType::String),
+    ]);
+    let read = scan_parquet(vec![older, newer], schema)
+        .unwrap()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let x: Vec<f64> = read
+        .column("x")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(x, [3.0, 1.0, 2.0], "file order, then row order");
+    let label: Vec<Option<&str>> = read
+        .column("label")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(label, [None, None, Some("a")]);
+}
