@@ -48,9 +48,10 @@ pub struct Settings {
     pub flush_interval_s: u64,
     /// Readings kept in memory, resolved per date, so reports need not re-read unchanged dates.
     pub read_cache_rows: usize,
-    /// Energy rollup files per customer kept decoded in memory, in MB (a year of 4 customers at 3
-    /// sites is about 100 MB).
-    pub rollup_cache_mb: usize,
+    /// Small table files (energy rollups per customer, intensity, meters) kept decoded in memory,
+    /// in MB, for all tables together (a year of rollups for 4 customers at 3 sites is about
+    /// 100 MB; a year of intensity for 2 zones a few MB).
+    pub decoded_cache_mb: usize,
     /// How often the allocator gives back the memory it holds free, in seconds (0: never). After
     /// a burst (a large flush, an export) its threads idle with what they freed still resident.
     pub release_memory_s: u64,
@@ -95,7 +96,7 @@ impl Default for Settings {
             flush_interval_s: 5,
             read_cache_rows: 2_000_000,
             release_memory_s: 10,
-            rollup_cache_mb: 128,
+            decoded_cache_mb: 128,
             energy_rollups: true,
             feeds: Vec::new(),
             telemetry: crate::sources::TelemetrySettings::default(),

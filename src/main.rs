@@ -237,9 +237,16 @@ async fn maintain_rollups(
         cache_rows: 0,
         ..LoggedTableOptions::default()
     };
+    let decoded_files = options.decoded.clone();
     let spec = carbon_ledger::storage::readings::SPEC;
     let readings = LoggedTable::open(&location, &scratch, &replica, spec, options).await?;
-    let rollups = Rollups::open(&location, &replica, std::time::Duration::from_secs(1), 0).await?;
+    let rollups = Rollups::open(
+        &location,
+        &replica,
+        std::time::Duration::from_secs(1),
+        decoded_files,
+    )
+    .await?;
     let outcome = match action {
         RollupsAction::Rebuild { from, to } => {
             let (from, to) = (from.map(|d| d.to_string()), to.map(|d| d.to_string()));

@@ -248,6 +248,9 @@ impl Application {
             compaction_interval: std::time::Duration::from_secs(
                 settings.compaction_interval_s.max(1),
             ),
+            decoded: Arc::new(crate::storage::decoded::DecodedFiles::new(
+                settings.decoded_cache_mb * 1024 * 1024,
+            )),
             ..LoggedTableOptions::default()
         };
         let flush_interval = std::time::Duration::from_secs(settings.flush_interval_s.max(1));
@@ -264,8 +267,8 @@ impl Application {
         let rollups = match settings.energy_rollups {
             true => {
                 let refresh = std::time::Duration::from_secs(settings.table_poll_s.max(1));
-                let cache = settings.rollup_cache_mb * 1024 * 1024;
-                let rollups = Rollups::open(&location, &replica, refresh, cache).await?;
+                let decoded = options.decoded.clone();
+                let rollups = Rollups::open(&location, &replica, refresh, decoded).await?;
                 background.add(
                     Stage::Storage,
                     rollups.spawn_refresher(readings.clone(), flush_interval),

@@ -1,6 +1,6 @@
 //! What the service keeps: the tables and the registry in one object store that replicas share
 //! (`location`), and what stays on this replica's disk (its write-ahead log, its id).
-mod decoded;
+pub mod decoded;
 mod durable;
 pub mod follower;
 pub mod functional_units;

@@ -12,7 +12,7 @@
 use super::decoded::DecodedFiles;
 use super::location::Location;
 use super::logged::LoggedTable;
-use super::logged::{blocking, parquet_bytes, partitions, read_whole, reads_whole, scan_parquet};
+use super::logged::{blocking, parquet_bytes, partitions, reads_whole_files, scan_parquet};
 use super::logged::{instant, LoggedTableError};
 use super::replica::Replica;
 use super::table::{NewFile, Table, TableFile};
@@ -20,7 +20,6 @@ use crate::accounting::rollup::{self, CROSSING, SLOT, SLOT_US, STARTED};
 use crate::storage::readings::{CUSTOMER, ENERGY_J, SITE, WORKLOAD};
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use polars::prelude::*;
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,18 +100,18 @@ pub struct Difference {
 
 pub struct Rollups {
     table: Table,
-    decoded: DecodedFiles,
+    decoded: Arc<DecodedFiles>,
     /// One refresh at a time per process: two would write the same date twice.
     refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Rollups {
-    /// The rollup table at `location`, keeping up to `cache_bytes` of decoded files per customer.
+    /// The rollup table at `location`; its files per customer are kept in `decoded`.
     pub async fn open(
         location: &Location,
         replica: &Replica,
         refresh_interval: std::time::Duration,
-        cache_bytes: usize,
+        decoded: Arc<DecodedFiles>,
     ) -> Result<Arc<Self>, LoggedTableError> {
         let table = Table::open(
             location,
@@ -124,7 +123,7 @@ impl Rollups {
         .await?;
         Ok(Arc::new(Self {
             table,
-            decoded: DecodedFiles::new(cache_bytes),
+            decoded,
             refreshing: tokio::sync::Mutex::new(()),
         }))
     }
@@ -174,9 +173,11 @@ impl Rollups {
         (from_us, to_us): (i64, i64),
     ) -> Result<DataFrame, LoggedTableError> {
         let customer = customer.map(|c| col(CUSTOMER).eq(lit(c.to_owned())));
-        let small = (files.iter()).all(|f| usize::try_from(f.size).is_ok_and(reads_whole));
-        let scan = match small {
-            true => self.read_small(&files).await?,
+        let scan = match reads_whole_files(&files) {
+            true => {
+                let schema = rollup::empty_rollup()?.schema().as_ref().clone();
+                Some(self.decoded.read(&self.table, &files, schema).await?.lazy())
+            }
             false => {
                 let contents = self.table.read(&files).await?;
                 blocking(move || {
@@ -203,36 +204,6 @@ impl Rollups {
             }
         })
         .await
-    }
-
-    /// Small rollup `files` (the rows per customer), decoded once and kept within the budget.
-    async fn read_small(&self, files: &[TableFile]) -> Result<Option<LazyFrame>, LoggedTableError> {
-        let kept: Vec<Option<DataFrame>> =
-            files.iter().map(|f| self.decoded.get(&f.path)).collect();
-        let missing: Vec<TableFile> = (files.iter().zip(&kept))
-            .filter(|(_, kept)| kept.is_none())
-            .map(|(file, _)| file.clone())
-            .collect();
-        let contents = self.table.read(&missing).await?;
-        let decoded = blocking(move || {
-            let schema = rollup::empty_rollup()?.schema().as_ref().clone();
-            (contents.par_iter())
-                .map(|file| read_whole(file, &schema))
-                .collect::<PolarsResult<Vec<_>>>()
-        })
-        .await?;
-        for (file, frame) in missing.iter().zip(&decoded) {
-            self.decoded.put(&file.path, frame);
-        }
-        let mut decoded = decoded.into_iter();
-        let mut all = rollup::empty_rollup()?;
-        for frame in kept
-            .into_iter()
-            .flat_map(|kept| kept.or_else(|| decoded.next()))
-        {
-            all.vstack_mut(&frame)?;
-        }
-        Ok(Some(all.lazy()))
     }
 
     /// Recomputes the dates `scope` names from their readings. Returns how many it wrote.

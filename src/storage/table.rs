@@ -243,6 +243,11 @@ impl Table {
     }
 
     /// The bytes of data files, fetched a few at a time.
+    /// What names `file` among every table's files.
+    pub fn file_key(&self, file: &TableFile) -> String {
+        format!("{}/{}", self.url, file.path)
+    }
+
     pub async fn read(&self, files: &[TableFile]) -> Result<Vec<Bytes>, TableError> {
         let store = self.files_store.clone();
         let paths: Vec<Path> = files

@@ -127,9 +127,7 @@ pub(super) fn scan_files(
     contents: Vec<Bytes>,
     spec: &TableSpec,
 ) -> PolarsResult<Option<LazyFrame>> {
-    let mut schema = (spec.empty)()?.schema().as_ref().clone();
-    schema.with_column(SEQ.into(), DataType::Int64);
-    scan_parquet(contents, schema)
+    scan_parquet(contents, file_schema(spec)?)
 }
 
 /// Files up to this size are read whole, side by side, rather than scanned: a report reads tens
@@ -141,9 +139,32 @@ const READ_WHOLE_BYTES: usize = 256 * 1024;
 /// are scanned, so that memory holds what the filters keep rather than every row.
 const READ_WHOLE_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
-/// Whether a file of `bytes` is read whole rather than scanned.
-pub(crate) fn reads_whole(bytes: usize) -> bool {
-    bytes <= READ_WHOLE_BYTES
+/// Whether files of these sizes are read whole rather than scanned.
+pub(crate) fn reads_whole(sizes: impl IntoIterator<Item = usize>) -> bool {
+    let mut total = 0;
+    for size in sizes {
+        total += size;
+        if size > READ_WHOLE_BYTES || total > READ_WHOLE_TOTAL_BYTES {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `files` are read whole rather than scanned.
+pub(crate) fn reads_whole_files(files: &[TableFile]) -> bool {
+    reads_whole(
+        files
+            .iter()
+            .map(|f| usize::try_from(f.size).unwrap_or(usize::MAX)),
+    )
+}
+
+/// The columns of a table's files: the spec's and `seq`.
+pub(super) fn file_schema(spec: &TableSpec) -> PolarsResult<Schema> {
+    let mut schema = (spec.empty)()?.schema().as_ref().clone();
+    schema.with_column(SEQ.into(), DataType::Int64);
+    Ok(schema)
 }
 
 /// Parquet files held in memory as one scan with `schema` (columns a file lacks read as nulls).
@@ -154,8 +175,7 @@ pub(crate) fn scan_parquet(
     if contents.is_empty() {
         return Ok(None);
     }
-    let total: usize = contents.iter().map(Bytes::len).sum();
-    if total <= READ_WHOLE_TOTAL_BYTES && contents.iter().all(|file| reads_whole(file.len())) {
+    if reads_whole(contents.iter().map(Bytes::len)) {
         let frames = (contents.par_iter())
             .map(|file| read_whole(file, &schema))
             .collect::<PolarsResult<Vec<_>>>()?;

@@ -9,6 +9,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+use super::decoded::DecodedFiles;
 use super::lease::Lease;
 use super::location::Location;
 use super::replica::Replica;
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use cache::*;
 use deltalake::kernel::{DataType as DeltaType, StructField};
 use files::*;
-pub(crate) use files::{parquet_bytes, partitions, read_whole, reads_whole, scan_parquet};
+pub(crate) use files::{parquet_bytes, partitions, read_whole, reads_whole_files, scan_parquet};
 pub use flush::TableHealth;
 use flush::*;
 use polars::prelude::*;
@@ -82,6 +83,8 @@ pub struct LoggedTableOptions {
     pub refresh_interval: std::time::Duration,
     /// How often the flusher compacts (when this replica holds the compaction lease).
     pub compaction_interval: std::time::Duration,
+    /// Small files kept decoded (shared by all tables; see `decoded`).
+    pub decoded: Arc<DecodedFiles>,
 }
 
 impl Default for LoggedTableOptions {
@@ -95,6 +98,7 @@ impl Default for LoggedTableOptions {
             refresh_interval: std::time::Duration::from_secs(1),
             // Rewriting partitions after every flush took CPU from ingest and lengthened its p99.
             compaction_interval: std::time::Duration::from_secs(60),
+            decoded: Arc::new(DecodedFiles::new(0)),
         }
     }
 }

@@ -336,7 +336,7 @@ fn small_files_read_whole_keep_their_order_and_read_missing_columns_as_nulls() {
     };
     let older = parquet_bytes(&mut frame(&[3.0, 1.0], false), ParquetCompression::Lz4Raw).unwrap();
     let newer = parquet_bytes(&mut frame(&[2.0], true), ParquetCompression::Lz4Raw).unwrap();
-    assert!(files::reads_whole(older.len()) && files::reads_whole(newer.len()));
+    assert!(files::reads_whole([older.len(), newer.len()]));
     let schema = Schema::from_iter([
         Field::new("x".into(), DataType::Float64),
         Field::new("label".into(), DataType::String),
