@@ -2,10 +2,10 @@
 //! tables: the least recently used go first. A table file never changes once written (new data is
 //! a new file), so an entry is never stale. A year report reads 365 rollup files per customer and
 //! 365 intensity files, and decoding them again on every report cost more than using their rows.
-use super::logged::{blocking, read_whole, LoggedTableError};
+use super::logged::LoggedTableError;
+use super::logged::{blocking, read_all_whole, reads_whole_files, scan_parquet, stacked};
 use super::table::{Table, TableFile};
 use polars::prelude::*;
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -36,40 +36,40 @@ impl DecodedFiles {
         }
     }
 
-    /// The rows of small `files` of `table` with `schema`, in their order: kept files from
-    /// memory, the others fetched, decoded whole and kept.
-    pub async fn read(
+    /// `files` of `table` as one frame with `schema` (`None`: no files). Small files come whole,
+    /// from memory or fetched, decoded and kept; larger ones are scanned.
+    pub async fn scan(
         &self,
         table: &Table,
         files: &[TableFile],
         schema: Schema,
-    ) -> Result<DataFrame, LoggedTableError> {
-        let keys: Vec<String> = files.iter().map(|f| table.file_key(f)).collect();
-        let kept: Vec<Option<DataFrame>> = keys.iter().map(|key| self.get(key)).collect();
-        let missing: Vec<(TableFile, &String)> = (files.iter().zip(&keys).zip(&kept))
-            .filter(|(_, kept)| kept.is_none())
-            .map(|((file, key), _)| (file.clone(), key))
+    ) -> Result<Option<LazyFrame>, LoggedTableError> {
+        if files.is_empty() {
+            return Ok(None);
+        }
+        if !reads_whole_files(files) {
+            let contents = table.read(files).await?;
+            return blocking(move || scan_parquet(contents, schema)).await;
+        }
+        let kept: Vec<Option<DataFrame>> = (files.iter())
+            .map(|file| self.get(&table.file_key(file)))
             .collect();
-        let fetch: Vec<TableFile> = missing.iter().map(|(file, _)| file.clone()).collect();
-        let contents = table.read(&fetch).await?;
-        let mut all = DataFrame::empty_with_schema(&schema);
-        let decoded = blocking(move || {
-            (contents.par_iter())
-                .map(|file| read_whole(file, &schema))
-                .collect::<PolarsResult<Vec<_>>>()
+        let missing: Vec<TableFile> = (files.iter().zip(&kept))
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(file, _)| file.clone())
+            .collect();
+        let contents = table.read(&missing).await?;
+        let (decoded, schema) = blocking(move || {
+            let decoded = read_all_whole(&contents, &schema)?;
+            Ok((decoded, schema))
         })
         .await?;
-        for ((_, key), frame) in missing.iter().zip(&decoded) {
-            self.put(key, frame);
+        for (file, frame) in missing.iter().zip(&decoded) {
+            self.put(&table.file_key(file), frame);
         }
         let mut decoded = decoded.into_iter();
-        for frame in kept
-            .into_iter()
-            .flat_map(|kept| kept.or_else(|| decoded.next()))
-        {
-            all.vstack_mut(&frame)?;
-        }
-        Ok(all)
+        let frames = (kept.into_iter()).flat_map(|kept| kept.or_else(|| decoded.next()));
+        Ok(Some(stacked(frames, &schema)?.lazy()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -12,7 +12,7 @@
 use super::decoded::DecodedFiles;
 use super::location::Location;
 use super::logged::LoggedTable;
-use super::logged::{blocking, parquet_bytes, partitions, reads_whole_files, scan_parquet};
+use super::logged::{blocking, parquet_bytes, partitions};
 use super::logged::{instant, LoggedTableError};
 use super::replica::Replica;
 use super::table::{NewFile, Table, TableFile};
@@ -173,21 +173,8 @@ impl Rollups {
         (from_us, to_us): (i64, i64),
     ) -> Result<DataFrame, LoggedTableError> {
         let customer = customer.map(|c| col(CUSTOMER).eq(lit(c.to_owned())));
-        let scan = match reads_whole_files(&files) {
-            true => {
-                let schema = rollup::empty_rollup()?.schema().as_ref().clone();
-                Some(self.decoded.read(&self.table, &files, schema).await?.lazy())
-            }
-            false => {
-                let contents = self.table.read(&files).await?;
-                blocking(move || {
-                    let schema = rollup::empty_rollup()?.schema().as_ref().clone();
-                    scan_parquet(contents, schema)
-                })
-                .await?
-            }
-        };
-        let Some(scan) = scan else {
+        let schema = rollup::empty_rollup()?.schema().as_ref().clone();
+        let Some(scan) = self.decoded.scan(&self.table, &files, schema).await? else {
             return Ok(rollup::empty_rollup()?);
         };
         blocking(move || {

@@ -176,14 +176,8 @@ pub(crate) fn scan_parquet(
         return Ok(None);
     }
     if reads_whole(contents.iter().map(Bytes::len)) {
-        let frames = (contents.par_iter())
-            .map(|file| read_whole(file, &schema))
-            .collect::<PolarsResult<Vec<_>>>()?;
-        let mut all = DataFrame::empty_with_schema(&schema);
-        for frame in &frames {
-            all.vstack_mut(frame)?;
-        }
-        return Ok(Some(all.lazy()));
+        let frames = read_all_whole(&contents, &schema)?;
+        return Ok(Some(stacked(frames, &schema)?.lazy()));
     }
     let sources = ScanSources::Buffers(
         contents
@@ -214,8 +208,27 @@ pub(super) fn conform(mut frame: DataFrame, spec: &TableSpec) -> PolarsResult<Da
     Ok(frame)
 }
 
+/// Each of the Parquet files `contents` decoded whole with `schema`, side by side.
+pub(crate) fn read_all_whole(contents: &[Bytes], schema: &Schema) -> PolarsResult<Vec<DataFrame>> {
+    (contents.par_iter())
+        .map(|file| read_whole(file, schema))
+        .collect()
+}
+
+/// `frames` one after another, with `schema`'s columns.
+pub(crate) fn stacked(
+    frames: impl IntoIterator<Item = DataFrame>,
+    schema: &Schema,
+) -> PolarsResult<DataFrame> {
+    let mut all = DataFrame::empty_with_schema(schema);
+    for frame in frames {
+        all.vstack_mut(&frame)?;
+    }
+    Ok(all)
+}
+
 /// One Parquet file's rows with `schema`'s columns, in its order and types.
-pub(crate) fn read_whole(file: &Bytes, schema: &Schema) -> PolarsResult<DataFrame> {
+fn read_whole(file: &Bytes, schema: &Schema) -> PolarsResult<DataFrame> {
     let frame = ParquetReader::new(std::io::Cursor::new(file))
         .read_parallel(ParallelStrategy::None)
         .finish()?;

@@ -150,22 +150,13 @@ impl LoggedTable {
             filter,
         };
         if version.is_some() || !self.caches() {
-            let mut parts: Vec<LazyFrame> = match reads_whole_files(&files) {
-                true => {
-                    let decoded = &self.options.decoded;
-                    let rows = decoded
-                        .read(&self.table, &files, file_schema(&spec)?)
-                        .await?;
-                    vec![rows.lazy()]
-                }
-                false => {
-                    let contents = self.table.read(&files).await?;
-                    blocking(move || scan_files(contents, &spec))
-                        .await?
-                        .into_iter()
-                        .collect()
-                }
-            };
+            let schema = file_schema(&spec)?;
+            let files = self
+                .options
+                .decoded
+                .scan(&self.table, &files, schema)
+                .await?;
+            let mut parts: Vec<LazyFrame> = files.into_iter().collect();
             parts.extend(buffered.into_iter().map(IntoLazy::lazy));
             let frame = match parts.len() {
                 0 => with_seq(empty()?, 0)?.lazy(),
