@@ -361,6 +361,13 @@ impl Application {
             clock: clock.clone(),
             max_power_w: settings.max_power_w,
         };
+        background.add(
+            Stage::Sources,
+            crate::sources::pull::spawn_quiet_window_writer(
+                settings.telemetry.quiet_check_interval(),
+                sinks.clone(),
+            ),
+        );
         background.add_all(
             Stage::Sources,
             crate::sources::scrape::spawn_scrapers(&settings.scrape, &sinks),

@@ -6,6 +6,7 @@ use super::problem::{ApiError, BodyErrors, CommonErrors, ErrorCode};
 use super::registry::{fetch, id_param, list, remove, upsert};
 use super::AppState;
 use crate::domain::mapping::{Mapping, MappingSpec};
+use crate::domain::Grant;
 use crate::sources::series::Counts;
 use crate::sources::{otlp, remote_write, IngestContext, SourceStatus, UnmappedSeries};
 use actix_web::HttpRequest;
@@ -19,7 +20,8 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(put_mapping)
         .service(delete_mapping)
         .service(telemetry_sources)
-        .service(telemetry_unmapped);
+        .service(telemetry_unmapped)
+        .service(telemetry_flush);
 }
 
 /// The receivers, under the paths their senders use by convention.
@@ -32,13 +34,13 @@ pub fn configure_otlp(config: &mut ServiceConfig) {
     config.service(otlp_metrics);
 }
 
-fn ingest_context<'a>(state: &'a AppState, caller: &'a Caller) -> IngestContext<'a> {
+fn ingest_context<'a>(state: &'a AppState, grant: &'a Grant) -> IngestContext<'a> {
     IngestContext {
         registry: &state.registry,
         readings: &state.readings,
         functional_units: &state.functional_units,
         meters: &state.meters,
-        grant: &caller.grant,
+        grant,
         now: state.clock.now(),
         max_power_w: state.ingest.max_power_w,
     }
@@ -137,7 +139,7 @@ async fn remote_write_receiver(
             .map_err(|e| ApiError::internal(&e))?
     }
     .map_err(|e| ApiError::new(ErrorCode::MalformedBody, e.to_string()))?;
-    let context = ingest_context(&state, &caller);
+    let context = ingest_context(&state, &caller.grant);
     let counts = state
         .telemetry
         .ingest("remote_write", series, Counts::default(), context)
@@ -209,7 +211,7 @@ async fn otlp_metrics(
     if decoded.unsupported_points > 0 {
         counts.ignore("unsupported_metric_type", decoded.unsupported_points);
     }
-    let context = ingest_context(&state, &caller);
+    let context = ingest_context(&state, &caller.grant);
     let counts = state
         .telemetry
         .ingest("otlp", decoded.series, counts, context)
@@ -240,6 +242,32 @@ async fn otlp_metrics(
 #[get("/telemetry/sources")]
 async fn telemetry_sources(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.telemetry.sources())
+}
+
+/// What `POST /v1/telemetry/flush` wrote.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"windows_written": 12}))]
+pub struct Flushed {
+    /// Window readings written (or written again with their whole sum).
+    pub windows_written: usize,
+}
+
+/// Write the waiting telemetry windows
+///
+/// A window's reading is written once a later sample of its target passes the window's end, or
+/// `telemetry.flush_after_s` after it changed. This writes every window still waiting now (before
+/// closing a period, or to see the newest samples in a report at once); it is durable when this
+/// answers. Admin keys only.
+#[utoipa::path(tag = "telemetry", security(("bearer" = [])),
+    responses((status = 200, description = "The windows written", body = Flushed), CommonErrors))]
+#[post("/telemetry/flush")]
+async fn telemetry_flush(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let context = ingest_context(&state, &Grant::Admin);
+    let windows_written = state.telemetry.write_waiting_windows(context, true).await?;
+    Ok(HttpResponse::Ok().json(Flushed { windows_written }))
 }
 
 /// Series without a mapping

@@ -112,6 +112,13 @@ impl<K: Hash + Eq + Clone, V> Interned<K, V> {
         }
     }
 
+    pub fn values_mut(&mut self) -> impl Iterator<Item = (u32, &mut V)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(id, slot)| slot.as_mut().map(|s| (id as u32, &mut s.value)))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (u32, &K, &V)> {
         self.slots
             .iter()

@@ -27,7 +27,7 @@ use crate::storage::logged::{LoggedTable, LoggedTableError, PreparedBatch};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use series::{Counts, Resolution, State, Target, Windows};
+use series::{Counts, Due, Resolution, State, Target, Windows, Writing};
 use state_store::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -69,6 +69,11 @@ pub struct TelemetrySettings {
     pub window_s: u32,
     /// Longer gaps between two samples of a series are not bridged.
     pub max_gap_s: u32,
+    /// A window's reading is written once a later sample of its target passes the window's end,
+    /// or at the latest this many seconds after it changed (an exporter that stopped); 0 writes
+    /// every change at once (each sample rewrites its window's reading: slower, but a report
+    /// sees a sample as soon as it is acknowledged).
+    pub flush_after_s: u32,
 }
 
 impl Default for TelemetrySettings {
@@ -76,6 +81,7 @@ impl Default for TelemetrySettings {
         Self {
             window_s: 60,
             max_gap_s: 600,
+            flush_after_s: 60,
         }
     }
 }
@@ -86,6 +92,20 @@ impl TelemetrySettings {
             window_ms: i64::from(self.window_s.clamp(1, 3600)) * 1000,
             max_gap_ms: i64::from(self.max_gap_s) * 1000,
         }
+    }
+
+    fn writing(&self) -> Writing {
+        match self.flush_after_s {
+            0 => Writing::AtOnce,
+            after => Writing::Passed {
+                after_ms: i64::from(after) * 1000,
+            },
+        }
+    }
+
+    /// How often windows that waited are looked for.
+    pub fn quiet_check_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from((self.flush_after_s / 4).max(1)))
     }
 }
 
@@ -204,6 +224,10 @@ pub struct Telemetry {
     /// The order in which converted requests put their readings in the tables' logs.
     submit_turns: std::sync::Arc<Turns>,
     resolutions: std::sync::Mutex<resolution::Cache>,
+    /// The sources by the number the state credits windows with.
+    source_names: std::sync::Mutex<Vec<String>>,
+    /// Times how long windows wait for a later sample.
+    started: std::time::Instant,
     sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
     unmapped: std::sync::Mutex<HashMap<String, UnmappedSeries>>,
 }
@@ -222,6 +246,8 @@ impl Telemetry {
             turns: Default::default(),
             submit_turns: Default::default(),
             resolutions: Default::default(),
+            source_names: Default::default(),
+            started: std::time::Instant::now(),
             sources: Default::default(),
             unmapped: Default::default(),
         })
@@ -254,7 +280,7 @@ impl Telemetry {
     /// Takes a request's series in. When this returns Ok, the readings they make are durable and
     /// so is the series state that produced them (in that order: a crash between the two leaves
     /// the old state, and the sender's retry recomputes the same windows, which replace
-    /// themselves).
+    /// themselves). Windows whose reading waits (`Writing::Passed`) are durable in the state.
     /// `counts` holds what the decoder already set aside (points of unsupported types).
     pub async fn ingest(
         &self,
@@ -281,25 +307,117 @@ impl Telemetry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .resolve_all(&series, &ctx, |one| self.note_unmapped(one, ctx.now));
+        let number = self.source_number(source);
+        let mut converter = self.converter().await?;
+        let windows = self.settings.windows();
+        let take =
+            |i: usize, _: &Series| std::mem::replace(&mut resolutions[i], Resolution::Unmapped);
+        let changed = converter.state.convert(&series, take, windows, &mut counts);
+        let due = converter
+            .state
+            .due(self.settings.writing(), self.clock_ms(), number, windows);
+        let mut credited = BTreeMap::from([(number, counts)]);
+        let written = self
+            .write(converter, &changed, &due, &ctx, &mut credited)
+            .await;
+        let counts = credited.remove(&number).unwrap_or_default();
+        match written {
+            Ok(series_active) => {
+                self.record(source, Ok((&counts, newest, series_active)));
+                Ok(counts)
+            }
+            Err(error) => {
+                self.record(source, Err(error.to_string()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes the readings of the windows still waiting for a later sample: those that waited
+    /// `flush_after_s` (and those replayed after a restart), or all of them (`everything`,
+    /// `POST /v1/telemetry/flush`). Each source is credited with the windows its samples changed
+    /// last. Returns how many were written.
+    pub async fn write_waiting_windows(
+        &self,
+        ctx: IngestContext<'_>,
+        everything: bool,
+    ) -> Result<usize, TelemetryError> {
+        let after_ms = match self.settings.writing() {
+            Writing::Passed { after_ms } if !everything => after_ms,
+            // With `AtOnce`, only windows replayed after a restart wait.
+            _ => 0,
+        };
+        let mut converter = self.converter().await?;
+        let due = converter.state.idle(self.clock_ms(), after_ms);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut credited = BTreeMap::new();
+        let series_active = self
+            .write(converter, &[], &due, &ctx, &mut credited)
+            .await?;
+        let names = self
+            .source_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (number, counts) in credited {
+            if let Some(name) = names.get(usize::from(number)) {
+                self.record(name, Ok((&counts, None, series_active)));
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// The converter, once the state is whole again if an earlier change failed to reach the disk.
+    async fn converter(&self) -> Result<tokio::sync::MutexGuard<'_, Converter>, TelemetryError> {
         let mut converter = self.converter.lock().await;
         if self.turns.broken() {
             converter.state = self.reload(converter.converted).await?;
             converter.log_bytes = 0;
             self.turns.mended();
         }
+        Ok(converter)
+    }
+
+    /// Milliseconds on the clock that times how long windows wait.
+    fn clock_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The number `State` credits a source's windows with.
+    fn source_number(&self, source: &str) -> u16 {
+        let mut names = self.source_names.lock().unwrap_or_else(|p| p.into_inner());
+        match names.iter().position(|n| n == source) {
+            Some(i) => i as u16,
+            None => {
+                names.push(source.to_owned());
+                (names.len() - 1).min(usize::from(u16::MAX)) as u16
+            }
+        }
+    }
+
+    /// Writes the readings of the `due` windows and logs the state change (`changed` windows and
+    /// the series that moved) after them, in conversion order; the converter is released once
+    /// the work is ordered. Returns the series with state.
+    async fn write(
+        &self,
+        mut converter: tokio::sync::MutexGuard<'_, Converter>,
+        changed: &[(series::WindowAt, f64)],
+        due: &[Due],
+        ctx: &IngestContext<'_>,
+        credited: &mut BTreeMap<u16, Counts>,
+    ) -> Result<usize, TelemetryError> {
         let windows = self.settings.windows();
         let state = &mut converter.state;
-        let take =
-            |i: usize, _: &Series| std::mem::replace(&mut resolutions[i], Resolution::Unmapped);
-        let changed = state.convert(&series, take, windows, &mut counts);
         // Named while their targets are live; turned into readings once the state is free.
-        let named: Vec<(std::sync::Arc<Target>, i64, f64)> = changed
+        let named: Vec<(std::sync::Arc<Target>, i64, f64, u16)> = due
             .iter()
-            .filter_map(|&((id, start_ms), joules)| {
-                Some((state.target(id)?.clone(), start_ms, joules))
+            .filter_map(|&((id, start_ms), joules, source)| {
+                Some((state.target(id)?.clone(), start_ms, joules, source))
             })
             .collect();
-        let change = state_codec::encode(&state.delta(&changed, windows));
+        let change = state_codec::encode(&state.delta(changed, windows));
         let series_active = state.series();
         converter.log_bytes += change.len() as u64;
         let change = if converter.log_bytes > state_store::MAX_LOG_BYTES {
@@ -313,22 +431,13 @@ impl Telemetry {
         let submit_turn = Ticket::after(&self.submit_turns, converter.converted);
         converter.converted = ticket.number();
         drop(converter);
-        let made = Self::readings(&named, windows, ctx.max_power_w, &mut counts);
-        let committed = match Self::prepare_all(made, &ctx).await {
-            Ok(prepared) => self.commit(prepared, submit_turn, change, ticket).await,
+        let made = Self::readings(&named, windows, ctx.max_power_w, credited);
+        match Self::prepare_all(made, ctx).await {
+            Ok(prepared) => self.commit(prepared, submit_turn, change, ticket).await?,
             // The ticket is dropped unfinished: the state breaks and is reloaded.
-            Err(error) => Err(error),
-        };
-        match committed {
-            Ok(()) => {
-                self.record(source, Ok((&counts, newest, series_active)));
-                Ok(counts)
-            }
-            Err(error) => {
-                self.record(source, Err(error.to_string()));
-                Err(error)
-            }
+            Err(error) => return Err(error),
         }
+        Ok(series_active)
     }
 
     /// The state as durable, once every change converted (through `converted`) had its turn.
@@ -347,18 +456,20 @@ impl Telemetry {
         Ok(state)
     }
 
-    /// The readings, functional-unit counts and meter readings of the windows a conversion
-    /// changed (before the state forgets any of their targets).
+    /// The readings, functional-unit counts and meter readings of the due windows, each counted
+    /// for the source credited with it.
     fn readings(
-        changed: &[(std::sync::Arc<Target>, i64, f64)],
+        due: &[(std::sync::Arc<Target>, i64, f64, u16)],
         windows: Windows,
         max_power_w: f64,
-        counts: &mut Counts,
+        credited: &mut BTreeMap<u16, Counts>,
     ) -> Made {
         let window_s = windows.window_ms / 1000;
         let mut made = Made::default();
-        for (target, start_ms, joules) in changed {
+        for (target, start_ms, joules, source) in due {
             let (start_ms, joules) = (*start_ms, *joules);
+            let counts = credited.entry(*source).or_default();
+            counts.readings_written += 1;
             if let Some(kind) = target.meter_kind {
                 match Self::meter_reading(target, start_ms, kind, joules, window_s) {
                     Some(reading) => made.metered.push(reading),

@@ -23,6 +23,35 @@ pub struct Sinks {
     pub max_power_w: f64,
 }
 
+impl Sinks {
+    /// What a pull writes with, at `now`.
+    pub fn context(&self, now: chrono::DateTime<chrono::Utc>) -> IngestContext<'_> {
+        IngestContext {
+            registry: &self.registry,
+            readings: &self.readings,
+            functional_units: &self.functional_units,
+            meters: &self.meters,
+            grant: &Grant::Admin,
+            now,
+            max_power_w: self.max_power_w,
+        }
+    }
+}
+
+/// Writes, every `interval`, the windows that waited long enough for a later sample of their
+/// target (`Telemetry::write_waiting_windows`); a failure is retried at the next turn.
+pub fn spawn_quiet_window_writer(interval: Duration, sinks: Sinks) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let context = sinks.context(sinks.clock.now());
+            if let Err(error) = sinks.telemetry.write_waiting_windows(context, false).await {
+                tracing::warn!(%error, "writing the windows that waited failed");
+            }
+        }
+    })
+}
+
 /// A credential from the environment variable a setting names.
 pub fn env(name: &Option<String>) -> Option<String> {
     name.as_ref().and_then(|n| std::env::var(n).ok())
@@ -44,23 +73,12 @@ where
         loop {
             let now = sinks.clock.now();
             let outcome = match fetch(now.timestamp_millis()).await {
-                Ok(series) => {
-                    let context = IngestContext {
-                        registry: &sinks.registry,
-                        readings: &sinks.readings,
-                        functional_units: &sinks.functional_units,
-                        meters: &sinks.meters,
-                        grant: &Grant::Admin,
-                        now,
-                        max_power_w: sinks.max_power_w,
-                    };
-                    sinks
-                        .telemetry
-                        .ingest(&source, series, Counts::default(), context)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
+                Ok(series) => sinks
+                    .telemetry
+                    .ingest(&source, series, Counts::default(), sinks.context(now))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 Err(reason) => {
                     sinks.telemetry.note_failure(&source, &reason);
                     Err(reason)

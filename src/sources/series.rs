@@ -47,6 +47,33 @@ pub struct WindowKey {
 /// One window of one target, by the target's number in the state: (target, window start ms).
 pub type WindowAt = (u32, i64);
 
+/// How far a target's data has come, and which of its windows still wait for their reading.
+/// Their sums are in the state (and its log), so a reading written late loses nothing: a window
+/// is written once a later sample of its target passes its end, rather than on every sample
+/// that adds to it, or after a quiet spell when its exporter stops.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// The newest sample any of the target's series brought.
+    newest_ms: i64,
+    /// The windows changed since their reading was last written: (start, when it first changed
+    /// on the writer's clock; `i64::MIN` for windows replayed after a restart, which are written
+    /// at the first chance).
+    unwritten: Vec<(i64, i64)>,
+    /// The source whose sample changed the target last (the caller's number for it).
+    source: u16,
+}
+
+/// When a window's reading is written: at once on every change, or once its target's data has
+/// passed its end (and after `after_ms` of quiet at the latest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writing {
+    AtOnce,
+    Passed { after_ms: i64 },
+}
+
+/// A window whose reading is due: where, its whole sum in joules, and the source to credit.
+pub type Due = (WindowAt, f64, u16);
+
 /// What to do with a series' samples.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {
@@ -113,13 +140,16 @@ impl Counts {
 pub struct State {
     /// Series key (its sorted labels) -> last (timestamp ms, value in the series' unit).
     series: Interned<String, (i64, f64)>,
-    /// Targets (shared with the resolutions that name them); the value is unused.
-    targets: Interned<Arc<Target>, ()>,
+    /// Targets (shared with the resolutions that name them) and how far their data has come.
+    targets: Interned<Arc<Target>, Progress>,
     /// Joules so far per open window.
     windows: FastMap<WindowAt, f64>,
     newest_ms: i64,
     /// Series changed since the last `delta`.
     dirty: FastSet<u32>,
+    /// Windows changed, and targets that took a sample, since the last `due`.
+    fresh: Vec<WindowAt>,
+    advanced: FastSet<u32>,
     /// `newest_ms` when the state was last pruned.
     pruned_at_ms: i64,
     /// The log being written: a key is named once in each (see `Delta`).
@@ -171,7 +201,8 @@ impl State {
         self.series.len()
     }
 
-    /// The target numbered `id`: live for the windows `convert` returned until the next `delta`.
+    /// The target numbered `id`: live for the windows `convert`, `due` and `idle` returned until
+    /// the next `delta`.
     pub fn target(&self, id: u32) -> Option<&Arc<Target>> {
         self.targets.key(id)
     }
@@ -255,14 +286,83 @@ impl State {
     fn target_id(&mut self, target: &Arc<Target>) -> u32 {
         match self.targets.id(&**target) {
             Some(id) => id,
-            None => self.targets.insert(target.clone(), ()),
+            None => self.targets.insert(target.clone(), Progress::default()),
         }
     }
 
-    /// Sets a window's sum, by target.
+    /// Sets a window's sum, by target, as replayed from the log: whether its reading was
+    /// written before the restart is not known, so it is written again at the first chance
+    /// (the same sum under the same identity replaces itself).
     pub fn set_window(&mut self, target: &Arc<Target>, start_ms: i64, joules: f64) {
         let id = self.target_id(target);
         self.windows.insert((id, start_ms), joules);
+        if let Some(progress) = self.targets.value_mut(id) {
+            progress.unwritten.retain(|&(start, _)| start != start_ms);
+            progress.unwritten.push((start_ms, i64::MIN));
+        }
+    }
+
+    /// The windows whose reading is due after a `convert`, with their sums: every window it
+    /// changed (`AtOnce`), or (`Passed`) those of the targets it moved on whose end their data
+    /// has reached; the others wait (`idle`). `source` is credited with them.
+    pub fn due(
+        &mut self,
+        writing: Writing,
+        now_ms: i64,
+        source: u16,
+        windows: Windows,
+    ) -> Vec<Due> {
+        for (target, start) in self.fresh.drain(..) {
+            let Some(progress) = self.targets.value_mut(target) else {
+                continue;
+            };
+            if !progress.unwritten.iter().any(|&(s, _)| s == start) {
+                progress.unwritten.push((start, now_ms));
+            }
+        }
+        let mut due = Vec::new();
+        for target in self.advanced.drain() {
+            let Some(progress) = self.targets.value_mut(target) else {
+                continue;
+            };
+            progress.source = source;
+            let reached = progress.newest_ms;
+            progress.unwritten.retain(|&(start, _)| {
+                let complete = writing == Writing::AtOnce || start + windows.window_ms <= reached;
+                if complete {
+                    due.push((target, start));
+                }
+                !complete
+            });
+        }
+        self.summed(due)
+    }
+
+    /// The windows that waited `after_ms` or longer since they changed (their target's data has
+    /// not passed them: an exporter that stopped, or a target between samples).
+    pub fn idle(&mut self, now_ms: i64, after_ms: i64) -> Vec<Due> {
+        let mut due = Vec::new();
+        let waited = now_ms.saturating_sub(after_ms);
+        for (target, progress) in self.targets.values_mut() {
+            progress.unwritten.retain(|&(start, since)| {
+                let quiet = since <= waited;
+                if quiet {
+                    due.push((target, start));
+                }
+                !quiet
+            });
+        }
+        self.summed(due)
+    }
+
+    fn summed(&self, mut due: Vec<WindowAt>) -> Vec<Due> {
+        due.sort_unstable();
+        due.into_iter()
+            .filter_map(|at| {
+                let source = self.targets.value(at.0)?.source;
+                Some((at, *self.windows.get(&at)?, source))
+            })
+            .collect()
     }
 
     /// Replays a logged change (read with `replay`'s names for its log file), then forgets what it
@@ -328,6 +428,7 @@ impl State {
             delta,
         } = *route;
         let mut id = self.series.id(key);
+        let mut reached = None;
         for sample in samples {
             let (t, v) = (sample.timestamp_ms, sample.value);
             if v.to_bits() == STALE_MARKER_BITS {
@@ -368,6 +469,7 @@ impl State {
             };
             self.dirty.insert(live);
             self.newest_ms = self.newest_ms.max(t);
+            reached = reached.max(Some(t));
             if delta && unit.is_counter() {
                 // The point is its own increase, over its own interval (or since the last one).
                 let from = sample
@@ -403,6 +505,12 @@ impl State {
             };
             self.spread(target, (last_t, t), joules, windows, touched);
         }
+        if let Some(reached) = reached {
+            if let Some(progress) = self.targets.value_mut(target) {
+                progress.newest_ms = progress.newest_ms.max(reached);
+            }
+            self.advanced.insert(target);
+        }
     }
 
     /// Forgets series silent for longer than a gap (their next sample starts afresh), windows no
@@ -417,14 +525,20 @@ impl State {
         let series_horizon = self.newest_ms - windows.max_gap_ms;
         self.series.retain(|_, (t, _)| *t >= series_horizon);
         let window_horizon = series_horizon - windows.window_ms;
-        self.windows
-            .retain(|&(_, start), _| start + windows.window_ms > window_horizon);
+        let targets = &self.targets;
+        self.windows.retain(|&(target, start), _| {
+            start + windows.window_ms > window_horizon
+                || targets
+                    .value(target)
+                    .is_some_and(|p| p.unwritten.iter().any(|&(s, _)| s == start))
+        });
         let live: FastSet<u32> = self.windows.keys().map(|&(target, _)| target).collect();
         self.targets.retain(|id, _| live.contains(&id));
     }
 
     /// Takes a request's series in; returns each window it changed with its whole sum, in joules,
-    /// in window order (targets by number). `resolve` is given each series with its index.
+    /// in window order (targets by number): what the log must hold. Which readings to write then
+    /// is `due`'s answer. `resolve` is given each series with its index.
     pub fn convert(
         &mut self,
         series: &[Series],
@@ -471,7 +585,7 @@ impl State {
             .map(|at| (at, self.windows[&at]))
             .collect();
         changed.sort_unstable_by_key(|&(at, _)| at);
-        counts.readings_written += changed.len() as u64;
+        self.fresh.extend(changed.iter().map(|&(at, _)| at));
         changed
     }
 }
@@ -569,7 +683,88 @@ mod tests {
             [("api".into(), 0, 600.0), ("api".into(), 60_000, 600.0)]
         );
         assert_eq!(counts.samples_accepted, 2);
-        assert_eq!(counts.readings_written, 2);
+    }
+
+    fn counter(workload: &str, samples: &[(i64, f64)]) -> Series {
+        series(&[("container_name", workload)], samples)
+    }
+
+    /// `due` after a `convert`, as (workload, window start, joules).
+    fn due_now(
+        state: &mut State,
+        writing: Writing,
+        now_ms: i64,
+        sent: &[Series],
+    ) -> Vec<(String, i64, f64)> {
+        let mut counts = Counts::default();
+        state.convert(sent, by_workload(Unit::JoulesTotal), W, &mut counts);
+        let due = state.due(writing, now_ms, 0, W);
+        named(state, &due)
+    }
+
+    fn named(state: &State, due: &[Due]) -> Vec<(String, i64, f64)> {
+        let windows: Vec<(WindowAt, f64)> = due.iter().map(|&(at, j, _)| (at, j)).collect();
+        sums(state, &windows)
+    }
+
+    #[test]
+    fn a_window_is_due_once_its_targets_data_passes_its_end_or_after_a_quiet_spell() {
+        const LATER: Writing = Writing::Passed { after_ms: 60_000 };
+        let mut state = State::default();
+        // 150 J every 15 s: the first window is still open at 45 s.
+        let first = counter(
+            "api",
+            &[(0, 0.0), (15_000, 150.0), (30_000, 300.0), (45_000, 450.0)],
+        );
+        assert_eq!(due_now(&mut state, LATER, 1_000, &[first]), []);
+        // 45 s -> 75 s adds 300 J, half to each window: the first is complete (600 J), the second
+        // (150 J so far) waits.
+        let second = counter("api", &[(75_000, 750.0)]);
+        assert_eq!(
+            due_now(&mut state, LATER, 2_000, &[second]),
+            [("api".into(), 0, 600.0)]
+        );
+        // It waits until a minute after it changed, then is due with what it holds.
+        assert_eq!(named(&state, &state.clone().idle(61_999, 60_000)), []);
+        let quiet = state.idle(62_000, 60_000);
+        assert_eq!(named(&state, &quiet), [("api".into(), 60_000, 150.0)]);
+        assert_eq!(state.idle(200_000, 60_000), [], "written once");
+        // A late sample of another series of the target changes a written window: due again,
+        // with the whole sum (its reading replaces the first).
+        let mut at_once = State::default();
+        let both = [
+            counter("api", &[(0, 0.0), (30_000, 300.0)]),
+            counter("web", &[(0, 0.0), (30_000, 60.0)]),
+        ];
+        assert_eq!(
+            due_now(&mut at_once, Writing::AtOnce, 0, &both),
+            [("api".into(), 0, 300.0), ("web".into(), 0, 60.0)],
+            "at once: every window changed"
+        );
+    }
+
+    #[test]
+    fn replayed_windows_are_written_again_at_the_first_chance_and_outlive_pruning() {
+        let mut state = State::default();
+        let api = Arc::new(target("api"));
+        state.set_window(&api, 0, 42.0);
+        // Another target's data moves on by far more than a gap: the replayed window is kept
+        // until it is written.
+        let later = counter("web", &[(3_600_000, 0.0), (3_630_000, 10.0)]);
+        let mut counts = Counts::default();
+        state.convert(&[later], by_workload(Unit::JoulesTotal), W, &mut counts);
+        state.delta(&[], W);
+        let due = state.idle(0, 60_000);
+        assert_eq!(named(&state, &due), [("api".into(), 0, 42.0)]);
+        state.due(Writing::AtOnce, 0, 0, W);
+        state.delta(&[], W);
+        state.settle(3_700_000, W);
+        assert_eq!(
+            state.snapshot().windows.len(),
+            1,
+            "written, then pruned: {:?}",
+            state.snapshot().windows
+        );
     }
 
     #[test]

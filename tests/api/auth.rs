@@ -31,11 +31,11 @@ fn expected_access(operation_id: &str) -> Option<Access> {
         | "put_zone" | "delete_zone" | "list_instruments" | "get_instrument" | "put_instrument"
         | "delete_instrument" | "create_key" | "list_keys" | "revoke_key" | "list_mappings"
         | "get_mapping" | "put_mapping" | "delete_mapping" | "telemetry_sources"
-        | "telemetry_unmapped" | "list_hardware" | "get_hardware" | "put_hardware"
-        | "delete_hardware" | "list_reservations" | "get_reservation" | "put_reservation"
-        | "delete_reservation" | "reconciliation" | "list_power_models" | "get_power_model"
-        | "put_power_model" | "delete_power_model" | "list_capacity" | "get_capacity"
-        | "put_capacity" | "delete_capacity" => Admin,
+        | "telemetry_unmapped" | "telemetry_flush" | "list_hardware" | "get_hardware"
+        | "put_hardware" | "delete_hardware" | "list_reservations" | "get_reservation"
+        | "put_reservation" | "delete_reservation" | "reconciliation" | "list_power_models"
+        | "get_power_model" | "put_power_model" | "delete_power_model" | "list_capacity"
+        | "get_capacity" | "put_capacity" | "delete_capacity" => Admin,
         "post_readings"
         | "remote_write_receiver"
         | "otlp_metrics"

@@ -50,6 +50,14 @@ async fn kepler_mapping(app: &TestApp, id: &str, zone: &str) {
     assert_eq!(mapping.status(), 201);
 }
 
+/// Writes the windows still waiting for a later sample of their target; how many.
+async fn flushed(app: &TestApp) -> u64 {
+    let answer = app.post("/v1/telemetry/flush", json!({})).await;
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    body["windows_written"].as_u64().unwrap()
+}
+
 async fn it_kwh(app: &TestApp, group: &str) -> Value {
     app.get(&format!(
         "/v1/customers/acme/footprint?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&group_by={group}"
@@ -58,6 +66,10 @@ async fn it_kwh(app: &TestApp, group: &str) -> Value {
     .json()
     .await
     .unwrap()
+}
+
+async fn footprint_joules(app: &TestApp) -> f64 {
+    kwh(&it_kwh(app, "workload").await) * 3.6e6
 }
 
 fn kwh(body: &Value) -> f64 {
@@ -161,6 +173,8 @@ async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_map
     // 20 series, 12 samples each: 11 steps of 600 J = 6,600 J a series, 132,000 J in all
     // (reports round kWh to 9 decimals).
     shards_send(&app, 0..12).await;
+    // The last samples (165 s) leave each workload's third window waiting for a later one.
+    assert_eq!(flushed(&app).await, 5);
     let report = it_kwh(&app, "workload").await;
     assert!(
         (kwh(&report) - 20.0 * 11.0 * 600.0 / 3.6e6).abs() < 1e-9,
@@ -176,6 +190,7 @@ async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_map
     // After a restart each series goes on from its last sample: one more step each, 12,000 J.
     let app = app.restart().await;
     shards_send(&app, 12..13).await;
+    flushed(&app).await;
     let report = it_kwh(&app, "workload").await;
     assert!(
         (kwh(&report) - 20.0 * 12.0 * 600.0 / 3.6e6).abs() < 1e-9,
@@ -188,6 +203,7 @@ async fn concurrent_shards_across_a_restart_add_exactly_their_energy_and_see_map
         assert_eq!(app.delete(&path).await.status(), 204);
     }
     shards_send(&app, 13..14).await;
+    flushed(&app).await;
     let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
     assert_eq!(sources[0]["samples_unmapped"], 20, "{sources}");
     assert_eq!(sources[0]["samples_accepted"], 20, "{sources}");
@@ -256,6 +272,7 @@ async fn unmapped_and_ignored_samples_are_counted_and_listed() {
         json!({"node_name": "fra1-n2", "zone": "package"})
     );
     assert_eq!(unmapped[0]["samples"], 2);
+    assert_eq!(flushed(&app).await, 1);
     let report = it_kwh(&app, "workload").await;
     // Answers carry 9 decimals.
     assert!((kwh(&report) - 100.0 / 3.6e6).abs() < 1e-9, "{report}");
@@ -451,6 +468,11 @@ async fn a_scraped_exporter_becomes_readings_and_a_target_that_is_down_says_why(
             target("kepler", &url),
             target("down", "http://127.0.0.1:9/metrics"),
         ],
+        // The counter stops moving: its last window is written after a second of quiet.
+        telemetry: carbon_ledger::sources::TelemetrySettings {
+            flush_after_s: 1,
+            ..Default::default()
+        },
         ..crate::helpers::settings_for(&dir)
     };
     let app = crate::helpers::spawn_app_with(settings, dir).await;
@@ -471,7 +493,7 @@ async fn a_scraped_exporter_becomes_readings_and_a_target_that_is_down_says_why(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut joules = 0.0;
     while std::time::Instant::now() < deadline {
-        joules = kwh(&it_kwh(&app, "workload").await) * 3.6e6;
+        joules = footprint_joules(&app).await;
         // Answers carry 9 decimals of kWh: 3.6 mJ.
         if calls.load(std::sync::atomic::Ordering::SeqCst) > 4 && (joules - 200.0).abs() < 0.004 {
             break;
@@ -717,6 +739,7 @@ async fn a_counter_of_requests_becomes_functional_units_for_the_sci() {
     ]);
     assert_eq!(remote_write(&app, body.clone()).await.status(), 204);
     assert_eq!(remote_write(&app, body).await.status(), 204, "a retry");
+    flushed(&app).await;
     // The counts are not energy: the footprint still holds 10,800 J.
     let footprint = it_kwh(&app, "workload").await;
     assert!(
@@ -785,4 +808,76 @@ async fn a_pdu_exporters_power_becomes_the_sites_it_meter() {
     assert_eq!(books["totals"]["it_meter_coverage"], 1.0);
     // No workload reading was written for it.
     assert_eq!(kwh(&it_kwh(&app, "workload").await), 0.0);
+}
+
+/// A registered app whose windows wait `seconds` for a later sample at the most.
+async fn flushing_after(seconds: u32) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = carbon_ledger::config::Settings {
+        telemetry: carbon_ledger::sources::TelemetrySettings {
+            flush_after_s: seconds,
+            ..Default::default()
+        },
+        ..crate::helpers::settings_for(&dir)
+    };
+    let app = crate::helpers::spawn_app_with(settings, dir).await;
+    registered(&app).await;
+    app
+}
+
+const API_PACKAGE: &[(&str, &str)] = &[
+    NAME,
+    ("container_name", "api"),
+    ("node_name", "fra1-n1"),
+    ("zone", "package"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_is_written_once_a_later_sample_passes_it_or_it_waited_and_never_twice() {
+    let app = flushing_after(3600).await;
+    // 150 J every 15 s: the first window (09:00:00-09:01:00) is still open at 45 s.
+    let steps: Vec<(i64, f64)> = (0..4)
+        .map(|k| (T0 + k * 15_000, k as f64 * 150.0))
+        .collect();
+    let first = write_request(&[(API_PACKAGE, &steps)]);
+    assert_eq!(remote_write(&app, first).await.status(), 204);
+    assert_eq!(
+        footprint_joules(&app).await,
+        0.0,
+        "the window waits for a later sample"
+    );
+    // 45 s -> 75 s: 300 J, half in each window. The first is complete: 450 + 150 = 600 J.
+    let second = write_request(&[(API_PACKAGE, &[(T0 + 75_000, 750.0)])]);
+    assert_eq!(remote_write(&app, second.clone()).await.status(), 204);
+    assert!((footprint_joules(&app).await - 600.0).abs() < 0.004);
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    assert_eq!(sources[0]["readings_written"], 1, "{sources}");
+    // A restart replays the waiting window (150 J) and the written one; writing them again
+    // replaces their readings: 750 J, once, and a retried batch adds nothing.
+    let app = app.restart().await;
+    assert_eq!(remote_write(&app, second).await.status(), 204);
+    assert_eq!(flushed(&app).await, 2);
+    assert!((footprint_joules(&app).await - 750.0).abs() < 0.004);
+    assert_eq!(flushed(&app).await, 0, "nothing waits any more");
+    assert!((footprint_joules(&app).await - 750.0).abs() < 0.004);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_whose_exporter_stopped_is_written_after_flush_after_s() {
+    let app = flushing_after(1).await;
+    // 0 s -> 30 s: 300 J in the first window, and then the exporter stops.
+    let body = write_request(&[(API_PACKAGE, &[(T0, 0.0), (T0 + 30_000, 300.0)])]);
+    assert_eq!(remote_write(&app, body).await.status(), 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut joules = 0.0;
+    while std::time::Instant::now() < deadline && (joules - 300.0_f64).abs() >= 0.004 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        joules = footprint_joules(&app).await;
+    }
+    assert!((joules - 300.0).abs() < 0.004, "{joules} J");
+    let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
+    assert_eq!(
+        sources[0]["readings_written"], 1,
+        "credited to remote_write: {sources}"
+    );
 }

@@ -52,6 +52,8 @@ def test_the_otel_sdk_exports_hw_energy_and_hw_power_into_readings(monkeypatch):
         provider.shutdown()  # the last collection is exported before this returns
 
         expected = observed[-1] - observed[0]
+        # The last window waits for a later sample (or flush_after_s): write it now.
+        assert ledger.call("/v1/telemetry/flush", {}, "POST")["windows_written"] >= 1
         report = ledger.call("/v1/customers/acme/footprint?from=2020-01-01T00:00:00Z"
                              "&to=2030-01-01T00:00:00Z&granularity=month&group_by=workload")
         by_workload = {row["workload"]: row["it_energy_kwh"] * 3.6e6 for row in report["rows"]}

@@ -75,7 +75,8 @@ def stack():
     work = tempfile.mkdtemp()
     config = os.path.join(work, "carbon-ledger.toml")
     with open(config, "w") as f:
-        f.write("[telemetry]\nwindow_s = 5\nmax_gap_s = 600\n")
+        # Windows wait for a later sample, or 2 s once the counter stops being served.
+        f.write("[telemetry]\nwindow_s = 5\nmax_gap_s = 600\nflush_after_s = 2\n")
     ledger = Ledger(os.path.join(work, "data"), ADMIN, ["--config", config])
     ledger.call("/v1/sites/fra1", {"name": "Frankfurt 1", "zone": "DE", "pue": 1.5}, "PUT")
     ledger.call("/v1/customers/acme", {"name": "Acme"}, "PUT")
