@@ -70,7 +70,7 @@ async fn metrics(
     }
     let mut body = state.metrics.render();
     body += &storage_metrics(&state).await;
-    body += &state.telemetry.render_metrics();
+    body += &state.telemetry.seen.render_metrics();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body))

@@ -241,7 +241,7 @@ async fn otlp_metrics(
     responses((status = 200, description = "The sources", body = Vec<SourceStatus>), CommonErrors))]
 #[get("/telemetry/sources")]
 async fn telemetry_sources(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.telemetry.sources())
+    HttpResponse::Ok().json(state.telemetry.seen.sources())
 }
 
 /// What `POST /v1/telemetry/flush` wrote.
@@ -278,5 +278,5 @@ async fn telemetry_flush(
     responses((status = 200, description = "Unmapped series", body = Vec<UnmappedSeries>), CommonErrors))]
 #[get("/telemetry/unmapped")]
 async fn telemetry_unmapped(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.telemetry.unmapped())
+    HttpResponse::Ok().json(state.telemetry.seen.unmapped())
 }

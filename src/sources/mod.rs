@@ -14,6 +14,7 @@ pub mod remote_write;
 mod resolution;
 pub mod schedule;
 pub mod scrape;
+mod seen;
 pub mod series;
 mod state_codec;
 mod state_store;
@@ -26,13 +27,13 @@ use crate::domain::{distinct, Grant, Id};
 use crate::storage::logged::{LoggedTable, LoggedTableError, PreparedBatch};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
+pub use seen::{Seen, SourceStatus, UnmappedSeries};
 use serde::{Deserialize, Serialize};
 use series::{Counts, Due, Resolution, State, Target, Windows, Writing};
 use state_store::StateStore;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use turns::{Ticket, Turns};
-use utoipa::ToSchema;
 
 /// One sample of a series: a value at an instant (milliseconds since the epoch, UTC).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,40 +126,6 @@ pub enum TelemetryError {
     Interrupted,
 }
 
-/// What a source has delivered, as `GET /v1/telemetry/sources` shows it.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
-#[schema(example = json!({"source": "remote_write", "last_sample_at": "2026-03-01T10:00:00Z",
-    "samples_accepted": 120, "samples_unmapped": 40, "samples_ignored": {"stale_marker": 2},
-    "gaps": 0, "resets": 1, "readings_written": 8, "series_active": 4, "series_unmapped": 10,
-    "last_error": null}))]
-pub struct SourceStatus {
-    /// `remote_write`.
-    pub source: String,
-    pub last_sample_at: Option<DateTime<Utc>>,
-    #[serde(flatten)]
-    pub counts: Counts,
-    /// Series with state, over every source.
-    pub series_active: usize,
-    /// Distinct series seen without a mapping (bounded, see `/v1/telemetry/unmapped`).
-    pub series_unmapped: usize,
-    pub last_error: Option<String>,
-}
-
-/// A series seen without a mapping: what an operator writes a mapping for.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"metric": "kepler_node_cpu_joules_total",
-    "labels": {"node_name": "worker-01", "zone": "package"}, "samples": 12,
-    "last_seen": "2026-03-01T10:00:00Z"}))]
-pub struct UnmappedSeries {
-    pub metric: String,
-    pub labels: BTreeMap<String, String>,
-    pub samples: u64,
-    pub last_seen: DateTime<Utc>,
-}
-
-/// Unmapped series listed at most; further ones are still counted.
-const MAX_UNMAPPED_LISTED: usize = 1000;
-
 /// What a request may write, and against what.
 pub struct IngestContext<'a> {
     pub registry: &'a Registry,
@@ -224,12 +191,10 @@ pub struct Telemetry {
     /// The order in which converted requests put their readings in the tables' logs.
     submit_turns: std::sync::Arc<Turns>,
     resolutions: std::sync::Mutex<resolution::Cache>,
-    /// The sources by the number the state credits windows with.
-    source_names: std::sync::Mutex<Vec<String>>,
     /// Times how long windows wait for a later sample.
     started: std::time::Instant,
-    sources: std::sync::Mutex<BTreeMap<String, SourceStatus>>,
-    unmapped: std::sync::Mutex<HashMap<String, UnmappedSeries>>,
+    /// What each source delivered, and the series no mapping took.
+    pub seen: Seen,
 }
 
 impl Telemetry {
@@ -246,35 +211,9 @@ impl Telemetry {
             turns: Default::default(),
             submit_turns: Default::default(),
             resolutions: Default::default(),
-            source_names: Default::default(),
             started: std::time::Instant::now(),
-            sources: Default::default(),
-            unmapped: Default::default(),
+            seen: Seen::default(),
         })
-    }
-
-    fn note_unmapped(&self, series: &Series, now: DateTime<Utc>) {
-        let mut unmapped = self.unmapped.lock().unwrap_or_else(|p| p.into_inner());
-        let key = series::series_key(series);
-        if let Some(seen) = unmapped.get_mut(&key) {
-            seen.samples += series.samples.len() as u64;
-            seen.last_seen = now;
-        } else if unmapped.len() < MAX_UNMAPPED_LISTED {
-            unmapped.insert(
-                key,
-                UnmappedSeries {
-                    metric: series.label("__name__").unwrap_or_default().to_owned(),
-                    labels: series
-                        .labels
-                        .iter()
-                        .filter(|(n, _)| n != "__name__")
-                        .cloned()
-                        .collect(),
-                    samples: series.samples.len() as u64,
-                    last_seen: now,
-                },
-            );
-        }
     }
 
     /// Takes a request's series in. When this returns Ok, the readings they make are durable and
@@ -306,8 +245,8 @@ impl Telemetry {
             .resolutions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .resolve_all(&series, &ctx, |one| self.note_unmapped(one, ctx.now));
-        let number = self.source_number(source);
+            .resolve_all(&series, &ctx, |one| self.seen.note_unmapped(one, ctx.now));
+        let number = self.seen.number(source);
         let mut converter = self.converter().await?;
         let windows = self.settings.windows();
         let take =
@@ -323,11 +262,12 @@ impl Telemetry {
         let counts = credited.remove(&number).unwrap_or_default();
         match written {
             Ok(series_active) => {
-                self.record(source, Ok((&counts, newest, series_active)));
+                self.seen
+                    .record(source, Ok((&counts, newest, series_active)));
                 Ok(counts)
             }
             Err(error) => {
-                self.record(source, Err(error.to_string()));
+                self.seen.record(source, Err(error.to_string()));
                 Err(error)
             }
         }
@@ -356,14 +296,9 @@ impl Telemetry {
         let series_active = self
             .write(converter, &[], &due, &ctx, &mut credited)
             .await?;
-        let names = self
-            .source_names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         for (number, counts) in credited {
-            if let Some(name) = names.get(usize::from(number)) {
-                self.record(name, Ok((&counts, None, series_active)));
+            if let Some(name) = self.seen.name(number) {
+                self.seen.record(&name, Ok((&counts, None, series_active)));
             }
         }
         Ok(due.len())
@@ -383,18 +318,6 @@ impl Telemetry {
     /// Milliseconds on the clock that times how long windows wait.
     fn clock_ms(&self) -> i64 {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// The number `State` credits a source's windows with.
-    fn source_number(&self, source: &str) -> u16 {
-        let mut names = self.source_names.lock().unwrap_or_else(|p| p.into_inner());
-        match names.iter().position(|n| n == source) {
-            Some(i) => i as u16,
-            None => {
-                names.push(source.to_owned());
-                (names.len() - 1).min(usize::from(u16::MAX)) as u16
-            }
-        }
     }
 
     /// Writes the readings of the `due` windows and logs the state change (`changed` windows and
@@ -615,115 +538,5 @@ impl Telemetry {
             }
         }
         Ok(())
-    }
-
-    /// Adds a committed request's counts to its source, or notes why a request failed (its
-    /// samples are not counted: the sender retries them).
-    fn record(&self, source: &str, outcome: Result<(&Counts, Option<i64>, usize), String>) {
-        let unmapped = self
-            .unmapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len();
-        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        let status = sources
-            .entry(source.to_owned())
-            .or_insert_with(|| SourceStatus {
-                source: source.to_owned(),
-                ..SourceStatus::default()
-            });
-        status.series_unmapped = unmapped;
-        match outcome {
-            Ok((counts, newest_ms, series_active)) => {
-                status.counts.add(counts);
-                if let Some(newest) = newest_ms.and_then(DateTime::from_timestamp_millis) {
-                    status.last_sample_at = status.last_sample_at.max(Some(newest));
-                }
-                status.series_active = series_active;
-            }
-            Err(error) => status.last_error = Some(error),
-        }
-    }
-
-    /// A pull that brought nothing (a scrape target down, a body that does not parse).
-    pub fn note_failure(&self, source: &str, reason: &str) {
-        self.record(source, Err(reason.to_owned()));
-    }
-
-    /// The sources' counters in the Prometheus text format, for `/metrics`.
-    pub fn render_metrics(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let families = [
-            (
-                "telemetry_samples_accepted_total",
-                "Samples of mapped series taken in.",
-            ),
-            (
-                "telemetry_samples_unmapped_total",
-                "Samples of series no mapping matched.",
-            ),
-            (
-                "telemetry_samples_ignored_total",
-                "Samples that added nothing, by reason.",
-            ),
-            (
-                "telemetry_readings_written_total",
-                "Window readings written or rewritten.",
-            ),
-            (
-                "telemetry_gaps_total",
-                "Intervals longer than max_gap_s, not bridged.",
-            ),
-        ];
-        let sources = self.sources();
-        for (name, help) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for s in &sources {
-                let source = &s.source;
-                let c = &s.counts;
-                match name {
-                    "telemetry_samples_ignored_total" => {
-                        for (reason, n) in &c.samples_ignored {
-                            let _ = writeln!(
-                                out,
-                                "{name}{{source=\"{source}\",reason=\"{reason}\"}} {n}"
-                            );
-                        }
-                    }
-                    _ => {
-                        let n = match name {
-                            "telemetry_samples_accepted_total" => c.samples_accepted,
-                            "telemetry_samples_unmapped_total" => c.samples_unmapped,
-                            "telemetry_readings_written_total" => c.readings_written,
-                            _ => c.gaps,
-                        };
-                        let _ = writeln!(out, "{name}{{source=\"{source}\"}} {n}");
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    pub fn sources(&self) -> Vec<SourceStatus> {
-        self.sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub fn unmapped(&self) -> Vec<UnmappedSeries> {
-        let mut listed: Vec<UnmappedSeries> = self
-            .unmapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        listed.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
-        listed
     }
 }

@@ -80,7 +80,7 @@ where
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 Err(reason) => {
-                    sinks.telemetry.note_failure(&source, &reason);
+                    sinks.telemetry.seen.note_failure(&source, &reason);
                     Err(reason)
                 }
             };
