@@ -95,6 +95,18 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def retrying(call, timeout=15):
+    """A registry write as a client makes it: a 503 (the shared store did not answer) is retried."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return call()
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.time() > deadline:
+                raise
+        time.sleep(0.2)
+
+
 def it_energy_kwh(ledger):
     report = ledger.call("/v1/customers/acme/footprint?from=2026-02-28T00:00:00Z&to=2026-03-10T00:00:00Z"
                          "&granularity=month")
@@ -128,8 +140,8 @@ def cluster():
 
 def test_three_replicas_survive_kill_sigterm_and_an_s3_outage_and_agree(cluster):
     s3, (r1, r2, r3), prefix = cluster
-    r1.call("/v1/sites/fra1", {"name": "Frankfurt 1", "zone": "DE", "pue": 1.5}, "PUT")
-    r1.call("/v1/customers/acme", {"name": "Acme"}, "PUT")
+    retrying(lambda: r1.call("/v1/sites/fra1", {"name": "Frankfurt 1", "zone": "DE", "pue": 1.5}, "PUT"))
+    retrying(lambda: r1.call("/v1/customers/acme", {"name": "Acme"}, "PUT"))
     for replica in (r2, r3):
         wait_for(lambda: replica.call("/v1/sites/fra1")["pue"] == 1.5, 10, "the site on every replica")
 
