@@ -195,6 +195,8 @@ pub struct Application {
     meters: Arc<LoggedTable>,
     usage: Arc<LoggedTable>,
     rollups: Option<Arc<Rollups>>,
+    /// What telemetry writes with: its windows still waiting are written at shutdown.
+    telemetry: crate::sources::pull::Sinks,
     /// Every background task (sources, followers, flushers), stopped in that order before the
     /// last flush, so that none is halfway through a Delta call when the runtime shuts down.
     background: Supervisor,
@@ -452,6 +454,7 @@ impl Application {
             meters,
             usage,
             rollups,
+            telemetry: sinks,
             background,
             generated_admin_token,
             drain: std::time::Duration::from_secs(settings.shutdown_flush_s),
@@ -494,6 +497,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let tables = self.tables();
         self.server.await?;
+        // No request comes any more: the windows still waiting for a later sample are written, so
+        // a stopped server's reports hold every acknowledged sample (a kill leaves them to the
+        // next start, which writes what it replays).
+        let sinks = &self.telemetry;
+        let waiting = sinks
+            .telemetry
+            .write_waiting_windows(sinks.context(sinks.clock.now()), true);
+        match tokio::time::timeout(self.drain, waiting).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "writing the waiting telemetry windows failed; the next start writes them")
+            }
+            Err(_) => tracing::warn!(
+                "writing the waiting telemetry windows took too long; the next start writes them"
+            ),
+        }
         self.background.stop().await;
         // Bounded: an orchestrator kills at 30 s, and what is not flushed is safe in the log.
         for table in tables {

@@ -852,9 +852,11 @@ async fn a_window_is_written_once_a_later_sample_passes_it_or_it_waited_and_neve
     assert!((footprint_joules(&app).await - 600.0).abs() < 0.004);
     let sources: Value = app.get("/v1/telemetry/sources").await.json().await.unwrap();
     assert_eq!(sources[0]["readings_written"], 1, "{sources}");
-    // A restart replays the waiting window (150 J) and the written one; writing them again
-    // replaces their readings: 750 J, once, and a retried batch adds nothing.
+    // A graceful stop writes the waiting window (150 J): 750 J. The restart replays both
+    // windows and writes them again, which replaces their readings: 750 J, once, and a retried
+    // batch adds nothing.
     let app = app.restart().await;
+    assert!((footprint_joules(&app).await - 750.0).abs() < 0.004);
     assert_eq!(remote_write(&app, second).await.status(), 204);
     assert_eq!(flushed(&app).await, 2);
     assert!((footprint_joules(&app).await - 750.0).abs() < 0.004);
