@@ -58,12 +58,18 @@ impl DecodedFiles {
             .filter(|(_, kept)| kept.is_none())
             .map(|(file, _)| file.clone())
             .collect();
-        let contents = table.read(&missing).await?;
-        let (decoded, schema) = blocking(move || {
-            let decoded = read_all_whole(&contents, &schema)?;
-            Ok((decoded, schema))
-        })
-        .await?;
+        // A report whose files are all kept (a repeated year report) needs no fetch and no
+        // blocking thread.
+        let (decoded, schema) = if missing.is_empty() {
+            (Vec::new(), schema)
+        } else {
+            let contents = table.read(&missing).await?;
+            blocking(move || {
+                let decoded = read_all_whole(&contents, &schema)?;
+                Ok((decoded, schema))
+            })
+            .await?
+        };
         for (file, frame) in missing.iter().zip(&decoded) {
             self.put(&table.file_key(file), frame);
         }

@@ -242,12 +242,12 @@ impl Table {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The bytes of data files, fetched a few at a time.
     /// What names `file` among every table's files.
     pub fn file_key(&self, file: &TableFile) -> String {
         format!("{}/{}", self.url, file.path)
     }
 
+    /// The bytes of data files, fetched a few at a time.
     pub async fn read(&self, files: &[TableFile]) -> Result<Vec<Bytes>, TableError> {
         let store = self.files_store.clone();
         let paths: Vec<Path> = files
