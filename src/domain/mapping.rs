@@ -216,16 +216,16 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 /// The value a template gives for a series' labels; `Err` names a label the series lacks.
-pub fn render(template: &str, labels: &[(String, String)]) -> Result<String, String> {
+pub fn render<'a>(
+    template: &str,
+    label: impl Fn(&str) -> Option<&'a str>,
+) -> Result<String, String> {
     let mut out = String::new();
     for piece in pieces(template)? {
         match piece {
             Piece::Text(text) => out.push_str(text),
             Piece::Label(name) => {
-                let value = labels
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
+                let value = label(name)
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| name.to_owned())?;
                 out.push_str(value);
@@ -381,13 +381,6 @@ impl MappingSpec {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     fn spec(site: &str, customer: &str, workload: Option<&str>) -> MappingSpec {
         MappingSpec {
             preset: Some(Preset::Kepler),
@@ -407,13 +400,14 @@ mod tests {
 
     #[test]
     fn templates_render_labels_and_name_a_missing_one() {
-        let series = labels(&[("pod_name", "web-1"), ("container_name", "nginx")]);
+        let labels = [("pod_name", "web-1"), ("container_name", "nginx")];
+        let label = |name: &str| labels.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         assert_eq!(
-            render("{pod_name}/{container_name}", &series).unwrap(),
+            render("{pod_name}/{container_name}", label).unwrap(),
             "web-1/nginx"
         );
-        assert_eq!(render("fra1", &series).unwrap(), "fra1");
-        assert_eq!(render("{namespace}", &series).unwrap_err(), "namespace");
+        assert_eq!(render("fra1", label).unwrap(), "fra1");
+        assert_eq!(render("{namespace}", label).unwrap_err(), "namespace");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `#` comments, label values with `\\`, `\"` and `\n` escapes, `NaN` and `±Inf` values. Text
 //! format timestamps are milliseconds, OpenMetrics ones seconds; a sample without one gets the
 //! scrape's time.
-use super::{Sample, Series};
+use super::{Labels, Sample, Series};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -45,10 +45,10 @@ fn value(raw: &str) -> Option<f64> {
     }
 }
 
-type Labels = Vec<(String, String)>;
+type LabelPairs = Vec<(String, String)>;
 
 /// `{a="x",b="y"}` at the start of `rest`: the labels and what follows the closing brace.
-fn labels(rest: &str) -> Result<(Labels, &str), String> {
+fn labels(rest: &str) -> Result<(LabelPairs, &str), String> {
     let mut out = Vec::new();
     let mut chars = rest.char_indices().peekable();
     chars.next(); // the '{'
@@ -94,7 +94,7 @@ fn labels(rest: &str) -> Result<(Labels, &str), String> {
 
 /// The series of an exposition body; samples without a timestamp get `scraped_ms`.
 pub fn parse(body: &str, flavour: Flavour, scraped_ms: i64) -> Result<Vec<Series>, ParseError> {
-    let mut series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    let mut series: BTreeMap<LabelPairs, Vec<Sample>> = BTreeMap::new();
     for (index, raw) in body.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -150,8 +150,8 @@ pub fn parse(body: &str, flavour: Flavour, scraped_ms: i64) -> Result<Vec<Series
     }
     Ok(series
         .into_iter()
-        .map(|(labels, samples)| Series {
-            labels,
+        .map(|(pairs, samples)| Series {
+            labels: Labels::from_sorted(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
             samples,
             delta: false,
         })

@@ -6,6 +6,7 @@
 pub mod exposition;
 pub mod feeds;
 mod interned;
+pub mod labels;
 pub mod otlp;
 pub mod protobuf;
 pub mod pull;
@@ -27,6 +28,7 @@ use crate::domain::{distinct, Grant, Id};
 use crate::storage::logged::{LoggedTable, LoggedTableError, PreparedBatch};
 use crate::storage::{functional_units, meters, readings, Registry, RegistryError, StorageError};
 use chrono::{DateTime, Utc};
+pub use labels::Labels;
 pub use seen::{Seen, SourceStatus, UnmappedSeries};
 use serde::{Deserialize, Serialize};
 use series::{Counts, Due, Resolution, State, Target, Windows, Writing};
@@ -47,7 +49,7 @@ pub struct Sample {
 /// A series: its labels (sorted, `__name__` among them) and samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     pub samples: Vec<Sample>,
     /// Each sample is an increase over its own interval (OTLP delta sums), not a running total.
     pub delta: bool,
@@ -55,10 +57,7 @@ pub struct Series {
 
 impl Series {
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.labels.get(name)
     }
 }
 

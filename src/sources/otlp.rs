@@ -4,7 +4,7 @@
 //! each point's start, since each point is the increase over its own interval. Histograms and
 //! summaries carry no energy: their points are counted as unsupported.
 use super::protobuf::{encode, Fields, Value, WireError};
-use super::{Sample, Series};
+use super::{Labels, Sample, Series};
 use std::collections::BTreeMap;
 
 /// A decoded request.
@@ -34,7 +34,7 @@ struct Point {
 /// What the decoders collect: metrics' points grouped into series.
 #[derive(Default)]
 struct Collector {
-    series: BTreeMap<Vec<(String, String)>, Series>,
+    series: BTreeMap<Labels, Series>,
     unsupported_points: u64,
 }
 
@@ -43,7 +43,7 @@ impl Collector {
         let mut labels: BTreeMap<String, String> = resource.iter().cloned().collect();
         labels.extend(point.attributes);
         labels.insert("__name__".into(), name.to_owned());
-        let labels: Vec<(String, String)> = labels.into_iter().collect();
+        let labels = Labels::from_sorted(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let series = self.series.entry(labels.clone()).or_insert_with(|| Series {
             labels,
             samples: Vec::new(),

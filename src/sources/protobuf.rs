@@ -35,6 +35,11 @@ impl<'a> Fields<'a> {
         Self { data, at: 0, base }
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.at
+    }
+
     fn fail(&self, reason: &'static str) -> WireError {
         WireError {
             offset: self.base + self.at,

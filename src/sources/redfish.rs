@@ -5,7 +5,7 @@
 //! `redfish_power_consumed_watts`, `redfish_power_watts` or `redfish_energy_kwh_total`, labelled
 //! `job` (the BMC's name), `chassis`, `sensor` or `member_id`, and the BMC's `labels`.
 use super::pull::{env, spawn_puller, Sinks};
-use super::{Sample, Series};
+use super::{Labels, Sample, Series};
 use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::Value;
@@ -50,7 +50,7 @@ fn series(name: &str, labels: BTreeMap<String, String>, timestamp_ms: i64, value
     let mut labels = labels;
     labels.insert("__name__".into(), name.to_owned());
     Series {
-        labels: labels.into_iter().collect(),
+        labels: Labels::from_sorted(labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
         samples: vec![Sample {
             timestamp_ms,
             value,

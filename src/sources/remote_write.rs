@@ -5,8 +5,9 @@
 //! timeseries = 5}`, `TimeSeries{repeated uint32 labels_refs = 1; repeated Sample samples = 2}`,
 //! labels as (name, value) index pairs into `symbols`. Both: `Sample{double value = 1; int64
 //! timestamp = 2}` in milliseconds. Histograms, exemplars and metadata are skipped.
+use super::labels::Builder;
 use super::protobuf::{Fields, Value, WireError};
-use super::{Sample, Series};
+use super::{Labels, Sample, Series};
 
 /// The most a body may inflate to: a remote-write request is a few MB at most.
 pub const MAX_DECODED_BYTES: usize = 256 << 20;
@@ -62,7 +63,7 @@ fn inflate(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
 /// The series of an uncompressed 2.0 `Request`.
 pub fn decode_v2(raw: &[u8]) -> Result<Vec<Series>, DecodeError> {
     let mut request = Fields::new(raw);
-    let mut symbols: Vec<String> = Vec::new();
+    let mut symbols: Vec<&str> = Vec::new();
     let mut series_bytes = Vec::new();
     while let Some((number, value)) = request.next_field()? {
         match (number, value) {
@@ -96,16 +97,16 @@ pub fn decode_v2(raw: &[u8]) -> Result<Vec<Series>, DecodeError> {
             usize::try_from(r)
                 .ok()
                 .and_then(|i| symbols.get(i))
-                .cloned()
+                .copied()
                 .ok_or_else(|| {
                     DecodeError::Invalid(format!("labels_refs names symbol {r}, past the table"))
                 })
         };
-        let labels = refs
-            .chunks(2)
-            .map(|pair| Ok((symbol(pair[0])?, symbol(pair[1])?)))
-            .collect::<Result<Vec<_>, DecodeError>>()?;
-        out.push(series(labels, samples)?);
+        let mut labels = Builder::with_capacity(64);
+        for pair in refs.chunks(2) {
+            labels.push(symbol(pair[0])?, symbol(pair[1])?);
+        }
+        out.push(series(labels.finish(), samples)?);
     }
     Ok(out)
 }
@@ -132,15 +133,11 @@ fn sample(mut fields: Fields<'_>) -> Result<Sample, DecodeError> {
 }
 
 /// A series from its labels (which must name the metric) and samples.
-fn series(mut labels: Vec<(String, String)>, samples: Vec<Sample>) -> Result<Series, DecodeError> {
-    if !labels.iter().any(|(name, _)| name == "__name__") {
+fn series(labels: Labels, samples: Vec<Sample>) -> Result<Series, DecodeError> {
+    if labels.get("__name__").is_none() {
         return Err(DecodeError::Invalid(
             "a series has no __name__ label".into(),
         ));
-    }
-    // Senders send labels sorted (Prometheus does): sort only when they are not.
-    if !labels.is_sorted() {
-        labels.sort();
     }
     Ok(Series {
         labels,
@@ -161,20 +158,20 @@ pub fn decode_request(raw: &[u8]) -> Result<Vec<Series>, DecodeError> {
     Ok(series)
 }
 
-fn text(bytes: &[u8], what: &str) -> Result<String, DecodeError> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| DecodeError::Invalid(format!("{what} is not UTF-8")))
+fn text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid(format!("{what} is not UTF-8")))
 }
 
 fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
-    // Exporters' series carry a handful of labels and, per request, a sample or a few.
-    let mut labels = Vec::with_capacity(8);
+    // The labels' text is shorter than their encoding, which adds at least 4 bytes a label.
+    let mut labels = Builder::with_capacity(fields.remaining());
+    // Exporters' series carry, per request, a sample or a few.
     let mut samples = Vec::with_capacity(1);
     while let Some((number, value)) = fields.next_field()? {
         match (number, value) {
             (1, Value::Bytes(bytes)) => {
                 let mut label = fields.nested(bytes);
-                let (mut name, mut text_value) = (String::new(), String::new());
+                let (mut name, mut text_value) = ("", "");
                 while let Some((n, v)) = label.next_field()? {
                     match (n, v) {
                         (1, Value::Bytes(b)) => name = text(b, "a label name")?,
@@ -185,14 +182,14 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
                         _ => {}
                     }
                 }
-                labels.push((name, text_value));
+                labels.push(name, text_value);
             }
             (2, Value::Bytes(bytes)) => samples.push(sample(fields.nested(bytes))?),
             (1 | 2, _) => return Err(fields.wrong_type("labels and samples are messages").into()),
             _ => {}
         }
     }
-    series(labels, samples)
+    series(labels.finish(), samples)
 }
 
 #[cfg(test)]
@@ -248,10 +245,10 @@ mod tests {
         let expected = json["timeseries"].as_array().unwrap();
         assert_eq!(series.len(), expected.len());
         let first = &series[0];
-        assert!(first.labels.contains(&(
-            "__name__".into(),
-            "kepler_container_cpu_joules_total".into()
-        )));
+        assert_eq!(
+            first.label("__name__"),
+            Some("kepler_container_cpu_joules_total")
+        );
         assert_eq!(first.samples[0].timestamp_ms, 1_718_707_200_000);
         assert_eq!(first.samples[0].value, 48217.05);
         let samples: usize = series.iter().map(|s| s.samples.len()).sum();

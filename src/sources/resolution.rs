@@ -1,7 +1,7 @@
 //! Which mapping a series falls under, and where its energy goes: a workload of a customer, a
 //! functional unit, or a site meter, each checked against the registry and the key's sites.
 use super::interned::FastMap;
-use super::series::{write_series_key, Resolution, Target};
+use super::series::{Resolution, Target};
 use super::{IngestContext, Series};
 use crate::domain::mapping::{anchored, render, Mapping};
 use crate::domain::meter::MeterKind;
@@ -64,12 +64,11 @@ impl Cache {
             self.version = version;
         }
         let mut registered: Option<Registered> = None;
-        let mut key = String::new();
         series
             .iter()
             .map(|one| {
-                write_series_key(one, &mut key);
-                let cached = self.by_key.get(&key).filter(|_| cacheable).cloned();
+                let key = one.labels.key();
+                let cached = self.by_key.get(key).filter(|_| cacheable).cloned();
                 let resolution = cached.unwrap_or_else(|| {
                     let r = registered.get_or_insert_with(|| Registered::load(ctx.registry));
                     let resolution = match r.mappings.first_match(one) {
@@ -77,7 +76,7 @@ impl Cache {
                         None => Resolution::Unmapped,
                     };
                     if cacheable {
-                        self.by_key.insert(key.clone(), resolution.clone());
+                        self.by_key.insert(key.to_owned(), resolution.clone());
                     }
                     resolution
                 });
@@ -134,7 +133,7 @@ fn lookup(
     template: &str,
     series: &Series,
 ) -> Result<Id, &'static str> {
-    let rendered = render(template, &series.labels).map_err(|_| "missing_label")?;
+    let rendered = render(template, |name| series.label(name)).map_err(|_| "missing_label")?;
     let value = mapping
         .maps
         .get(field)

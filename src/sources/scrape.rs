@@ -3,6 +3,7 @@
 //! remote-write.
 use super::exposition::{self, Flavour};
 use super::pull::{env, spawn_puller, Sinks};
+use super::Labels;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -88,15 +89,12 @@ async fn scrape(
     let mut series =
         exposition::parse(&body, flavour, now_ms).map_err(|e| format!("{}: {e}", target.url))?;
     for one in &mut series {
-        let mut labels: BTreeMap<String, String> = one.labels.drain(..).collect();
-        labels
-            .entry("job".into())
-            .or_insert_with(|| target.name.clone());
-        labels
-            .entry("instance".into())
-            .or_insert_with(|| instance.clone());
-        labels.extend(target.labels.clone());
-        one.labels = labels.into_iter().collect();
+        let mut labels: BTreeMap<&str, &str> = one.labels.iter().collect();
+        labels.entry("job").or_insert(&target.name);
+        labels.entry("instance").or_insert(&instance);
+        labels.extend(target.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let merged = Labels::from_sorted(labels);
+        one.labels = merged;
     }
     Ok(series)
 }

@@ -1,7 +1,7 @@
 //! What each telemetry source has delivered and what no mapping took: the counters behind
 //! `GET /v1/telemetry/sources` and `/metrics`, and the bounded list behind
 //! `GET /v1/telemetry/unmapped`, so that nothing is dropped unseen.
-use super::series::{self, Counts};
+use super::series::Counts;
 use super::Series;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -73,20 +73,20 @@ impl Seen {
 
     pub(super) fn note_unmapped(&self, series: &Series, now: DateTime<Utc>) {
         let mut unmapped = self.unmapped.lock().unwrap_or_else(|p| p.into_inner());
-        let key = series::series_key(series);
-        if let Some(seen) = unmapped.get_mut(&key) {
+        let key = series.labels.key();
+        if let Some(seen) = unmapped.get_mut(key) {
             seen.samples += series.samples.len() as u64;
             seen.last_seen = now;
         } else if unmapped.len() < MAX_UNMAPPED_LISTED {
             unmapped.insert(
-                key,
+                key.to_owned(),
                 UnmappedSeries {
                     metric: series.label("__name__").unwrap_or_default().to_owned(),
                     labels: series
                         .labels
                         .iter()
-                        .filter(|(n, _)| n != "__name__")
-                        .cloned()
+                        .filter(|(n, _)| *n != "__name__")
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
                         .collect(),
                     samples: series.samples.len() as u64,
                     last_seen: now,

@@ -179,23 +179,6 @@ pub struct Replay {
     targets: FastMap<u32, Arc<Target>>,
 }
 
-/// The key a series' state is kept under: its labels, sorted, joined.
-pub fn series_key(series: &Series) -> String {
-    let mut key = String::new();
-    write_series_key(series, &mut key);
-    key
-}
-
-pub(super) fn write_series_key(series: &Series, key: &mut String) {
-    key.clear();
-    for (name, value) in &series.labels {
-        key.push_str(name);
-        key.push('\u{1f}');
-        key.push_str(value);
-        key.push('\u{1e}');
-    }
-}
-
 impl State {
     pub fn series(&self) -> usize {
         self.series.len()
@@ -547,7 +530,6 @@ impl State {
         counts: &mut Counts,
     ) -> Vec<(WindowAt, f64)> {
         let mut touched = FastSet::default();
-        let mut key = String::new();
         for (i, one) in series.iter().enumerate() {
             let n = one.samples.len() as u64;
             match resolve(i, one) {
@@ -568,9 +550,8 @@ impl State {
                         sorted = copy;
                         &sorted
                     };
-                    write_series_key(one, &mut key);
                     let route = Route {
-                        key: &key,
+                        key: one.labels.key(),
                         target: self.target_id(&target),
                         unit,
                         until_ms,
@@ -593,6 +574,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::Labels;
     use proptest::prelude::*;
 
     const W: Windows = Windows {
@@ -611,13 +593,8 @@ mod tests {
     }
 
     fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
-        labels.sort();
         Series {
-            labels,
+            labels: Labels::from_pairs(labels.iter().copied()),
             samples: samples
                 .iter()
                 .map(|&(timestamp_ms, value)| Sample {
@@ -631,8 +608,8 @@ mod tests {
     }
 
     fn by_workload(unit: Unit) -> impl Fn(usize, &Series) -> Resolution {
-        move |_, s: &Series| match s.labels.iter().find(|(n, _)| n == "container_name") {
-            Some((_, workload)) => Resolution::Mapped {
+        move |_, s: &Series| match s.label("container_name") {
+            Some(workload) => Resolution::Mapped {
                 target: Arc::new(target(workload)),
                 unit,
                 until_ms: None,

@@ -335,7 +335,7 @@ mod tests {
     use super::*;
     use crate::domain::mapping::Unit;
     use crate::sources::series::{Counts, Resolution, Target};
-    use crate::sources::{Sample, Series};
+    use crate::sources::{Labels, Sample, Series};
     use std::fs::OpenOptions;
 
     const W: Windows = Windows {
@@ -346,7 +346,7 @@ mod tests {
     /// One sample of one counter into `state`: the windows it changed, by name, and its delta.
     fn request(state: &mut State, t: i64, v: f64) -> (Vec<(String, i64, f64)>, Vec<u8>) {
         let series = Series {
-            labels: vec![("__name__".into(), "m".into())],
+            labels: Labels::from_pairs([("__name__", "m")]),
             samples: vec![Sample {
                 timestamp_ms: t,
                 value: v,

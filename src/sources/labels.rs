@@ -1,0 +1,156 @@
+//! A series' labels as one string, `name\u{1f}value\u{1e}` per label, sorted: the series' key as
+//! the state keeps it, built once by the decoder. A request of 2,000 series with 4 labels each
+//! had the decoder allocate 16,000 strings and the conversion join them twice more (for the
+//! resolution cache and the series state); now a series is one allocation and no joining.
+
+/// Ends a label's name.
+const NAME_END: char = '\u{1f}';
+/// Ends a label's value.
+const VALUE_END: char = '\u{1e}';
+
+/// Sorted labels, `__name__` among them. Separators inside a name or value (control
+/// characters no exporter sends) become U+FFFD, so that every label set has one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(String);
+
+impl Labels {
+    /// Labels in any order.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut pairs: Vec<_> = pairs.into_iter().collect();
+        pairs.sort_unstable();
+        Self::from_sorted(pairs)
+    }
+
+    /// Labels already sorted by name (a `BTreeMap`'s order).
+    pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut builder = Builder::with_capacity(64);
+        for (name, value) in pairs {
+            builder.push(name, value);
+        }
+        builder.finish()
+    }
+
+    /// The key the series' state is kept under.
+    pub fn key(&self) -> &str {
+        &self.0
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        // Every label has its name end: the builder writes both separators.
+        (self.0.split_terminator(VALUE_END)).filter_map(|label| label.split_once(NAME_END))
+    }
+}
+
+/// Labels as a decoder meets them: usually sorted (Prometheus sends them so), sorted at the end
+/// when not.
+pub struct Builder {
+    text: String,
+    sorted: bool,
+    last_name: std::ops::Range<usize>,
+}
+
+impl Builder {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            sorted: true,
+            last_name: 0..0,
+        }
+    }
+
+    pub fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        push_escaped(&mut self.text, name);
+        let name_at = start..self.text.len();
+        if self.sorted && start > 0 {
+            let previous = &self.text[self.last_name.clone()];
+            let current = &self.text[name_at.clone()];
+            self.sorted = previous < current;
+        }
+        self.last_name = name_at;
+        self.text.push(NAME_END);
+        push_escaped(&mut self.text, value);
+        self.text.push(VALUE_END);
+    }
+
+    pub fn finish(self) -> Labels {
+        let labels = Labels(self.text);
+        if self.sorted {
+            return labels;
+        }
+        let mut pairs: Vec<_> = labels.iter().collect();
+        pairs.sort_unstable();
+        let mut sorted = String::with_capacity(labels.0.len());
+        for (name, value) in pairs {
+            sorted.push_str(name);
+            sorted.push(NAME_END);
+            sorted.push_str(value);
+            sorted.push(VALUE_END);
+        }
+        Labels(sorted)
+    }
+}
+
+fn push_escaped(text: &mut String, part: &str) {
+    if part.contains([NAME_END, VALUE_END]) {
+        text.extend(part.chars().map(|c| match c {
+            NAME_END | VALUE_END => char::REPLACEMENT_CHARACTER,
+            c => c,
+        }));
+    } else {
+        text.push_str(part);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn labels_are_kept_sorted_and_read_back_by_name() {
+        let labels = Labels::from_pairs([("zone", "package"), ("__name__", "m"), ("pod", "a")]);
+        let pairs: Vec<_> = labels.iter().collect();
+        assert_eq!(
+            pairs,
+            [("__name__", "m"), ("pod", "a"), ("zone", "package")]
+        );
+        assert_eq!(labels.get("pod"), Some("a"));
+        assert_eq!(labels.get("node"), None);
+        assert_eq!(
+            labels.key(),
+            "__name__\u{1f}m\u{1e}pod\u{1f}a\u{1e}zone\u{1f}package\u{1e}"
+        );
+    }
+
+    #[test]
+    fn a_separator_inside_a_value_cannot_forge_another_label() {
+        let labels = Labels::from_pairs([("__name__", "m"), ("a", "x\u{1e}b\u{1f}y")]);
+        let pairs: Vec<_> = labels.iter().collect();
+        assert_eq!(pairs, [("__name__", "m"), ("a", "x\u{fffd}b\u{fffd}y")]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_order_gives_the_same_labels(
+            mut pairs in proptest::collection::btree_map("[a-z_]{1,6}", ".{0,8}", 0..8)
+                .prop_map(|m| m.into_iter().collect::<Vec<_>>()),
+            rotation in 0usize..8,
+        ) {
+            let sorted = Labels::from_sorted(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            if !pairs.is_empty() {
+                let by = rotation % pairs.len();
+                pairs.rotate_left(by);
+            }
+            let mut builder = Builder::with_capacity(0);
+            for (name, value) in &pairs {
+                builder.push(name, value);
+            }
+            prop_assert_eq!(builder.finish(), sorted);
+        }
+    }
+}
