@@ -280,9 +280,11 @@ impl Application {
             false => None,
         };
         background.add(Stage::Followers, follower.spawn());
+        let workers = crate::allocator::Workers::default();
         if settings.release_memory_s > 0 {
             let every = std::time::Duration::from_secs(settings.release_memory_s);
-            background.add(Stage::Followers, crate::allocator::spawn_releaser(every));
+            let releaser = crate::allocator::spawn_releaser(every, workers.clone());
+            background.add(Stage::Followers, releaser);
         }
         let warming = readings.clone();
         background.add(
@@ -421,6 +423,7 @@ impl Application {
         let port = listener.local_addr().map_err(bind_error)?.port();
         let max_body_bytes = settings.max_body_bytes;
         let server = HttpServer::new(move || {
+            workers.join_current();
             let (app, contract) = App::new()
                 .into_utoipa_app()
                 .openapi(ApiDoc::openapi())

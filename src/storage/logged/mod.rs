@@ -168,7 +168,7 @@ pub fn instants(name: &str, values: impl Iterator<Item = i64>) -> PolarsResult<C
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> PolarsResult<T> + Send + 'static,
 ) -> Result<T, LoggedTableError> {
-    tokio::task::spawn_blocking(work)
+    tokio::task::spawn_blocking(move || crate::allocator::released_after(work))
         .await
         .map_err(|e| LoggedTableError::Task(e.to_string()))?
         .map_err(LoggedTableError::from)
