@@ -101,6 +101,10 @@ pub struct Table {
     refresh_interval: Duration,
     /// Commits that lost every delta-rs retry to other writers and paused before another round.
     contended_commits: std::sync::atomic::AtomicU64,
+    /// The files of one version, listed once: every report lists the readings' and the rollups'
+    /// files, and delta-rs builds that list from the snapshot's add actions each time (0.4 ms
+    /// for 575 files, 0.05 ms to copy the list kept).
+    listed: std::sync::Mutex<Option<(u64, Arc<[TableFile]>)>>,
 }
 
 /// Commit attempts delta-rs makes before giving up; each failed attempt found the version taken.
@@ -178,6 +182,7 @@ impl Table {
             refreshed: std::sync::Mutex::new(Instant::now()),
             refresh_interval,
             contended_commits: std::sync::atomic::AtomicU64::new(0),
+            listed: std::sync::Mutex::new(None),
         })
     }
 
@@ -408,12 +413,19 @@ impl Table {
             }
             _ => &guard,
         };
+        let listed_version = table.version();
+        if let Some(at) = listed_version {
+            let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, files)) = listed.as_ref().filter(|(v, _)| *v == at) {
+                return Ok(files.to_vec());
+            }
+        }
         let views: Vec<_> = table
             .get_active_add_actions_by_partitions(&[])
             .try_collect()
             .await
             .map_err(self.delta_error())?;
-        Ok(views
+        let files: Vec<TableFile> = views
             .into_iter()
             .map(|view| TableFile {
                 path: view.path().to_string(),
@@ -426,7 +438,12 @@ impl Table {
                 size: view.size(),
                 rows: view.num_records(),
             })
-            .collect())
+            .collect();
+        if let Some(at) = listed_version {
+            *self.listed.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((at, files.clone().into()));
+        }
+        Ok(files)
     }
 }
 
