@@ -14,15 +14,8 @@ const VALUE_END: char = '\u{1e}';
 pub struct Labels(String);
 
 impl Labels {
-    /// Labels in any order.
+    /// Labels in any order; sorted ones (a `BTreeMap`'s order) are taken as they come.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut pairs: Vec<_> = pairs.into_iter().collect();
-        pairs.sort_unstable();
-        Self::from_sorted(pairs)
-    }
-
-    /// Labels already sorted by name (a `BTreeMap`'s order).
-    pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut builder = Builder::with_capacity(64);
         for (name, value) in pairs {
             builder.push(name, value);
@@ -141,7 +134,7 @@ mod tests {
                 .prop_map(|m| m.into_iter().collect::<Vec<_>>()),
             rotation in 0usize..8,
         ) {
-            let sorted = Labels::from_sorted(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let sorted = Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             if !pairs.is_empty() {
                 let by = rotation % pairs.len();
                 pairs.rotate_left(by);

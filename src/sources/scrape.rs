@@ -93,8 +93,7 @@ async fn scrape(
         labels.entry("job").or_insert(&target.name);
         labels.entry("instance").or_insert(&instance);
         labels.extend(target.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let merged = Labels::from_sorted(labels);
-        one.labels = merged;
+        one.labels = Labels::from_pairs(labels);
     }
     Ok(series)
 }
