@@ -54,6 +54,7 @@ pub struct Settings {
     pub decoded_cache_mb: usize,
     /// How often the allocator gives back the memory it holds free, in seconds (0: never). After
     /// a burst (a large flush, an export) its threads idle with what they freed still resident.
+    /// Blocking tasks give back their thread's as they end, whatever this says.
     pub release_memory_s: u64,
     /// Keep energy rollups (per site, customer, workload and five minutes) and answer reports
     /// from them wherever they serve; off, reports read every reading.
