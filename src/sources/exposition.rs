@@ -151,7 +151,7 @@ pub fn parse(body: &str, flavour: Flavour, scraped_ms: i64) -> Result<Vec<Series
     Ok(series
         .into_iter()
         .map(|(pairs, samples)| Series {
-            labels: Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+            labels: Labels::from_pairs(pairs),
             samples,
             delta: false,
         })

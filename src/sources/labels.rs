@@ -15,10 +15,10 @@ pub struct Labels(String);
 
 impl Labels {
     /// Labels in any order; sorted ones (a `BTreeMap`'s order) are taken as they come.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>) -> Self {
         let mut builder = Builder::with_capacity(64);
         for (name, value) in pairs {
-            builder.push(name, value);
+            builder.push(name.as_ref(), value.as_ref());
         }
         builder.finish()
     }
@@ -77,14 +77,7 @@ impl Builder {
         }
         let mut pairs: Vec<_> = labels.iter().collect();
         pairs.sort_unstable();
-        let mut sorted = String::with_capacity(labels.0.len());
-        for (name, value) in pairs {
-            sorted.push_str(name);
-            sorted.push(NAME_END);
-            sorted.push_str(value);
-            sorted.push(VALUE_END);
-        }
-        Labels(sorted)
+        Labels::from_pairs(pairs)
     }
 }
 
@@ -134,7 +127,7 @@ mod tests {
                 .prop_map(|m| m.into_iter().collect::<Vec<_>>()),
             rotation in 0usize..8,
         ) {
-            let sorted = Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let sorted = Labels::from_pairs(pairs.clone());
             if !pairs.is_empty() {
                 let by = rotation % pairs.len();
                 pairs.rotate_left(by);

@@ -43,7 +43,7 @@ impl Collector {
         let mut labels: BTreeMap<String, String> = resource.iter().cloned().collect();
         labels.extend(point.attributes);
         labels.insert("__name__".into(), name.to_owned());
-        let labels = Labels::from_pairs(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let labels = Labels::from_pairs(labels);
         let series = self.series.entry(labels.clone()).or_insert_with(|| Series {
             labels,
             samples: Vec::new(),

@@ -50,7 +50,7 @@ fn series(name: &str, labels: BTreeMap<String, String>, timestamp_ms: i64, value
     let mut labels = labels;
     labels.insert("__name__".into(), name.to_owned());
     Series {
-        labels: Labels::from_pairs(labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+        labels: Labels::from_pairs(labels),
         samples: vec![Sample {
             timestamp_ms,
             value,
