@@ -100,11 +100,11 @@ impl<K: Hash + Eq + Clone, V> Interned<K, V> {
     }
 
     /// Keeps the keys `keep` accepts and frees the others' numbers.
-    pub fn retain(&mut self, mut keep: impl FnMut(u32, &V) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(u32, &mut V) -> bool) {
         for (id, slot) in self.slots.iter_mut().enumerate() {
             let Some(live) = slot else { continue };
             let id = id as u32;
-            if !keep(id, &live.value) {
+            if !keep(id, &mut live.value) {
                 self.ids.remove(&live.key);
                 *slot = None;
                 self.free.push(id);

@@ -18,9 +18,10 @@ impl Labels {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>) -> Self {
         let mut builder = Builder::with_capacity(64);
         for (name, value) in pairs {
-            builder.push(name.as_ref(), value.as_ref());
+            builder.push(name.as_ref().as_bytes(), value.as_ref().as_bytes());
         }
-        builder.finish()
+        // Text pushed as `str` is UTF-8, so there always are labels.
+        builder.finish().unwrap_or_default()
     }
 
     /// The key the series' state is kept under.
@@ -38,24 +39,26 @@ impl Labels {
     }
 }
 
-/// Labels as a decoder meets them: usually sorted (Prometheus sends them so), sorted at the end
-/// when not.
+/// Labels as a decoder meets them, as bytes (checked for UTF-8 once, at the end, rather than
+/// label by label): usually sorted (Prometheus sends them so), sorted at the end when not.
 pub struct Builder {
-    text: String,
+    text: Vec<u8>,
     sorted: bool,
     last_name: std::ops::Range<usize>,
+    named: bool,
 }
 
 impl Builder {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
-            text: String::with_capacity(bytes),
+            text: Vec::with_capacity(bytes),
             sorted: true,
             last_name: 0..0,
+            named: false,
         }
     }
 
-    pub fn push(&mut self, name: &str, value: &str) {
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
         let start = self.text.len();
         push_escaped(&mut self.text, name);
         let name_at = start..self.text.len();
@@ -64,31 +67,46 @@ impl Builder {
             let current = &self.text[name_at.clone()];
             self.sorted = previous < current;
         }
+        self.named |= name == b"__name__";
         self.last_name = name_at;
-        self.text.push(NAME_END);
+        self.text.push(NAME_END as u8);
         push_escaped(&mut self.text, value);
-        self.text.push(VALUE_END);
+        self.text.push(VALUE_END as u8);
     }
 
-    pub fn finish(self) -> Labels {
-        let labels = Labels(self.text);
+    /// Whether a `__name__` label was pushed.
+    pub fn names_metric(&self) -> bool {
+        self.named
+    }
+
+    /// The labels; `None` when a name or value was not UTF-8.
+    pub fn finish(self) -> Option<Labels> {
+        let labels = Labels(String::from_utf8(self.text).ok()?);
         if self.sorted {
-            return labels;
+            return Some(labels);
         }
         let mut pairs: Vec<_> = labels.iter().collect();
         pairs.sort_unstable();
-        Labels::from_pairs(pairs)
+        Some(Labels::from_pairs(pairs))
     }
 }
 
-fn push_escaped(text: &mut String, part: &str) {
-    if part.contains([NAME_END, VALUE_END]) {
-        text.extend(part.chars().map(|c| match c {
-            NAME_END | VALUE_END => char::REPLACEMENT_CHARACTER,
-            c => c,
-        }));
+/// Appends a name or value with its separators replaced (each byte of theirs is a whole UTF-8
+/// character, so the rest stays as valid or invalid as it came).
+fn push_escaped(text: &mut Vec<u8>, part: &[u8]) {
+    let separator = |b: &u8| *b == NAME_END as u8 || *b == VALUE_END as u8;
+    if part.iter().any(separator) {
+        for b in part {
+            if separator(b) {
+                let mut utf8 = [0; 4];
+                let replacement = char::REPLACEMENT_CHARACTER.encode_utf8(&mut utf8);
+                text.extend_from_slice(replacement.as_bytes());
+            } else {
+                text.push(*b);
+            }
+        }
     } else {
-        text.push_str(part);
+        text.extend_from_slice(part);
     }
 }
 
@@ -120,6 +138,15 @@ mod tests {
         assert_eq!(pairs, [("__name__", "m"), ("a", "x\u{fffd}b\u{fffd}y")]);
     }
 
+    #[test]
+    fn bytes_that_are_not_utf8_give_no_labels() {
+        let mut builder = Builder::with_capacity(0);
+        builder.push(b"__name__", b"m");
+        assert!(builder.names_metric());
+        builder.push(b"a", &[0xff, b'x']);
+        assert_eq!(builder.finish(), None);
+    }
+
     proptest! {
         #[test]
         fn any_order_gives_the_same_labels(
@@ -134,9 +161,9 @@ mod tests {
             }
             let mut builder = Builder::with_capacity(0);
             for (name, value) in &pairs {
-                builder.push(name, value);
+                builder.push(name.as_bytes(), value.as_bytes());
             }
-            prop_assert_eq!(builder.finish(), sorted);
+            prop_assert_eq!(builder.finish(), Some(sorted));
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod exposition;
 pub mod feeds;
 mod interned;
 pub mod labels;
+mod open_windows;
 pub mod otlp;
 pub mod protobuf;
 pub mod pull;

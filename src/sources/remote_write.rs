@@ -7,7 +7,7 @@
 //! timestamp = 2}` in milliseconds. Histograms, exemplars and metadata are skipped.
 use super::labels::Builder;
 use super::protobuf::{Fields, Value, WireError};
-use super::{Labels, Sample, Series};
+use super::{Sample, Series};
 
 /// The most a body may inflate to: a remote-write request is a few MB at most.
 pub const MAX_DECODED_BYTES: usize = 256 << 20;
@@ -104,9 +104,9 @@ pub fn decode_v2(raw: &[u8]) -> Result<Vec<Series>, DecodeError> {
         };
         let mut labels = Builder::with_capacity(64);
         for pair in refs.chunks(2) {
-            labels.push(symbol(pair[0])?, symbol(pair[1])?);
+            labels.push(symbol(pair[0])?.as_bytes(), symbol(pair[1])?.as_bytes());
         }
-        out.push(series(labels.finish(), samples)?);
+        out.push(series(labels, samples)?);
     }
     Ok(out)
 }
@@ -133,12 +133,15 @@ fn sample(mut fields: Fields<'_>) -> Result<Sample, DecodeError> {
 }
 
 /// A series from its labels (which must name the metric) and samples.
-fn series(labels: Labels, samples: Vec<Sample>) -> Result<Series, DecodeError> {
-    if labels.get("__name__").is_none() {
+fn series(labels: Builder, samples: Vec<Sample>) -> Result<Series, DecodeError> {
+    if !labels.names_metric() {
         return Err(DecodeError::Invalid(
             "a series has no __name__ label".into(),
         ));
     }
+    let labels = labels
+        .finish()
+        .ok_or_else(|| DecodeError::Invalid("a label name or value is not UTF-8".into()))?;
     Ok(Series {
         labels,
         samples,
@@ -171,11 +174,11 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
         match (number, value) {
             (1, Value::Bytes(bytes)) => {
                 let mut label = fields.nested(bytes);
-                let (mut name, mut text_value) = ("", "");
+                let (mut name, mut text_value): (&[u8], &[u8]) = (b"", b"");
                 while let Some((n, v)) = label.next_field()? {
                     match (n, v) {
-                        (1, Value::Bytes(b)) => name = text(b, "a label name")?,
-                        (2, Value::Bytes(b)) => text_value = text(b, "a label value")?,
+                        (1, Value::Bytes(b)) => name = b,
+                        (2, Value::Bytes(b)) => text_value = b,
                         (1 | 2, _) => {
                             return Err(label.wrong_type("a label is two strings").into())
                         }
@@ -189,7 +192,7 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
             _ => {}
         }
     }
-    series(labels.finish(), samples)
+    series(labels, samples)
 }
 
 #[cfg(test)]
@@ -277,6 +280,24 @@ mod tests {
             snap::raw::Encoder::new().compress_vec(&request).unwrap()
         };
         assert!(matches!(decode(&nameless), Err(DecodeError::Invalid(_))));
+        let not_utf8 = {
+            let mut series = Vec::new();
+            for (name, value) in [(&b"__name__"[..], &b"m"[..]), (b"job", &[0xc3, 0x28])] {
+                let mut label = Vec::new();
+                encode::bytes(&mut label, 1, name);
+                encode::bytes(&mut label, 2, value);
+                encode::bytes(&mut series, 1, &label);
+            }
+            let mut request = Vec::new();
+            encode::bytes(&mut request, 1, &series);
+            snap::raw::Encoder::new().compress_vec(&request).unwrap()
+        };
+        assert_eq!(
+            decode(&not_utf8),
+            Err(DecodeError::Invalid(
+                "a label name or value is not UTF-8".into()
+            ))
+        );
     }
 
     proptest! {

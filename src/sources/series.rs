@@ -5,6 +5,7 @@
 //! are summed in them, and each window is one reading whose identity is the window: sending its
 //! complete sum again replaces it, so a retried batch never counts twice.
 use super::interned::{FastMap, Interned};
+use super::open_windows::OpenWindows;
 use super::{Sample, Series};
 use crate::domain::mapping::Unit;
 use serde::{Deserialize, Serialize};
@@ -55,10 +56,8 @@ pub type WindowAt = (u32, i64);
 struct Progress {
     /// The newest sample any of the target's series brought.
     newest_ms: i64,
-    /// The windows changed since their reading was last written: (start, when it first changed
-    /// on the writer's clock; `i64::MIN` for windows replayed after a restart, which are written
-    /// at the first chance).
-    unwritten: Vec<(i64, i64)>,
+    /// Joules so far per open window, and which wait for their reading.
+    windows: OpenWindows,
     /// The source whose sample changed the target last (the caller's number for it).
     source: u16,
 }
@@ -140,10 +139,9 @@ impl Counts {
 pub struct State {
     /// Series key (its sorted labels) -> last (timestamp ms, value in the series' unit).
     series: Interned<String, (i64, f64)>,
-    /// Targets (shared with the resolutions that name them) and how far their data has come.
+    /// Targets (shared with the resolutions that name them), how far their data has come and
+    /// their open windows.
     targets: Interned<Arc<Target>, Progress>,
-    /// Joules so far per open window.
-    windows: FastMap<WindowAt, f64>,
     newest_ms: i64,
     /// Series changed since the last `delta`.
     dirty: FastSet<u32>,
@@ -249,9 +247,12 @@ impl State {
                 .map(|(id, _, &(t, v))| (id, t, v))
                 .collect(),
             windows: self
-                .windows
+                .targets
                 .iter()
-                .map(|(&(target, start), &joules)| (target, start, joules))
+                .flat_map(|(id, _, progress)| {
+                    let windows = progress.windows.iter();
+                    windows.map(move |(start, joules)| (id, start, joules))
+                })
                 .collect(),
         }
     }
@@ -278,10 +279,8 @@ impl State {
     /// (the same sum under the same identity replaces itself).
     pub fn set_window(&mut self, target: &Arc<Target>, start_ms: i64, joules: f64) {
         let id = self.target_id(target);
-        self.windows.insert((id, start_ms), joules);
         if let Some(progress) = self.targets.value_mut(id) {
-            progress.unwritten.retain(|&(start, _)| start != start_ms);
-            progress.unwritten.push((start_ms, i64::MIN));
+            progress.windows.replayed(start_ms, joules);
         }
     }
 
@@ -296,11 +295,8 @@ impl State {
         windows: Windows,
     ) -> Vec<Due> {
         for (target, start) in self.fresh.drain(..) {
-            let Some(progress) = self.targets.value_mut(target) else {
-                continue;
-            };
-            if !progress.unwritten.iter().any(|&(s, _)| s == start) {
-                progress.unwritten.push((start, now_ms));
+            if let Some(progress) = self.targets.value_mut(target) {
+                progress.windows.changed(start, now_ms);
             }
         }
         let mut due = Vec::new();
@@ -310,12 +306,12 @@ impl State {
             };
             progress.source = source;
             let reached = progress.newest_ms;
-            progress.unwritten.retain(|&(start, _)| {
+            progress.windows.written_if(|start, _| {
                 let complete = writing == Writing::AtOnce || start + windows.window_ms <= reached;
                 if complete {
                     due.push((target, start));
                 }
-                !complete
+                complete
             });
         }
         self.summed(due)
@@ -327,12 +323,12 @@ impl State {
         let mut due = Vec::new();
         let waited = now_ms.saturating_sub(after_ms);
         for (target, progress) in self.targets.values_mut() {
-            progress.unwritten.retain(|&(start, since)| {
+            progress.windows.written_if(|start, since| {
                 let quiet = since <= waited;
                 if quiet {
                     due.push((target, start));
                 }
-                !quiet
+                quiet
             });
         }
         self.summed(due)
@@ -342,8 +338,8 @@ impl State {
         due.sort_unstable();
         due.into_iter()
             .filter_map(|at| {
-                let source = self.targets.value(at.0)?.source;
-                Some((at, *self.windows.get(&at)?, source))
+                let progress = self.targets.value(at.0)?;
+                Some((at, progress.windows.joules(at.1)?, progress.source))
             })
             .collect()
     }
@@ -382,15 +378,19 @@ impl State {
         (from_ms, to_ms): (i64, i64),
         joules: f64,
         windows: Windows,
-        touched: &mut FastSet<WindowAt>,
+        touched: &mut Vec<WindowAt>,
     ) {
+        let Some(progress) = self.targets.value_mut(target) else {
+            return;
+        };
         let span = (to_ms - from_ms) as f64;
         let mut start = from_ms.div_euclid(windows.window_ms) * windows.window_ms;
         while start < to_ms {
             let end = start + windows.window_ms;
             let overlap = (end.min(to_ms) - start.max(from_ms)) as f64;
-            *self.windows.entry((target, start)).or_default() += joules * overlap / span;
-            touched.insert((target, start));
+            if progress.windows.add(start, joules * overlap / span) {
+                touched.push((target, start));
+            }
             start = end;
         }
     }
@@ -401,7 +401,7 @@ impl State {
         samples: &[Sample],
         windows: Windows,
         counts: &mut Counts,
-        touched: &mut FastSet<WindowAt>,
+        touched: &mut Vec<WindowAt>,
     ) {
         let Route {
             key,
@@ -508,15 +508,11 @@ impl State {
         let series_horizon = self.newest_ms - windows.max_gap_ms;
         self.series.retain(|_, (t, _)| *t >= series_horizon);
         let window_horizon = series_horizon - windows.window_ms;
-        let targets = &self.targets;
-        self.windows.retain(|&(target, start), _| {
-            start + windows.window_ms > window_horizon
-                || targets
-                    .value(target)
-                    .is_some_and(|p| p.unwritten.iter().any(|&(s, _)| s == start))
+        // A target whose windows are all gone goes with them.
+        self.targets.retain(|_, progress| {
+            let reachable = |start| start + windows.window_ms > window_horizon;
+            progress.windows.prune(reachable)
         });
-        let live: FastSet<u32> = self.windows.keys().map(|&(target, _)| target).collect();
-        self.targets.retain(|id, _| live.contains(&id));
     }
 
     /// Takes a request's series in; returns each window it changed with its whole sum, in joules,
@@ -529,7 +525,7 @@ impl State {
         windows: Windows,
         counts: &mut Counts,
     ) -> Vec<(WindowAt, f64)> {
-        let mut touched = FastSet::default();
+        let mut touched = Vec::new();
         for (i, one) in series.iter().enumerate() {
             let n = one.samples.len() as u64;
             match resolve(i, one) {
@@ -561,11 +557,11 @@ impl State {
                 }
             }
         }
-        let mut changed: Vec<(WindowAt, f64)> = touched
+        touched.sort_unstable();
+        let changed: Vec<(WindowAt, f64)> = touched
             .into_iter()
-            .map(|at| (at, self.windows[&at]))
+            .filter_map(|at| Some((at, self.targets.value_mut(at.0)?.windows.untouch(at.1)?)))
             .collect();
-        changed.sort_unstable_by_key(|&(at, _)| at);
         self.fresh.extend(changed.iter().map(|&(at, _)| at));
         changed
     }
