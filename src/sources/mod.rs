@@ -166,12 +166,13 @@ async fn prepare<'a>(
     Ok((table, prepared))
 }
 
-/// The series state with the count of changes converted from it, and the bytes they add to the
-/// log since the last snapshot.
+/// The series state with the count of changes converted from it, the bytes they add to the
+/// log since the last snapshot, and the resolutions of the series it has not kept.
 struct Converter {
     state: State,
     converted: u64,
     log_bytes: u64,
+    resolutions: resolution::Cache,
 }
 
 /// A converted request's state change on its way to the log: the change, or (when the log is due
@@ -190,7 +191,6 @@ pub struct Telemetry {
     turns: std::sync::Arc<Turns>,
     /// The order in which converted requests put their readings in the tables' logs.
     submit_turns: std::sync::Arc<Turns>,
-    resolutions: std::sync::Mutex<resolution::Cache>,
     /// Times how long windows wait for a later sample.
     started: std::time::Instant,
     /// What each source delivered, and the series no mapping took.
@@ -207,10 +207,10 @@ impl Telemetry {
                 state,
                 converted: 0,
                 log_bytes: 0,
+                resolutions: Default::default(),
             }),
             turns: Default::default(),
             submit_turns: Default::default(),
-            resolutions: Default::default(),
             started: std::time::Instant::now(),
             seen: Seen::default(),
         })
@@ -241,17 +241,22 @@ impl Telemetry {
             }
             newest = newest.max(one.samples.iter().map(|s| s.timestamp_ms).max());
         }
-        let mut resolutions = self
-            .resolutions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .resolve_all(&series, &ctx, |one| self.seen.note_unmapped(one, ctx.now));
         let number = self.seen.number(source);
         let mut converter = self.converter().await?;
         let windows = self.settings.windows();
-        let take =
-            |i: usize, _: &Series| std::mem::replace(&mut resolutions[i], Resolution::Unmapped);
-        let changed = converter.state.convert(&series, take, windows, &mut counts);
+        let Converter {
+            state, resolutions, ..
+        } = &mut *converter;
+        let mut resolver = resolutions.resolver(&ctx);
+        let reuse = resolver.reusable();
+        let resolve = |one: &Series| {
+            let resolution = resolver.resolve(one);
+            if resolution == Resolution::Unmapped {
+                self.seen.note_unmapped(one, ctx.now);
+            }
+            resolution
+        };
+        let changed = state.convert(&series, reuse, resolve, windows, &mut counts);
         let due = converter
             .state
             .due(self.settings.writing(), self.clock_ms(), number, windows);

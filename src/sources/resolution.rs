@@ -13,6 +13,8 @@ use std::sync::Arc;
 /// Resolutions by series key, for one registry version: a series sends again and again, and
 /// matching, rendering templates and checking ids for it each time was a fifth of a request.
 /// Only keys that may write every site use it (a narrower key's resolution also depends on the key).
+/// The series state keeps its mapped series' resolutions too (see `series::State::convert`): this
+/// cache answers for the others, and for series the state has not seen under this version.
 #[derive(Default)]
 pub(super) struct Cache {
     version: u64,
@@ -48,14 +50,8 @@ impl Registered {
 }
 
 impl Cache {
-    /// Each series' resolution; `unmapped` sees every series no mapping matched.
-    pub(super) fn resolve_all(
-        &mut self,
-        series: &[Series],
-        ctx: &IngestContext<'_>,
-        mut unmapped: impl FnMut(&Series),
-    ) -> Vec<Resolution> {
-        let cacheable = ctx.grant.may_write_every_site();
+    /// Resolves the series of one request, made with `ctx`.
+    pub(super) fn resolver<'c, 'x>(&'c mut self, ctx: &'c IngestContext<'x>) -> Resolver<'c, 'x> {
         // The version is read before the registry: a change landing in between is cached under
         // the older version, which the next request sees as stale.
         let version = ctx.registry.version();
@@ -63,29 +59,48 @@ impl Cache {
             self.by_key.clear();
             self.version = version;
         }
-        let mut registered: Option<Registered> = None;
-        series
-            .iter()
-            .map(|one| {
-                let key = one.labels.key();
-                let cached = self.by_key.get(key).filter(|_| cacheable).cloned();
-                let resolution = cached.unwrap_or_else(|| {
-                    let r = registered.get_or_insert_with(|| Registered::load(ctx.registry));
-                    let resolution = match r.mappings.first_match(one) {
-                        Some(mapping) => resolve(mapping, one, ctx, &r.sites, &r.customers),
-                        None => Resolution::Unmapped,
-                    };
-                    if cacheable {
-                        self.by_key.insert(key.to_owned(), resolution.clone());
-                    }
-                    resolution
-                });
-                if resolution == Resolution::Unmapped {
-                    unmapped(one);
-                }
-                resolution
-            })
-            .collect()
+        Resolver {
+            cache: self,
+            ctx,
+            registered: None,
+            cacheable: ctx.grant.may_write_every_site(),
+        }
+    }
+}
+
+/// One request's resolutions: from the cache, or from the registry (read once, on the first miss).
+pub(super) struct Resolver<'c, 'x> {
+    cache: &'c mut Cache,
+    ctx: &'c IngestContext<'x>,
+    registered: Option<Registered>,
+    cacheable: bool,
+}
+
+impl Resolver<'_, '_> {
+    /// The registry version whose resolutions this request may reuse; none for a key that may
+    /// write only some sites (its resolutions depend on the key).
+    pub(super) fn reusable(&self) -> Option<u64> {
+        self.cacheable.then_some(self.cache.version)
+    }
+
+    pub(super) fn resolve(&mut self, one: &Series) -> Resolution {
+        let key = one.labels.key();
+        let cached = self.cache.by_key.get(key).filter(|_| self.cacheable);
+        if let Some(resolution) = cached {
+            return resolution.clone();
+        }
+        let ctx = self.ctx;
+        let r = self
+            .registered
+            .get_or_insert_with(|| Registered::load(ctx.registry));
+        let resolution = match r.mappings.first_match(one) {
+            Some(mapping) => resolve(mapping, one, ctx, &r.sites, &r.customers),
+            None => Resolution::Unmapped,
+        };
+        if self.cacheable {
+            self.cache.by_key.insert(key.to_owned(), resolution.clone());
+        }
+        resolution
     }
 }
 

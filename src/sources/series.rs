@@ -98,6 +98,26 @@ struct Route<'a> {
     delta: bool,
 }
 
+/// A series' last sample (timestamp ms, value in the series' unit), and where its samples went.
+#[derive(Debug, Clone)]
+struct Tracked {
+    last: (i64, f64),
+    routed: Option<Routed>,
+}
+
+/// A mapped series' resolution, kept with its state for the registry version it was made under,
+/// so that a request finds a series' state and its target with one lookup of its key.
+#[derive(Debug, Clone)]
+struct Routed {
+    version: u64,
+    /// The target as the state holds it: `target_id` is its number while the state holds this
+    /// very target (pruning frees numbers for reuse).
+    target: Arc<Target>,
+    target_id: u32,
+    unit: Unit,
+    until_ms: Option<i64>,
+}
+
 /// What happened to the samples of one request (or, summed, of a source).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
@@ -137,8 +157,8 @@ impl Counts {
 /// log names each key once per log file and a number after that.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    /// Series key (its sorted labels) -> last (timestamp ms, value in the series' unit).
-    series: Interned<String, (i64, f64)>,
+    /// Series key (its sorted labels) -> its last sample and resolution.
+    series: Interned<String, Tracked>,
     /// Targets (shared with the resolutions that name them), how far their data has come and
     /// their open windows.
     targets: Interned<Arc<Target>, Progress>,
@@ -205,7 +225,7 @@ impl State {
         // Keys are copied only when this log has not named them yet: after the first request of
         // a log, a series or window costs no string copy here.
         for id in dirty {
-            let Some(&(t, v)) = self.series.value(id) else {
+            let Some(&Tracked { last: (t, v), .. }) = self.series.value(id) else {
                 continue;
             };
             if self.series.log_in(id, self.generation) {
@@ -244,7 +264,7 @@ impl State {
             series: self
                 .series
                 .iter()
-                .map(|(id, _, &(t, v))| (id, t, v))
+                .map(|(id, _, tracked)| (id, tracked.last.0, tracked.last.1))
                 .collect(),
             windows: self
                 .targets
@@ -260,9 +280,10 @@ impl State {
     /// Sets a series' last sample, by key.
     pub fn set_series(&mut self, key: &str, last: (i64, f64)) {
         match self.series.id(key).and_then(|id| self.series.value_mut(id)) {
-            Some(value) => *value = last,
+            Some(tracked) => tracked.last = last,
             None => {
-                self.series.insert(key.to_owned(), last);
+                let routed = None;
+                self.series.insert(key.to_owned(), Tracked { last, routed });
             }
         }
     }
@@ -395,14 +416,16 @@ impl State {
         }
     }
 
+    /// Takes a series' samples (`id` is its number, if it has state); returns its number once it
+    /// has state.
     fn take(
         &mut self,
-        route: &Route<'_>,
+        (route, mut id): (&Route<'_>, Option<u32>),
         samples: &[Sample],
         windows: Windows,
         counts: &mut Counts,
         touched: &mut Vec<WindowAt>,
-    ) {
+    ) -> Option<u32> {
         let Route {
             key,
             target,
@@ -410,7 +433,6 @@ impl State {
             until_ms,
             delta,
         } = *route;
-        let mut id = self.series.id(key);
         let mut reached = None;
         for sample in samples {
             let (t, v) = (sample.timestamp_ms, sample.value);
@@ -430,7 +452,7 @@ impl State {
                 counts.ignore("retired", 1);
                 continue;
             }
-            let previous = id.and_then(|id| self.series.value(id).copied());
+            let previous = id.and_then(|id| Some(self.series.value(id)?.last));
             match previous {
                 Some((last_t, _)) if t == last_t => {
                     counts.ignore("duplicate", 1);
@@ -444,11 +466,17 @@ impl State {
             }
             counts.samples_accepted += 1;
             let live = match id.and_then(|live| Some((live, self.series.value_mut(live)?))) {
-                Some((live, last)) => {
-                    *last = (t, v);
+                Some((live, tracked)) => {
+                    tracked.last = (t, v);
                     live
                 }
-                None => *id.insert(self.series.insert(key.to_owned(), (t, v))),
+                None => {
+                    let tracked = Tracked {
+                        last: (t, v),
+                        routed: None,
+                    };
+                    *id.insert(self.series.insert(key.to_owned(), tracked))
+                }
             };
             self.dirty.insert(live);
             self.newest_ms = self.newest_ms.max(t);
@@ -494,6 +522,7 @@ impl State {
             }
             self.advanced.insert(target);
         }
+        id
     }
 
     /// Forgets series silent for longer than a gap (their next sample starts afresh), windows no
@@ -506,7 +535,8 @@ impl State {
         }
         self.pruned_at_ms = self.newest_ms;
         let series_horizon = self.newest_ms - windows.max_gap_ms;
-        self.series.retain(|_, (t, _)| *t >= series_horizon);
+        self.series
+            .retain(|_, tracked| tracked.last.0 >= series_horizon);
         let window_horizon = series_horizon - windows.window_ms;
         // A target whose windows are all gone goes with them.
         self.targets.retain(|_, progress| {
@@ -517,44 +547,61 @@ impl State {
 
     /// Takes a request's series in; returns each window it changed with its whole sum, in joules,
     /// in window order (targets by number): what the log must hold. Which readings to write then
-    /// is `due`'s answer. `resolve` is given each series with its index.
+    /// is `due`'s answer. A series is resolved by `resolve` unless the state kept its resolution
+    /// under `reuse`, the registry version whose resolutions the request may reuse.
     pub fn convert(
         &mut self,
         series: &[Series],
-        mut resolve: impl FnMut(usize, &Series) -> Resolution,
+        reuse: Option<u64>,
+        mut resolve: impl FnMut(&Series) -> Resolution,
         windows: Windows,
         counts: &mut Counts,
     ) -> Vec<(WindowAt, f64)> {
         let mut touched = Vec::new();
-        for (i, one) in series.iter().enumerate() {
-            let n = one.samples.len() as u64;
-            match resolve(i, one) {
-                Resolution::Unmapped => counts.samples_unmapped += n,
-                Resolution::Refused(reason) => counts.ignore(reason, n),
-                Resolution::Mapped {
-                    target,
-                    unit,
-                    until_ms,
-                } => {
-                    // Senders send a series' samples in time order: sort only when they are not.
-                    let sorted;
-                    let samples = if one.samples.is_sorted_by_key(|s| s.timestamp_ms) {
-                        &one.samples
-                    } else {
-                        let mut copy = one.samples.clone();
-                        copy.sort_by_key(|s| s.timestamp_ms);
-                        sorted = copy;
-                        &sorted
-                    };
-                    let route = Route {
-                        key: one.labels.key(),
-                        target: self.target_id(&target),
+        for one in series {
+            let key = one.labels.key();
+            let id = self.series.id(key);
+            let kept = id
+                .zip(reuse)
+                .and_then(|(id, version)| self.routed(id, version));
+            let (target, unit, until_ms) = match kept {
+                Some(kept) => kept,
+                None => match resolve(one) {
+                    Resolution::Mapped {
+                        target,
                         unit,
                         until_ms,
-                        delta: one.delta,
-                    };
-                    self.take(&route, samples, windows, counts, &mut touched);
-                }
+                    } => (self.target_id(&target), unit, until_ms),
+                    Resolution::Unmapped => {
+                        counts.samples_unmapped += one.samples.len() as u64;
+                        continue;
+                    }
+                    Resolution::Refused(reason) => {
+                        counts.ignore(reason, one.samples.len() as u64);
+                        continue;
+                    }
+                },
+            };
+            // Senders send a series' samples in time order: sort only when they are not.
+            let sorted;
+            let samples = if one.samples.is_sorted_by_key(|s| s.timestamp_ms) {
+                &one.samples
+            } else {
+                let mut copy = one.samples.clone();
+                copy.sort_by_key(|s| s.timestamp_ms);
+                sorted = copy;
+                &sorted
+            };
+            let route = Route {
+                key,
+                target,
+                unit,
+                until_ms,
+                delta: one.delta,
+            };
+            let id = self.take((&route, id), samples, windows, counts, &mut touched);
+            if let (None, Some(version), Some(id)) = (kept, reuse, id) {
+                self.keep_route(id, version, &route);
             }
         }
         touched.sort_unstable();
@@ -564,6 +611,33 @@ impl State {
             .collect();
         self.fresh.extend(changed.iter().map(|&(at, _)| at));
         changed
+    }
+
+    /// The series' kept resolution under `version`: (target number, unit, retirement), while the
+    /// state still holds that target.
+    fn routed(&self, id: u32, version: u64) -> Option<(u32, Unit, Option<i64>)> {
+        let routed = self.series.value(id)?.routed.as_ref()?;
+        let held = self.targets.key(routed.target_id)?;
+        (routed.version == version && Arc::ptr_eq(held, &routed.target)).then_some((
+            routed.target_id,
+            routed.unit,
+            routed.until_ms,
+        ))
+    }
+
+    fn keep_route(&mut self, id: u32, version: u64, route: &Route<'_>) {
+        let Some(target) = self.targets.key(route.target).cloned() else {
+            return;
+        };
+        if let Some(tracked) = self.series.value_mut(id) {
+            tracked.routed = Some(Routed {
+                version,
+                target,
+                target_id: route.target,
+                unit: route.unit,
+                until_ms: route.until_ms,
+            });
+        }
     }
 }
 
@@ -577,6 +651,8 @@ mod tests {
         window_ms: 60_000,
         max_gap_ms: 600_000,
     };
+    /// The registry version whose resolutions the state may keep and reuse.
+    const KEPT: Option<u64> = Some(1);
 
     fn target(workload: &str) -> Target {
         Target {
@@ -603,8 +679,8 @@ mod tests {
         }
     }
 
-    fn by_workload(unit: Unit) -> impl Fn(usize, &Series) -> Resolution {
-        move |_, s: &Series| match s.label("container_name") {
+    fn by_workload(unit: Unit) -> impl Fn(&Series) -> Resolution {
+        move |s: &Series| match s.label("container_name") {
             Some(workload) => Resolution::Mapped {
                 target: Arc::new(target(workload)),
                 unit,
@@ -647,6 +723,7 @@ mod tests {
                 &[("container_name", "api")],
                 &[(30_000, 100.0), (90_000, 1_300.0)],
             )],
+            KEPT,
             by_workload(Unit::JoulesTotal),
             W,
             &mut counts,
@@ -670,7 +747,7 @@ mod tests {
         sent: &[Series],
     ) -> Vec<(String, i64, f64)> {
         let mut counts = Counts::default();
-        state.convert(sent, by_workload(Unit::JoulesTotal), W, &mut counts);
+        state.convert(sent, KEPT, by_workload(Unit::JoulesTotal), W, &mut counts);
         let due = state.due(writing, now_ms, 0, W);
         named(state, &due)
     }
@@ -725,7 +802,13 @@ mod tests {
         // until it is written.
         let later = counter("web", &[(3_600_000, 0.0), (3_630_000, 10.0)]);
         let mut counts = Counts::default();
-        state.convert(&[later], by_workload(Unit::JoulesTotal), W, &mut counts);
+        state.convert(
+            &[later],
+            KEPT,
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
         state.delta(&[], W);
         let due = state.idle(0, 60_000);
         assert_eq!(named(&state, &due), [("api".into(), 0, 42.0)]);
@@ -737,6 +820,48 @@ mod tests {
             1,
             "written, then pruned: {:?}",
             state.snapshot().windows
+        );
+    }
+
+    #[test]
+    fn a_kept_resolution_is_reused_under_its_version_and_never_outlives_its_target() {
+        let mut state = State::default();
+        let mut counts = Counts::default();
+        let resolved = std::cell::Cell::new(0);
+        let resolve = |s: &Series| {
+            resolved.set(resolved.get() + 1);
+            by_workload(Unit::JoulesTotal)(s)
+        };
+        let api = |samples: &[(i64, f64)]| counter("api", samples);
+        state.convert(&[api(&[(0, 0.0)])], Some(1), resolve, W, &mut counts);
+        state.convert(&[api(&[(30_000, 30.0)])], Some(1), resolve, W, &mut counts);
+        assert_eq!(resolved.get(), 1, "kept under version 1");
+        state.convert(&[api(&[(45_000, 45.0)])], Some(2), resolve, W, &mut counts);
+        state.convert(&[api(&[(50_000, 50.0)])], None, resolve, W, &mut counts);
+        assert_eq!(
+            resolved.get(),
+            3,
+            "a new version, then a key that may not reuse"
+        );
+        // `api` took only a first sample: its target has no window and goes at the next prune,
+        // and `web`, new, takes the freed number. `api`'s next sample still counts for `api`.
+        let mut pruned = State::default();
+        pruned.convert(&[api(&[(0, 0.0)])], Some(1), resolve, W, &mut counts);
+        let db = counter("db", &[(60_000, 0.0), (75_000, 15.0)]);
+        pruned.convert(&[db], Some(1), resolve, W, &mut counts);
+        pruned.delta(&[], W);
+        let web = counter("web", &[(60_000, 0.0), (75_000, 15.0)]);
+        pruned.convert(&[web], Some(1), resolve, W, &mut counts);
+        assert_eq!(
+            pruned.target(0).unwrap().workload,
+            "web",
+            "took api's number"
+        );
+        let changed = pruned.convert(&[api(&[(90_000, 90.0)])], Some(1), resolve, W, &mut counts);
+        // 0 -> 90 s, 90 J: 60 J in the first window, 30 J in the second.
+        assert_eq!(
+            sums(&pruned, &changed),
+            [("api".into(), 0, 60.0), ("api".into(), 60_000, 30.0)]
         );
     }
 
@@ -753,6 +878,7 @@ mod tests {
         ];
         let changed = state.convert(
             &[series(&[("container_name", "api")], &samples)],
+            KEPT,
             by_workload(Unit::JoulesTotal),
             W,
             &mut counts,
@@ -779,6 +905,7 @@ mod tests {
                 &[("container_name", "api")],
                 &[(0, 5.0), (30_000, 2_000_000.0)],
             )],
+            KEPT,
             by_workload(Unit::Microwatts),
             W,
             &mut counts,
@@ -801,10 +928,10 @@ mod tests {
             ),
             series(&[("job", "other")], &[(0, 1.0)]),
         ];
-        let changed = state.convert(&batch, by_workload(Unit::JoulesTotal), W, &mut counts);
+        let changed = state.convert(&batch, KEPT, by_workload(Unit::JoulesTotal), W, &mut counts);
         assert_eq!(sums(&state, &changed), [("api".into(), 0, 120.0)]);
         assert_eq!(counts.samples_unmapped, 1);
-        let again = state.convert(&batch, by_workload(Unit::JoulesTotal), W, &mut counts);
+        let again = state.convert(&batch, KEPT, by_workload(Unit::JoulesTotal), W, &mut counts);
         assert!(again.is_empty());
         // The newest sample of each series is a duplicate; the ones before it are older than
         // the series' state (a retry cannot be told from a late sample): out of order.
@@ -831,13 +958,19 @@ mod tests {
             value: f64::NAN,
             start_ms: None,
         });
-        let changed = state.convert(&[s], by_workload(Unit::JoulesTotal), W, &mut counts);
+        let changed = state.convert(&[s], KEPT, by_workload(Unit::JoulesTotal), W, &mut counts);
         // Sorted by time, 30 s comes between: 0 -> 30 s adds 1 J, 60 s then adds 59 J.
         assert_eq!(sums(&state, &changed), [("api".into(), 0, 60.0)]);
         assert_eq!(counts.samples_ignored["stale_marker"], 1);
         assert_eq!(counts.samples_ignored["not_finite"], 1);
         let late = series(&[("container_name", "api")], &[(45_000, 50.0)]);
-        state.convert(&[late], by_workload(Unit::JoulesTotal), W, &mut counts);
+        state.convert(
+            &[late],
+            KEPT,
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
         assert_eq!(counts.samples_ignored["out_of_order"], 1);
     }
 
@@ -852,14 +985,20 @@ mod tests {
         s.delta = true;
         s.samples[0].start_ms = Some(0);
         // 0 -> 60 s: 120 J in [0, 60); then 60 -> 90 s (no start: since the previous point): 30 J.
-        let changed = state.convert(&[s.clone()], by_workload(Unit::JoulesTotal), W, &mut counts);
+        let changed = state.convert(
+            &[s.clone()],
+            KEPT,
+            by_workload(Unit::JoulesTotal),
+            W,
+            &mut counts,
+        );
         assert_eq!(
             sums(&state, &changed),
             [("api".into(), 0, 120.0), ("api".into(), 60_000, 30.0)]
         );
         assert!(
             state
-                .convert(&[s], by_workload(Unit::JoulesTotal), W, &mut counts)
+                .convert(&[s], KEPT, by_workload(Unit::JoulesTotal), W, &mut counts)
                 .is_empty(),
             "a resent export adds nothing"
         );
@@ -874,6 +1013,7 @@ mod tests {
                 &[("container_name", "api")],
                 &[(0, 0.0), (30_000, 30.0)],
             )],
+            KEPT,
             by_workload(Unit::JoulesTotal),
             W,
             &mut counts,
@@ -882,6 +1022,7 @@ mod tests {
         restored.apply(state.snapshot(), &mut Replay::default(), W);
         let changed = restored.convert(
             &[series(&[("container_name", "api")], &[(60_000, 60.0)])],
+            KEPT,
             by_workload(Unit::JoulesTotal),
             W,
             &mut counts,
@@ -910,7 +1051,7 @@ mod tests {
             let whole = {
                 let mut state = State::default();
                 let mut counts = Counts::default();
-                let changed = state.convert(&[series(&[("container_name", "a")], &samples)], by_workload(Unit::JoulesTotal), W, &mut counts);
+                let changed = state.convert(&[series(&[("container_name", "a")], &samples)], KEPT, by_workload(Unit::JoulesTotal), W, &mut counts);
                 resolved(&state, changed)
             };
             let mut state = State::default();
@@ -921,7 +1062,7 @@ mod tests {
                 batch.push(*sample);
                 if cuts[i % cuts.len()] || i == samples.len() - 1 {
                     for _ in 0..(1 + usize::from(resend)) {
-                        let changed = state.convert(&[series(&[("container_name", "a")], &batch)], by_workload(Unit::JoulesTotal), W, &mut counts);
+                        let changed = state.convert(&[series(&[("container_name", "a")], &batch)], KEPT, by_workload(Unit::JoulesTotal), W, &mut counts);
                         windows.extend(resolved(&state, changed));
                     }
                     batch.clear();

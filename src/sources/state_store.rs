@@ -363,7 +363,8 @@ mod tests {
         };
         let changed = state.convert(
             &[series],
-            |_, _| Resolution::Mapped {
+            None,
+            |_| Resolution::Mapped {
                 target: std::sync::Arc::new(target.clone()),
                 unit: Unit::JoulesTotal,
                 until_ms: None,
