@@ -159,9 +159,12 @@ async fn prepare<'a>(
     ctx.registry
         .mark_with_readings("telemetry", &sites, &customers)
         .await?;
-    let prepared = crate::storage::logged::blocking(frame)
-        .await
-        .and_then(LoggedTable::prepare)?;
+    let prepared = crate::storage::logged::blocking_request(move || {
+        frame()
+            .map_err(LoggedTableError::from)
+            .and_then(LoggedTable::prepare)
+    })
+    .await?;
     table.make_room().await?;
     Ok((table, prepared))
 }
