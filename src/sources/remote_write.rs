@@ -173,19 +173,11 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
     while let Some((number, value)) = fields.next_field()? {
         match (number, value) {
             (1, Value::Bytes(bytes)) => {
-                let mut label = fields.nested(bytes);
-                let (mut name, mut text_value): (&[u8], &[u8]) = (b"", b"");
-                while let Some((n, v)) = label.next_field()? {
-                    match (n, v) {
-                        (1, Value::Bytes(b)) => name = b,
-                        (2, Value::Bytes(b)) => text_value = b,
-                        (1 | 2, _) => {
-                            return Err(label.wrong_type("a label is two strings").into())
-                        }
-                        _ => {}
-                    }
-                }
-                labels.push(name, text_value);
+                let (name, value) = match short_label(bytes) {
+                    Some(label) => label,
+                    None => label(fields.nested(bytes))?,
+                };
+                labels.push(name, value);
             }
             (2, Value::Bytes(bytes)) => samples.push(sample(fields.nested(bytes))?),
             (1 | 2, _) => return Err(fields.wrong_type("labels and samples are messages").into()),
@@ -193,6 +185,34 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
         }
     }
     series(labels, samples)
+}
+
+/// A `Label`'s name and value.
+fn label(mut fields: Fields<'_>) -> Result<(&[u8], &[u8]), DecodeError> {
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+    while let Some((n, v)) = fields.next_field()? {
+        match (n, v) {
+            (1, Value::Bytes(b)) => name = b,
+            (2, Value::Bytes(b)) => value = b,
+            (1 | 2, _) => return Err(fields.wrong_type("a label is two strings").into()),
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+/// A `Label` as encoders write it, name then value, each shorter than 128 bytes (one-byte
+/// lengths), read without the field loop: labels are most of a request's messages. `None` for
+/// any other layout, which `label` reads.
+fn short_label(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let [0x0a, name_len @ 0..0x80, rest @ ..] = bytes else {
+        return None;
+    };
+    let (name, rest) = rest.split_at_checked(usize::from(*name_len))?;
+    let [0x12, value_len @ 0..0x80, value @ ..] = rest else {
+        return None;
+    };
+    (usize::from(*value_len) == value.len()).then_some((name, value))
 }
 
 #[cfg(test)]
@@ -301,6 +321,28 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever a label's bytes, the short reading agrees with the general one when it reads
+        /// them at all, and it reads every label of one-byte lengths.
+        #[test]
+        fn a_short_label_reads_as_the_general_reader_does(
+            name in proptest::collection::vec(any::<u8>(), 0..140),
+            value in proptest::collection::vec(any::<u8>(), 0..140),
+            damage in proptest::option::of((any::<usize>(), any::<u8>())),
+        ) {
+            let mut bytes = Vec::new();
+            encode::bytes(&mut bytes, 1, &name);
+            encode::bytes(&mut bytes, 2, &value);
+            if let Some((at, byte)) = damage {
+                let len = bytes.len();
+                bytes[at % len] ^= byte;
+            }
+            let general = label(Fields::new(&bytes)).ok();
+            match short_label(&bytes) {
+                Some(short) => prop_assert_eq!(Some(short), general),
+                None => prop_assert!(damage.is_some() || name.len() >= 128 || value.len() >= 128),
+            }
+        }
+
         /// Fuzz: any bytes, raw or as a snappy body, decode or fail, never panic.
         #[test]
         fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
