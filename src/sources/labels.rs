@@ -94,19 +94,17 @@ impl Builder {
 /// Appends a name or value with its separators replaced (each byte of theirs is a whole UTF-8
 /// character, so the rest stays as valid or invalid as it came).
 fn push_escaped(text: &mut Vec<u8>, part: &[u8]) {
-    let separator = |b: &u8| *b == NAME_END as u8 || *b == VALUE_END as u8;
-    // The separators differ only in their lowest bit; a fold without early exit vectorises.
-    let separated = part
-        .iter()
-        .fold(false, |found, &b| found | (b | 1 == NAME_END as u8));
-    if separated {
-        for b in part {
+    // The separators (0x1e, 0x1f) differ only in their lowest bit.
+    let separator = |b: u8| b | 1 == NAME_END as u8;
+    // A fold without early exit vectorises; names and values without separators are the rule.
+    if part.iter().fold(false, |found, &b| found | separator(b)) {
+        for &b in part {
             if separator(b) {
                 let mut utf8 = [0; 4];
                 let replacement = char::REPLACEMENT_CHARACTER.encode_utf8(&mut utf8);
                 text.extend_from_slice(replacement.as_bytes());
             } else {
-                text.push(*b);
+                text.push(b);
             }
         }
     } else {

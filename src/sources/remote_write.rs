@@ -86,7 +86,10 @@ pub fn decode_v2(raw: &[u8]) -> Result<Vec<Series>, DecodeError> {
                         refs.push(r);
                     }
                 }
-                (2, Value::Bytes(b)) => samples.push(sample(fields.nested(b))?),
+                (2, Value::Bytes(b)) => samples.push(match short_sample(b) {
+                    Some(sample) => sample,
+                    None => sample(fields.nested(b))?,
+                }),
                 _ => {}
             }
         }
@@ -128,6 +131,25 @@ fn sample(mut fields: Fields<'_>) -> Result<Sample, DecodeError> {
     Ok(Sample {
         timestamp_ms,
         value,
+        start_ms: None,
+    })
+}
+
+/// A `Sample` as encoders write it, value then timestamp, read without the field loop (a series
+/// sends one or a few a request). `None` for any other layout, which `sample` reads.
+fn short_sample(bytes: &[u8]) -> Option<Sample> {
+    let [0x09, rest @ ..] = bytes else {
+        return None;
+    };
+    let (value, rest) = rest.split_first_chunk::<8>()?;
+    let [0x10, timestamp @ ..] = rest else {
+        return None;
+    };
+    let mut varint = Fields::new(timestamp);
+    let timestamp_ms = varint.next_packed_varint().ok()??;
+    (varint.remaining() == 0).then_some(Sample {
+        timestamp_ms: timestamp_ms as i64,
+        value: f64::from_le_bytes(*value),
         start_ms: None,
     })
 }
@@ -179,7 +201,10 @@ fn time_series(mut fields: Fields<'_>) -> Result<Series, DecodeError> {
                 };
                 labels.push(name, value);
             }
-            (2, Value::Bytes(bytes)) => samples.push(sample(fields.nested(bytes))?),
+            (2, Value::Bytes(bytes)) => samples.push(match short_sample(bytes) {
+                Some(sample) => sample,
+                None => sample(fields.nested(bytes))?,
+            }),
             (1 | 2, _) => return Err(fields.wrong_type("labels and samples are messages").into()),
             _ => {}
         }
@@ -340,6 +365,29 @@ mod tests {
             match short_label(&bytes) {
                 Some(short) => prop_assert_eq!(Some(short), general),
                 None => prop_assert!(damage.is_some() || name.len() >= 128 || value.len() >= 128),
+            }
+        }
+
+        /// Likewise for a sample: the short reading agrees with the general one, and reads every
+        /// sample written value first, timestamp second.
+        #[test]
+        fn a_short_sample_reads_as_the_general_reader_does(
+            value in any::<f64>(),
+            timestamp in any::<i64>(),
+            damage in proptest::option::of((any::<usize>(), any::<u8>())),
+        ) {
+            let mut bytes = Vec::new();
+            encode::double(&mut bytes, 1, value);
+            encode::int(&mut bytes, 2, timestamp);
+            if let Some((at, byte)) = damage {
+                let len = bytes.len();
+                bytes[at % len] ^= byte;
+            }
+            let general = sample(Fields::new(&bytes)).ok();
+            let bits = |s: Option<Sample>| s.map(|s| (s.timestamp_ms, s.value.to_bits()));
+            match short_sample(&bytes) {
+                Some(short) => prop_assert_eq!(bits(Some(short)), bits(general)),
+                None => prop_assert!(damage.is_some()),
             }
         }
 
