@@ -99,7 +99,8 @@ impl<K: Hash + Eq + Clone, V> Interned<K, V> {
         }
     }
 
-    /// Keeps the keys `keep` accepts and frees the others' numbers.
+    /// Keeps the keys `keep` accepts (it may change their values as it goes) and frees the others'
+    /// numbers.
     pub fn retain(&mut self, mut keep: impl FnMut(u32, &mut V) -> bool) {
         for (id, slot) in self.slots.iter_mut().enumerate() {
             let Some(live) = slot else { continue };
