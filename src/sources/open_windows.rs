@@ -39,6 +39,14 @@ impl OpenWindows {
         &mut self.0[after - 1]
     }
 
+    fn get(&self, start_ms: i64) -> Option<&Open> {
+        self.0.iter().find(|w| w.start_ms == start_ms)
+    }
+
+    fn get_mut(&mut self, start_ms: i64) -> Option<&mut Open> {
+        self.0.iter_mut().find(|w| w.start_ms == start_ms)
+    }
+
     /// Adds `joules` to a window; true when that is its first change since `untouch`.
     pub(super) fn add(&mut self, start_ms: i64, joules: f64) -> bool {
         let open = self.at(start_ms);
@@ -48,16 +56,13 @@ impl OpenWindows {
 
     /// A touched window's sum, now reported.
     pub(super) fn untouch(&mut self, start_ms: i64) -> Option<f64> {
-        let open = self.0.iter_mut().find(|w| w.start_ms == start_ms)?;
+        let open = self.get_mut(start_ms)?;
         open.touched = false;
         Some(open.joules)
     }
 
     pub(super) fn joules(&self, start_ms: i64) -> Option<f64> {
-        self.0
-            .iter()
-            .find(|w| w.start_ms == start_ms)
-            .map(|w| w.joules)
+        self.get(start_ms).map(|w| w.joules)
     }
 
     /// Sets a window's sum as replayed from the log: it is written again at the first chance.
@@ -69,7 +74,7 @@ impl OpenWindows {
 
     /// Notes that a window changed at `now_ms`, unless it already waited since earlier.
     pub(super) fn changed(&mut self, start_ms: i64, now_ms: i64) {
-        if let Some(open) = self.0.iter_mut().find(|w| w.start_ms == start_ms) {
+        if let Some(open) = self.get_mut(start_ms) {
             open.unwritten_since.get_or_insert(now_ms);
         }
     }
